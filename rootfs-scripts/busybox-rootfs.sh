@@ -1,0 +1,56 @@
+#!/bin/sh
+# Build a busybox rootfs offline from Debian's busybox-static package:
+# only the package registry is contacted (apt-get download), nothing else.
+#
+#   rootfs-scripts/busybox-rootfs.sh [DIR]      (default ./rootfs)
+#
+# Idempotent: running it again refreshes the same tree. The .deb is kept in
+# $TOYBOX_CACHE (default ~/.cache/toybox) so later runs need no network.
+set -eu
+
+out=${1:-./rootfs}
+cache=${TOYBOX_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/toybox}
+mkdir -p "$cache"
+
+deb=$(ls "$cache"/busybox-static_*.deb 2>/dev/null | head -n 1 || true)
+if [ -z "$deb" ]; then
+    (cd "$cache" && apt-get -o APT::Sandbox::User=root download busybox-static >/dev/null) || {
+        echo "busybox-rootfs: apt-get download busybox-static failed (run apt-get update first?)" >&2
+        exit 1
+    }
+    deb=$(ls "$cache"/busybox-static_*.deb | head -n 1)
+fi
+
+unpacked=$(mktemp -d)
+trap 'rm -rf "$unpacked"' EXIT
+dpkg-deb -x "$deb" "$unpacked"
+
+mkdir -p "$out"
+for dir in bin sbin usr/bin usr/sbin etc root home/user dev proc sys tmp var/tmp; do
+    mkdir -p "$out/$dir"
+done
+chmod 1777 "$out/tmp" "$out/var/tmp"
+chmod 0700 "$out/root"
+
+cp "$unpacked/bin/busybox" "$out/bin/busybox"
+chmod 0755 "$out/bin/busybox"
+# One relative link per applet, so the links resolve inside the container.
+"$out/bin/busybox" --list-full | while read -r applet; do
+    case "$applet" in bin/busybox | linuxrc) continue ;; esac
+    up=$(dirname "$applet" | sed 's|[^/][^/]*|..|g')
+    ln -sfn "$up/bin/busybox" "$out/$applet"
+done
+
+cat > "$out/etc/passwd" <<'PASSWD'
+root:x:0:0:root:/root:/bin/sh
+user:x:1000:1000:user:/home/user:/bin/sh
+nobody:x:65534:65534:nobody:/nonexistent:/bin/false
+PASSWD
+cat > "$out/etc/group" <<'GROUP'
+root:x:0:
+user:x:1000:
+nogroup:x:65534:
+GROUP
+chown 1000:1000 "$out/home/user" 2>/dev/null || true
+
+echo "busybox rootfs ready in $out ($("$out/bin/busybox" | head -n 1 | cut -d' ' -f1-2))"
