@@ -13,7 +13,7 @@ use std::ffi::CString;
 use std::fmt;
 use std::fs;
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -25,7 +25,7 @@ use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sched::{CloneFlags, clone, unshare};
 use nix::sys::resource::{Resource, setrlimit};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
-use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockType, recv, socketpair};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{Gid, Pid, Uid, chdir, execve, pivot_root, read, sethostname, write};
 use nix::unistd::{setgroups, setresgid, setresuid};
@@ -163,9 +163,13 @@ fn parse_args() -> Result<Args> {
             let _ = e.print(); // --help or --version
             std::process::exit(0);
         }
+        // One line: clap's message up to its usage hint.
         let message = e.to_string();
-        let first_line = message.lines().next().unwrap_or("invalid arguments");
-        let what = first_line.trim_start_matches("error: ").to_string();
+        let lines = message
+            .lines()
+            .take_while(|l| !l.is_empty() && !l.starts_with("Usage:"));
+        let what = lines.map(str::trim).collect::<Vec<_>>().join(" ");
+        let what = what.trim_start_matches("error: ");
         fail(
             "arguments",
             format!("{what} (see toybox --help)"),
@@ -627,10 +631,10 @@ fn child_stages(
 ) -> Result<std::convert::Infallible> {
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(mask), None)
         .stage("signals", "restore signal mask")?;
-    die_with_parent()?;
     progress.stage("hostname", || set_hostname(hostname))?;
     progress.stage("mounts", || setup_mounts(&args.mount))?;
     progress.stage("user namespace", || enter_user_namespace(sock, args.uid))?;
+    die_with_parent(sock)?;
     progress.stage("capabilities", drop_capabilities)?;
     progress.stage("seccomp", load_seccomp_filter)?;
     progress.note("execve");
@@ -638,10 +642,19 @@ fn child_stages(
 }
 
 /// If toybox is killed outright (SIGKILL), the container goes with it
-/// (PR_SET_PDEATHSIG, prctl(2)). Should toybox die before this line runs,
-/// the handshake reads EOF and the child stops there.
-fn die_with_parent() -> Result<()> {
-    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).stage("clone", "prctl(PR_SET_PDEATHSIG)")
+/// (PR_SET_PDEATHSIG, prctl(2)). Set after the uid change, which clears it.
+/// Should toybox have died already, its end of the socket reads as EOF.
+fn die_with_parent(sock: &OwnedFd) -> Result<()> {
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).stage("clone", "prctl(PR_SET_PDEATHSIG)")?;
+    let mut byte = [0u8];
+    match recv(sock.as_raw_fd(), &mut byte, MsgFlags::MSG_DONTWAIT) {
+        Err(Errno::EAGAIN) => Ok(()),
+        _ => Err(fail(
+            "clone",
+            "toybox exited before the container started",
+            125,
+        )),
+    }
 }
 
 /// Only this UTS namespace sees the new name (uts_namespaces(7)).

@@ -1,0 +1,40 @@
+# toybox — the two commands the README promises:
+#   sudo make shell   install build dependencies, build toybox and a busybox rootfs, open /bin/sh in a container
+#   sudo make test    the whole test suite (it runs real containers, so as root)
+
+# sudo resets PATH; find the invoking user's rustup cargo too.
+CARGO ?= $(shell command -v cargo 2>/dev/null || \
+	ls $(HOME)/.cargo/bin/cargo $$(getent passwd "$(SUDO_USER)" | cut -d: -f6)/.cargo/bin/cargo 2>/dev/null | head -n 1)
+ROOTFS ?= ./rootfs
+
+.PHONY: all deps build rootfs shell test lint clean
+
+all: build rootfs
+
+# Debian/Ubuntu packages: libseccomp-dev for syscallz, gcc for the static test
+# probe, util-linux for setpriv in the tests, qemu and cpio for the VM lab.
+deps:
+	@if ! dpkg -s libseccomp-dev gcc libc6-dev pkg-config util-linux >/dev/null 2>&1; then \
+		apt-get update -qq && apt-get install -y -qq libseccomp-dev gcc libc6-dev pkg-config util-linux; fi
+	@test -n "$(CARGO)" || { echo "make: cargo not found: install Rust 1.85+ (https://rustup.rs)" >&2; exit 1; }
+
+build: deps
+	$(CARGO) build --release --bins
+	cp target/release/toybox ./toybox
+
+rootfs:
+	rootfs-scripts/busybox-rootfs.sh $(ROOTFS)
+
+shell: build rootfs
+	./toybox -u 0 -m $(ROOTFS) -c /bin/sh
+
+test: deps
+	$(CARGO) test --release
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+clean:
+	$(CARGO) clean
+	rm -rf ./toybox $(ROOTFS)
