@@ -61,12 +61,7 @@ impl fmt::Display for Error {
 
 fn fail(stage: &'static str, what: impl Into<String>, exit_code: i32) -> Error {
     let what = what.into();
-    Error {
-        stage,
-        what,
-        cause: String::new(),
-        exit_code,
-    }
+    Error { stage, what, cause: String::new(), exit_code }
 }
 
 /// Attach the stage and the attempted action to any OS error.
@@ -165,16 +160,10 @@ fn parse_args() -> Result<Args> {
         }
         // One line: clap's message up to its usage hint.
         let message = e.to_string();
-        let lines = message
-            .lines()
-            .take_while(|l| !l.is_empty() && !l.starts_with("Usage:"));
+        let lines = message.lines().take_while(|l| !l.is_empty() && !l.starts_with("Usage:"));
         let what = lines.map(str::trim).collect::<Vec<_>>().join(" ");
         let what = what.trim_start_matches("error: ");
-        fail(
-            "arguments",
-            format!("{what} (see toybox --help)"),
-            EXIT_TOYBOX_FAILED,
-        )
+        fail("arguments", format!("{what} (see toybox --help)"), EXIT_TOYBOX_FAILED)
     })
 }
 
@@ -219,9 +208,7 @@ fn main() {
 
 fn run() -> Result<i32> {
     let args = parse_args()?;
-    let progress = Progress {
-        verbose: args.verbose,
-    };
+    let progress = Progress { verbose: args.verbose };
     progress.stage("checks", || check_host(&args))?;
     let hostname = random_hostname();
     progress.note(&format!("hostname {hostname}"));
@@ -229,13 +216,10 @@ fn run() -> Result<i32> {
     let _cgroups = progress.stage("cgroups", || create_cgroups(&hostname))?;
     progress.stage("rlimits", set_rlimits)?;
     let signals = block_signals()?;
-    let mut container = progress.stage("clone", || {
-        clone_child(&args, &hostname, &child_sock, &signals, progress)
-    })?;
+    let mut container = progress
+        .stage("clone", || clone_child(&args, &hostname, &child_sock, &signals, progress))?;
     drop(child_sock); // so a dead child reads as EOF on our end
-    progress.stage("uid map", || {
-        handle_child_uid_map(container.pid, &parent_sock)
-    })?;
+    progress.stage("uid map", || handle_child_uid_map(container.pid, &parent_sock))?;
     let status = wait_for_child(&mut container, &signals.forwarded)?;
     progress.note(&format!("exit status {status}"));
     Ok(status)
@@ -266,10 +250,7 @@ fn check_host(args: &Args) -> Result<()> {
     }
     check_kernel()?;
     if args.uid >= USERNS_COUNT {
-        let what = format!(
-            "uid {} is outside the mapped range 0..{USERNS_COUNT}",
-            args.uid
-        );
+        let what = format!("uid {} is outside the mapped range 0..{USERNS_COUNT}", args.uid);
         return Err(fail("checks", what, EXIT_TOYBOX_FAILED));
     }
     let rootfs = &args.mount;
@@ -281,11 +262,7 @@ fn check_host(args: &Args) -> Result<()> {
     let resolved =
         fs::canonicalize(rootfs).stage("checks", format!("resolve {}", rootfs.display()))?;
     if resolved == Path::new("/") {
-        return Err(fail(
-            "checks",
-            "rootfs is /: that is the host, not a container",
-            125,
-        ));
+        return Err(fail("checks", "rootfs is /: that is the host, not a container", 125));
     }
     check_command(&resolved, &args.command[0])
 }
@@ -299,9 +276,7 @@ fn check_kernel() -> Result<()> {
         return Err(fail("checks", what, EXIT_TOYBOX_FAILED));
     }
     let release = uts.release().to_string_lossy();
-    let mut numbers = release
-        .split(|c: char| !c.is_ascii_digit())
-        .map(|n| n.parse().unwrap_or(0));
+    let mut numbers = release.split(|c: char| !c.is_ascii_digit()).map(|n| n.parse().unwrap_or(0));
     let version = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
     if version < MIN_KERNEL {
         let (major, minor) = MIN_KERNEL;
@@ -325,10 +300,7 @@ fn check_command(rootfs: &Path, command: &str) -> Result<()> {
     let executable =
         meta.is_symlink() || (meta.is_file() && meta.permissions().mode() & 0o111 != 0);
     if !executable {
-        let what = format!(
-            "command {command} in {} is not an executable file",
-            rootfs.display()
-        );
+        let what = format!("command {command} in {} is not an executable file", rootfs.display());
         return Err(fail("checks", what, EXIT_CANNOT_EXECUTE));
     }
     Ok(())
@@ -378,45 +350,15 @@ const GIB: &str = "1073741824";
 
 /// contained.c's table, cgroup v1 file names. The memsw line makes swap count
 /// toward the 1 GiB (memory+swap), so swap cannot stretch the limit.
-/// `required: false` marks files that some kernels no longer have: kmem limits
+/// `optional` marks files that some kernels no longer have: kmem limits
 /// went away in 6.x kernels' memory controller, blkio.weight with CFQ in 5.0.
 const CGROUP_V1_SETTINGS: &[CgroupSetting] = &[
-    CgroupSetting {
-        controller: "memory",
-        file: "memory.limit_in_bytes",
-        value: GIB,
-        required: true,
-    },
-    CgroupSetting {
-        controller: "memory",
-        file: "memory.memsw.limit_in_bytes",
-        value: GIB,
-        required: false,
-    },
-    CgroupSetting {
-        controller: "memory",
-        file: "memory.kmem.limit_in_bytes",
-        value: GIB,
-        required: false,
-    },
-    CgroupSetting {
-        controller: "cpu",
-        file: "cpu.shares",
-        value: "256",
-        required: true,
-    },
-    CgroupSetting {
-        controller: "pids",
-        file: "pids.max",
-        value: "64",
-        required: true,
-    },
-    CgroupSetting {
-        controller: "blkio",
-        file: "blkio.weight",
-        value: "50",
-        required: false,
-    },
+    required("memory", "memory.limit_in_bytes", GIB),
+    optional("memory", "memory.memsw.limit_in_bytes", GIB),
+    optional("memory", "memory.kmem.limit_in_bytes", GIB),
+    required("cpu", "cpu.shares", "256"),
+    required("pids", "pids.max", "64"),
+    optional("blkio", "blkio.weight", "50"),
 ];
 
 struct CgroupSetting {
@@ -424,6 +366,22 @@ struct CgroupSetting {
     file: &'static str,
     value: &'static str,
     required: bool,
+}
+
+const fn required(
+    controller: &'static str,
+    file: &'static str,
+    value: &'static str,
+) -> CgroupSetting {
+    CgroupSetting { controller, file, value, required: true }
+}
+
+const fn optional(
+    controller: &'static str,
+    file: &'static str,
+    value: &'static str,
+) -> CgroupSetting {
+    CgroupSetting { controller, file, value, required: false }
 }
 
 /// The groups toybox made; dropping this moves toybox out and removes them.
@@ -495,18 +453,10 @@ impl Drop for Cgroups {
         for (parent, group) in self.groups.iter().rev() {
             let procs = parent.join("cgroup.procs");
             if let Err(e) = fs::write(&procs, "0") {
-                eprintln!(
-                    "toybox: cleanup: write {}: {}",
-                    procs.display(),
-                    e.describe()
-                );
+                eprintln!("toybox: cleanup: write {}: {}", procs.display(), e.describe());
             }
             if let Err(e) = fs::remove_dir(group) {
-                eprintln!(
-                    "toybox: cleanup: rmdir {}: {}",
-                    group.display(),
-                    e.describe()
-                );
+                eprintln!("toybox: cleanup: rmdir {}: {}", group.display(), e.describe());
             }
         }
     }
@@ -540,10 +490,7 @@ fn block_signals() -> Result<Signals> {
     let mut original = SigSet::empty();
     sigprocmask(SigmaskHow::SIG_BLOCK, Some(&forwarded), Some(&mut original))
         .stage("signals", "sigprocmask(SIG_BLOCK)")?;
-    Ok(Signals {
-        forwarded,
-        original,
-    })
+    Ok(Signals { forwarded, original })
 }
 
 /// The container's first process, killed and reaped on drop unless it has
@@ -586,18 +533,8 @@ fn clone_child(
     let child = Box::new(|| run_child(args, hostname, sock, &signals.original, progress));
     // SAFETY: without CLONE_VM the child gets its own copy of memory, as with
     // fork(2); it only runs `run_child` and then execs or exits.
-    let pid = unsafe {
-        clone(
-            child,
-            &mut stack,
-            namespace_flags(),
-            Some(Signal::SIGCHLD as i32),
-        )
-    }
-    .stage(
-        "clone",
-        "clone(CLONE_NEWNS|NEWCGROUP|NEWPID|NEWIPC|NEWNET|NEWUTS)",
-    )?;
+    let pid = unsafe { clone(child, &mut stack, namespace_flags(), Some(Signal::SIGCHLD as i32)) }
+        .stage("clone", "clone(CLONE_NEWNS|NEWCGROUP|NEWPID|NEWIPC|NEWNET|NEWUTS)")?;
     Ok(Container { pid, reaped: false })
 }
 
@@ -649,11 +586,7 @@ fn die_with_parent(sock: &OwnedFd) -> Result<()> {
     let mut byte = [0u8];
     match recv(sock.as_raw_fd(), &mut byte, MsgFlags::MSG_DONTWAIT) {
         Err(Errno::EAGAIN) => Ok(()),
-        _ => Err(fail(
-            "clone",
-            "toybox exited before the container started",
-            125,
-        )),
+        _ => Err(fail("clone", "toybox exited before the container started", 125)),
     }
 }
 
@@ -671,14 +604,8 @@ fn setup_mounts(rootfs: &Path) -> Result<()> {
     let none: Option<&str> = None;
     mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none)
         .stage("mounts", "mount / MS_REC|MS_PRIVATE")?;
-    mount(
-        Some(rootfs),
-        rootfs,
-        none,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        none,
-    )
-    .stage("mounts", format!("bind mount {}", rootfs.display()))?;
+    mount(Some(rootfs), rootfs, none, MsFlags::MS_BIND | MsFlags::MS_REC, none)
+        .stage("mounts", format!("bind mount {}", rootfs.display()))?;
     chdir(rootfs).stage("mounts", format!("chdir {}", rootfs.display()))?;
     pivot_root(".", ".").stage("mounts", format!("pivot_root({}, .)", rootfs.display()))?;
     umount2(".", MntFlags::MNT_DETACH).stage("mounts", "umount2(old root, MNT_DETACH)")?;
@@ -705,11 +632,7 @@ fn enter_user_namespace(sock: &OwnedFd, uid: u32) -> Result<()> {
     let mut answer = [1u8];
     let n = read(sock, &mut answer).stage("user namespace", "read from parent")?;
     if n != 1 || answer[0] != 0 {
-        return Err(fail(
-            "user namespace",
-            "the parent could not write the uid/gid maps",
-            125,
-        ));
+        return Err(fail("user namespace", "the parent could not write the uid/gid maps", 125));
     }
     let (uid, gid) = (Uid::from_raw(uid), Gid::from_raw(uid));
     setgroups(&[gid]).stage("user namespace", format!("setgroups([{gid}])"))?;
@@ -813,11 +736,7 @@ const EPERM: i32 = libc::EPERM;
 const ENOSYS: i32 = libc::ENOSYS;
 
 const fn rule(syscall: Syscall, errno: i32, when: &'static [(u32, u64, u64)]) -> SeccompRule {
-    SeccompRule {
-        syscall,
-        errno,
-        when,
-    }
+    SeccompRule { syscall, errno, when }
 }
 
 /// contained.c's list, then what kernels since 4.6 added that reaches the same
@@ -831,11 +750,7 @@ const SECCOMP_RULES: &[SeccompRule] = &[
     rule(Syscall::fchmodat, EPERM, &[(2, S_ISUID, S_ISUID)]),
     rule(Syscall::fchmodat, EPERM, &[(2, S_ISGID, S_ISGID)]),
     // A nested user namespace gives back every capability dropped here.
-    rule(
-        Syscall::unshare,
-        EPERM,
-        &[(0, CLONE_NEWUSER, CLONE_NEWUSER)],
-    ),
+    rule(Syscall::unshare, EPERM, &[(0, CLONE_NEWUSER, CLONE_NEWUSER)]),
     rule(Syscall::clone, EPERM, &[(0, CLONE_NEWUSER, CLONE_NEWUSER)]),
     // TIOCSTI pushes keystrokes into the terminal outside. Matched exactly:
     // contained.c's masked match also hit TIOCGWINSZ and FIONREAD.
@@ -856,46 +771,14 @@ const SECCOMP_RULES: &[SeccompRule] = &[
     // Leaks kernel addresses and has had many exploitable bugs.
     rule(Syscall::perf_event_open, EPERM, &[]),
     // --- Since 2016. A setuid/setgid file can also be made at creation time.
-    rule(
-        Syscall::open,
-        EPERM,
-        &[(1, O_CREAT, O_CREAT), (2, S_ISUID, S_ISUID)],
-    ),
-    rule(
-        Syscall::open,
-        EPERM,
-        &[(1, O_CREAT, O_CREAT), (2, S_ISGID, S_ISGID)],
-    ),
-    rule(
-        Syscall::open,
-        EPERM,
-        &[(1, O_TMPFILE, O_TMPFILE), (2, S_ISUID, S_ISUID)],
-    ),
-    rule(
-        Syscall::open,
-        EPERM,
-        &[(1, O_TMPFILE, O_TMPFILE), (2, S_ISGID, S_ISGID)],
-    ),
-    rule(
-        Syscall::openat,
-        EPERM,
-        &[(2, O_CREAT, O_CREAT), (3, S_ISUID, S_ISUID)],
-    ),
-    rule(
-        Syscall::openat,
-        EPERM,
-        &[(2, O_CREAT, O_CREAT), (3, S_ISGID, S_ISGID)],
-    ),
-    rule(
-        Syscall::openat,
-        EPERM,
-        &[(2, O_TMPFILE, O_TMPFILE), (3, S_ISUID, S_ISUID)],
-    ),
-    rule(
-        Syscall::openat,
-        EPERM,
-        &[(2, O_TMPFILE, O_TMPFILE), (3, S_ISGID, S_ISGID)],
-    ),
+    rule(Syscall::open, EPERM, &[(1, O_CREAT, O_CREAT), (2, S_ISUID, S_ISUID)]),
+    rule(Syscall::open, EPERM, &[(1, O_CREAT, O_CREAT), (2, S_ISGID, S_ISGID)]),
+    rule(Syscall::open, EPERM, &[(1, O_TMPFILE, O_TMPFILE), (2, S_ISUID, S_ISUID)]),
+    rule(Syscall::open, EPERM, &[(1, O_TMPFILE, O_TMPFILE), (2, S_ISGID, S_ISGID)]),
+    rule(Syscall::openat, EPERM, &[(2, O_CREAT, O_CREAT), (3, S_ISUID, S_ISUID)]),
+    rule(Syscall::openat, EPERM, &[(2, O_CREAT, O_CREAT), (3, S_ISGID, S_ISGID)]),
+    rule(Syscall::openat, EPERM, &[(2, O_TMPFILE, O_TMPFILE), (3, S_ISUID, S_ISUID)]),
+    rule(Syscall::openat, EPERM, &[(2, O_TMPFILE, O_TMPFILE), (3, S_ISGID, S_ISGID)]),
     rule(Syscall::creat, EPERM, &[(1, S_ISUID, S_ISUID)]),
     rule(Syscall::creat, EPERM, &[(1, S_ISGID, S_ISGID)]),
     rule(Syscall::mknod, EPERM, &[(1, S_ISUID, S_ISUID)]),
@@ -958,10 +841,7 @@ fn deny_fchmodat2() -> Result<()> {
         insn(ret, 0, 0, libc::SECCOMP_RET_ERRNO | ENOSYS as u32),
         insn(ret, 0, 0, libc::SECCOMP_RET_ALLOW),
     ];
-    let fprog = libc::sock_fprog {
-        len: program.len() as u16,
-        filter: program.as_ptr() as *mut _,
-    };
+    let fprog = libc::sock_fprog { len: program.len() as u16, filter: program.as_ptr() as *mut _ };
     // SAFETY: fprog points at `program`, which outlives the call; the kernel copies it.
     let rc = unsafe { libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &fprog) };
     if rc != 0 {
@@ -977,27 +857,12 @@ fn exec_command(command: &[String]) -> Result<std::convert::Infallible> {
         .iter()
         .map(|arg| CString::new(arg.as_bytes()))
         .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|_| {
-            fail(
-                "execve",
-                "an argument contains a NUL byte",
-                EXIT_TOYBOX_FAILED,
-            )
-        })?;
+        .map_err(|_| fail("execve", "an argument contains a NUL byte", EXIT_TOYBOX_FAILED))?;
     let env: [CString; 0] = [];
     let Err(errno) = execve(&argv[0], &argv, &env);
-    let exit_code = if errno == Errno::ENOENT {
-        EXIT_NOT_FOUND
-    } else {
-        EXIT_CANNOT_EXECUTE
-    };
+    let exit_code = if errno == Errno::ENOENT { EXIT_NOT_FOUND } else { EXIT_CANNOT_EXECUTE };
     let what = format!("execve {}", command[0]);
-    Err(Error {
-        stage: "execve",
-        what,
-        cause: errno.describe(),
-        exit_code,
-    })
+    Err(Error { stage: "execve", what, cause: errno.describe(), exit_code })
 }
 
 // ---------------------------------------------------------------------------
@@ -1045,9 +910,7 @@ fn wait_for_signal(signals: &SigSet, timeout: Option<Duration>) -> Result<Option
         tv_sec: t.as_secs() as libc::time_t,
         tv_nsec: t.subsec_nanos() as libc::c_long,
     });
-    let timespec_ptr = timespec
-        .as_ref()
-        .map_or(std::ptr::null(), |t| t as *const _);
+    let timespec_ptr = timespec.as_ref().map_or(std::ptr::null(), |t| t as *const _);
     loop {
         // SAFETY: the set and timespec are valid for the call; siginfo may be null.
         let rc =

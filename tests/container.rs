@@ -44,9 +44,7 @@ const DROPPED_CAPS: [(u32, &str); 20] = [
 
 /// What contained.c keeps; with everything newer dropped, root's bounding set
 /// is exactly these.
-const KEPT_CAPS: [u32; 18] = [
-    0, 1, 3, 5, 6, 7, 8, 9, 10, 11, 12, 13, 15, 18, 19, 20, 26, 28,
-];
+const KEPT_CAPS: [u32; 18] = [0, 1, 3, 5, 6, 7, 8, 9, 10, 11, 12, 13, 15, 18, 19, 20, 26, 28];
 
 // ---------------------------------------------------------------------------
 // The lab: a test rootfs with the probe, a host file the container must not
@@ -71,23 +69,22 @@ fn setup_lab() -> Result<Lab, String> {
     let probe = rootfs.join("probe");
     let source = repo_root().join("tests/probe/probe.c");
     run_setup(
-        Command::new("cc")
-            .args(["-static", "-O2", "-o"])
-            .arg(&probe)
-            .arg(&source)
-            .arg("-lpthread"),
+        Command::new("cc").args(["-static", "-O2", "-o"]).arg(&probe).arg(&source).arg("-lpthread"),
     )?;
     // A file the container cannot execute, for the 126 test.
     let text = rootfs.join("not-executable");
     fs::write(&text, "just text\n").map_err(|e| format!("write {}: {e}", text.display()))?;
     fs::set_permissions(&text, fs::Permissions::from_mode(0o644)).map_err(|e| e.to_string())?;
+    // A link that passes the early check but fails execve inside: the child
+    // fails half-way, after its namespaces, mounts and handshake.
+    let dangling = rootfs.join("dangling");
+    if fs::symlink_metadata(&dangling).is_err() {
+        std::os::unix::fs::symlink("/no/such/target", &dangling).map_err(|e| e.to_string())?;
+    }
     let host_marker = target.join("host-marker");
     fs::write(&host_marker, "host\n")
         .map_err(|e| format!("write {}: {e}", host_marker.display()))?;
-    Ok(Lab {
-        rootfs,
-        host_marker,
-    })
+    Ok(Lab { rootfs, host_marker })
 }
 
 fn run_setup(command: &mut Command) -> Outcome {
@@ -131,11 +128,7 @@ fn take_snapshot(lab: &Lab) -> Snapshot {
     let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let mounts = mountinfo.lines().map(str::to_string).collect();
     let tmp = fs::read_dir("/tmp")
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.path().display().to_string())
-                .collect()
-        })
+        .map(|d| d.flatten().map(|e| e.path().display().to_string()).collect())
         .unwrap_or_default();
     let mut rootfs = BTreeSet::new();
     walk_dirs(&lab.rootfs, false, &mut rootfs);
@@ -150,19 +143,10 @@ fn take_snapshot(lab: &Lab) -> Snapshot {
         let ns = fs::read_link(entry.path().join("ns/pid")).ok();
         if ns.is_some() && ns != own_ns {
             let cmdline = fs::read_to_string(entry.path().join("cmdline")).unwrap_or_default();
-            foreign_pid_ns.insert(format!(
-                "pid {name} ({})",
-                cmdline.replace('\0', " ").trim()
-            ));
+            foreign_pid_ns.insert(format!("pid {name} ({})", cmdline.replace('\0', " ").trim()));
         }
     }
-    Snapshot {
-        cgroups,
-        mounts,
-        tmp,
-        rootfs,
-        foreign_pid_ns,
-    }
+    Snapshot { cgroups, mounts, tmp, rootfs, foreign_pid_ns }
 }
 
 /// The things present now that were not before.
@@ -195,24 +179,16 @@ impl Run {
     /// The value of the first `key value` line the probe printed.
     fn value(&self, key: &str) -> Option<&str> {
         let prefix = format!("{key} ");
-        self.stdout
-            .lines()
-            .find_map(|line| line.strip_prefix(&prefix))
+        self.stdout.lines().find_map(|line| line.strip_prefix(&prefix))
     }
 
     fn values(&self, key: &str) -> Vec<&str> {
         let prefix = format!("{key} ");
-        self.stdout
-            .lines()
-            .filter_map(|line| line.strip_prefix(&prefix))
-            .collect()
+        self.stdout.lines().filter_map(|line| line.strip_prefix(&prefix)).collect()
     }
 
     fn describe(&self) -> String {
-        format!(
-            "exit {:?}\nstdout:\n{}stderr:\n{}",
-            self.code, self.stdout, self.stderr
-        )
+        format!("exit {:?}\nstdout:\n{}stderr:\n{}", self.code, self.stdout, self.stderr)
     }
 }
 
@@ -222,17 +198,12 @@ fn toybox_command(lab: &Lab, args: &[&str]) -> Command {
         command.arg("-m").arg(&lab.rootfs);
     }
     command.args(args);
-    command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     command
 }
 
 fn finish(child: Child) -> Result<Run, String> {
-    let output = child
-        .wait_with_output()
-        .map_err(|e| format!("wait for toybox: {e}"))?;
+    let output = child.wait_with_output().map_err(|e| format!("wait for toybox: {e}"))?;
     Ok(Run {
         code: exit_code(output.status),
         stdout: String::from_utf8_lossy(&output.stdout).to_string(),
@@ -247,9 +218,7 @@ fn exit_code(status: ExitStatus) -> Option<i32> {
 /// Run toybox to completion and check that it left nothing behind.
 fn toybox(lab: &Lab, args: &[&str]) -> Result<Run, String> {
     let before = take_snapshot(lab);
-    let child = toybox_command(lab, args)
-        .spawn()
-        .map_err(|e| format!("spawn toybox: {e}"))?;
+    let child = toybox_command(lab, args).spawn().map_err(|e| format!("spawn toybox: {e}"))?;
     let run = finish(child)?;
     expect_nothing_left(lab, &before, &run)?;
     Ok(run)
@@ -288,32 +257,18 @@ fn start_waiting(lab: &Lab, args: &[&str]) -> Result<Running, String> {
     if line.trim() != "ready" {
         let _ = child.kill();
         let run = finish(child)?;
-        return Err(format!(
-            "container did not start: got {line:?}\n{}",
-            run.describe()
-        ));
+        return Err(format!("container did not start: got {line:?}\n{}", run.describe()));
     }
     let children = format!("/proc/{0}/task/{0}/children", child.id());
     let pid = fs::read_to_string(&children).map_err(|e| format!("read {children}: {e}"))?;
-    let pid = pid
-        .trim()
-        .parse()
-        .map_err(|_| format!("{children}: {pid:?}"))?;
-    Ok(Running {
-        child,
-        before,
-        pid,
-        stdout,
-    })
+    let pid = pid.trim().parse().map_err(|_| format!("{children}: {pid:?}"))?;
+    Ok(Running { child, before, pid, stdout })
 }
 
 fn stop_waiting(lab: &Lab, mut running: Running) -> Result<Run, String> {
     drop(running.child.stdin.take()); // EOF: the probe exits 0
     let mut rest = String::new();
-    running
-        .stdout
-        .read_to_string(&mut rest)
-        .map_err(|e| e.to_string())?;
+    running.stdout.read_to_string(&mut rest).map_err(|e| e.to_string())?;
     let mut run = finish(running.child)?;
     run.stdout = rest;
     expect_nothing_left(lab, &running.before, &run)?;
@@ -329,9 +284,7 @@ fn expect(condition: bool, message: impl FnOnce() -> String) -> Outcome {
 }
 
 fn expect_code(run: &Run, code: i32) -> Outcome {
-    expect(run.code == Some(code), || {
-        format!("expected exit {code}\n{}", run.describe())
-    })
+    expect(run.code == Some(code), || format!("expected exit {code}\n{}", run.describe()))
 }
 
 fn expect_value(run: &Run, key: &str, want: &str) -> Outcome {
@@ -347,19 +300,12 @@ fn expect_one_line_error(run: &Run, code: i32, needle: &str) -> Outcome {
     let lines: Vec<&str> = run.stderr.lines().collect();
     expect(
         lines.len() == 1 && lines[0].starts_with("toybox: ") && lines[0].contains(needle),
-        || {
-            format!(
-                "expected one error line containing {needle:?}\n{}",
-                run.describe()
-            )
-        },
+        || format!("expected one error line containing {needle:?}\n{}", run.describe()),
     )
 }
 
 fn hex(run: &Run, key: &str) -> Result<u64, String> {
-    let value = run
-        .value(key)
-        .ok_or_else(|| format!("no {key}\n{}", run.describe()))?;
+    let value = run.value(key).ok_or_else(|| format!("no {key}\n{}", run.describe()))?;
     u64::from_str_radix(value, 16).map_err(|e| format!("{key} {value}: {e}"))
 }
 
@@ -374,20 +320,14 @@ fn pid_1_and_own_hostname(lab: &Lab) -> Outcome {
     expect_value(&first, "pid", "1")?;
     let host = fs::read_to_string("/proc/sys/kernel/hostname").map_err(|e| e.to_string())?;
     let (a, b) = (first.value("hostname"), second.value("hostname"));
-    expect(a.is_some() && a != Some(host.trim()), || {
-        format!("hostname {a:?} vs host {host:?}")
-    })?;
-    expect(a != b, || {
-        format!("two containers share the hostname {a:?}")
-    })
+    expect(a.is_some() && a != Some(host.trim()), || format!("hostname {a:?} vs host {host:?}"))?;
+    expect(a != b, || format!("two containers share the hostname {a:?}"))
 }
 
 fn only_loopback_visible(lab: &Lab) -> Outcome {
     let run = toybox(lab, &["-c", "/probe", "identity"])?;
     let devices = run.values("netdev");
-    expect(devices == ["lo"], || {
-        format!("network devices {devices:?}, expected only lo")
-    })
+    expect(devices == ["lo"], || format!("network devices {devices:?}, expected only lo"))
 }
 
 fn namespaces_differ_from_host(lab: &Lab) -> Outcome {
@@ -402,18 +342,12 @@ fn namespaces_differ_from_host(lab: &Lab) -> Outcome {
         }
     }
     stop_waiting(lab, running)?;
-    expect(same.is_empty(), || {
-        format!("namespaces shared with the host: {same:?}")
-    })
+    expect(same.is_empty(), || format!("namespaces shared with the host: {same:?}"))
 }
 
 fn status_field<'a>(status: &'a str, field: &str) -> &'a str {
     let prefix = format!("{field}:");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .unwrap_or("")
-        .trim()
+    status.lines().find_map(|l| l.strip_prefix(&prefix)).unwrap_or("").trim()
 }
 
 fn uid_map_and_uids(lab: &Lab) -> Outcome {
@@ -429,9 +363,7 @@ fn uid_map_and_uids(lab: &Lab) -> Outcome {
         );
         for (name, map) in [("uid_map", &uid_map), ("gid_map", &gid_map)] {
             let fields: Vec<&str> = map.split_whitespace().collect();
-            expect(fields == ["0", "10000", "2000"], || {
-                format!("{name}: {map:?}")
-            })?;
+            expect(fields == ["0", "10000", "2000"], || format!("{name}: {map:?}"))?;
         }
         let host_uids = status_field(&status, "Uid");
         let want = format!("{host_uid}\t{host_uid}\t{host_uid}\t{host_uid}");
@@ -453,10 +385,7 @@ fn host_files_unreachable(lab: &Lab) -> Outcome {
         for path in [marker.as_str(), "/oldroot"] {
             let line = format!("{when} {path} ENOENT");
             expect(run.stdout.lines().any(|l| l == line), || {
-                format!(
-                    "{path} reachable {when} the chroot escape\n{}",
-                    run.describe()
-                )
+                format!("{path} reachable {when} the chroot escape\n{}", run.describe())
             })?;
         }
     }
@@ -469,34 +398,22 @@ fn host_files_unreachable(lab: &Lab) -> Outcome {
         .map(|e| e.file_name().to_string_lossy().to_string())
         .collect();
     let rootfs: BTreeSet<&str> = rootfs.iter().map(String::as_str).collect();
-    expect(inside == rootfs, || {
-        format!("/ inside is {inside:?}, the rootfs has {rootfs:?}")
-    })
+    expect(inside == rootfs, || format!("/ inside is {inside:?}, the rootfs has {rootfs:?}"))
 }
 
 fn capabilities_dropped(lab: &Lab) -> Outcome {
     for uid in ["0", "1000"] {
         let run = toybox(lab, &["-u", uid, "-c", "/probe", "caps"])?;
-        for set in [
-            "bounding",
-            "effective",
-            "permitted",
-            "inheritable",
-            "ambient",
-        ] {
+        for set in ["bounding", "effective", "permitted", "inheritable", "ambient"] {
             let mask = hex(&run, set)?;
             for (number, name) in DROPPED_CAPS {
-                expect(mask & (1 << number) == 0, || {
-                    format!("-u {uid}: {name} in the {set} set")
-                })?;
+                expect(mask & (1 << number) == 0, || format!("-u {uid}: {name} in the {set} set"))?;
             }
         }
         // Nothing but the allow-list survives, including capabilities newer than 2016.
         let kept: u64 = KEPT_CAPS.iter().map(|n| 1u64 << n).sum();
         let bounding = hex(&run, "bounding")?;
-        expect(bounding == kept, || {
-            format!("-u {uid}: bounding {bounding:x}, expected {kept:x}")
-        })?;
+        expect(bounding == kept, || format!("-u {uid}: bounding {bounding:x}, expected {kept:x}"))?;
     }
     Ok(())
 }
@@ -511,12 +428,8 @@ fn no_new_privs_seccomp_and_rlimit(lab: &Lab) -> Outcome {
     let status = fs::read_to_string(format!("/proc/{}/status", running.pid));
     stop_waiting(lab, running)?;
     let status = status.map_err(|e| e.to_string())?;
-    expect(status_field(&status, "NoNewPrivs") == "1", || {
-        format!("NoNewPrivs in {status}")
-    })?;
-    expect(status_field(&status, "Seccomp") == "2", || {
-        format!("Seccomp in {status}")
-    })
+    expect(status_field(&status, "NoNewPrivs") == "1", || format!("NoNewPrivs in {status}"))?;
+    expect(status_field(&status, "Seccomp") == "2", || format!("Seccomp in {status}"))
 }
 
 /// (probe name, expected result): refused calls, then ordinary ones that must work.
@@ -578,9 +491,7 @@ fn seccomp_blocks_and_allows(lab: &Lab) -> Outcome {
             .filter(|(name, want)| run.value(name) != Some(want))
             .map(|(name, want)| format!("{name}: want {want}, got {:?}", run.value(name)))
             .collect();
-        expect(wrong.is_empty(), || {
-            format!("-u {uid}:\n  {}", wrong.join("\n  "))
-        })?;
+        expect(wrong.is_empty(), || format!("-u {uid}:\n  {}", wrong.join("\n  ")))?;
     }
     Ok(())
 }
@@ -590,27 +501,19 @@ fn v1_cgroup_dir(pid: u32, controller: &str) -> Result<PathBuf, String> {
     let cgroup = fs::read_to_string(format!("/proc/{pid}/cgroup")).map_err(|e| e.to_string())?;
     for line in cgroup.lines() {
         let mut fields = line.splitn(3, ':');
-        let (_, controllers, path) = (
-            fields.next(),
-            fields.next().unwrap_or(""),
-            fields.next().unwrap_or(""),
-        );
+        let (_, controllers, path) =
+            (fields.next(), fields.next().unwrap_or(""), fields.next().unwrap_or(""));
         if controllers.split(',').any(|c| c == controller) {
             return Ok(Path::new("/sys/fs/cgroup")
                 .join(controller)
                 .join(path.trim_start_matches('/')));
         }
     }
-    Err(format!(
-        "no {controller} line in /proc/{pid}/cgroup:\n{cgroup}"
-    ))
+    Err(format!("no {controller} line in /proc/{pid}/cgroup:\n{cgroup}"))
 }
 
 fn have_v1(controller: &str) -> bool {
-    Path::new("/sys/fs/cgroup")
-        .join(controller)
-        .join("cgroup.procs")
-        .exists()
+    Path::new("/sys/fs/cgroup").join(controller).join("cgroup.procs").exists()
 }
 
 fn cgroup_limits_in_files(lab: &Lab) -> Outcome {
@@ -633,21 +536,14 @@ fn cgroup_limits_in_files(lab: &Lab) -> Outcome {
         };
         let got = fs::read_to_string(dir.join(file)).unwrap_or_default();
         if got.trim() != want {
-            problems.push(format!(
-                "{}: {:?}, want {want}",
-                dir.join(file).display(),
-                got.trim()
-            ));
+            problems.push(format!("{}: {:?}, want {want}", dir.join(file).display(), got.trim()));
         }
         dirs.push(dir);
     }
     stop_waiting(lab, running)?;
     for dir in &dirs {
         if dir.exists() {
-            problems.push(format!(
-                "{} still exists after the container exited",
-                dir.display()
-            ));
+            problems.push(format!("{} still exists after the container exited", dir.display()));
         }
     }
     expect(problems.is_empty(), || problems.join("\n"))
@@ -655,17 +551,10 @@ fn cgroup_limits_in_files(lab: &Lab) -> Outcome {
 
 fn memory_limit_in_effect(lab: &Lab) -> Outcome {
     let run = toybox(lab, &["-c", "/probe", "hog"])?;
-    let last: u64 = run
-        .values("hog")
-        .last()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+    let last: u64 = run.values("hog").last().and_then(|v| v.parse().ok()).unwrap_or(0);
     expect_code(&run, 137)?; // the OOM killer's SIGKILL
     expect((512..1024).contains(&last), || {
-        format!(
-            "killed after {last} MiB, expected 512..1024\n{}",
-            run.describe()
-        )
+        format!("killed after {last} MiB, expected 512..1024\n{}", run.describe())
     })
 }
 
@@ -674,10 +563,7 @@ fn fork_loop_capped(lab: &Lab) -> Outcome {
     expect_code(&run, 0)?;
     let line = run.value("forked").unwrap_or("");
     let mut fields = line.split_whitespace();
-    let count: u32 = fields
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(u32::MAX);
+    let count: u32 = fields.next().and_then(|n| n.parse().ok()).unwrap_or(u32::MAX);
     let errno = fields.next().unwrap_or("");
     // PID 1 and toybox itself count against pids.max too.
     expect(errno == "EAGAIN" && (32..64).contains(&count), || {
@@ -690,16 +576,49 @@ fn exit_statuses(lab: &Lab) -> Outcome {
     expect_code(&toybox(lab, &["-c", "/probe", "exit", "42"])?, 42)?;
     let shell = toybox(lab, &["-c", "/bin/sh", "-c", "echo hi; exit 3"])?;
     expect_code(&shell, 3)?;
-    expect(shell.stdout == "hi\n", || {
-        format!("-c passes the rest of argv\n{}", shell.describe())
-    })?;
+    expect(shell.stdout == "hi\n", || format!("-c passes the rest of argv\n{}", shell.describe()))?;
     expect_code(&toybox(lab, &["-c", "/probe", "segv"])?, 128 + 11)?;
-    expect_one_line_error(
-        &toybox(lab, &["-c", "/not-executable"])?,
-        126,
-        "not an executable",
-    )?;
-    expect_one_line_error(&toybox(lab, &["-c", "/no/such/command"])?, 127, "not found")
+    expect_one_line_error(&toybox(lab, &["-c", "/not-executable"])?, 126, "not an executable")?;
+    expect_one_line_error(&toybox(lab, &["-c", "/no/such/command"])?, 127, "not found")?;
+    expect_one_line_error(&toybox(lab, &["-c", "/dangling"])?, 127, "execve: execve /dangling")
+}
+
+/// 32 containers at once: all succeed, each with its own hostname.
+fn concurrent_starts_get_distinct_hostnames(lab: &Lab) -> Outcome {
+    let before = take_snapshot(lab);
+    let children: Vec<Child> = (0..32)
+        .map(|_| toybox_command(lab, &["-c", "/probe", "identity"]).spawn())
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("spawn toybox: {e}"))?;
+    let mut hostnames = BTreeSet::new();
+    for child in children {
+        let run = finish(child)?;
+        expect_code(&run, 0)?;
+        hostnames.insert(run.value("hostname").unwrap_or("").to_string());
+    }
+    let run = Run { code: Some(0), stdout: String::new(), stderr: String::new() };
+    expect_nothing_left(lab, &before, &run)?;
+    expect(hostnames.len() == 32, || format!("only {} distinct hostnames", hostnames.len()))
+}
+
+/// Without a v1 controller toybox warns once, names it, and runs unlimited
+/// there. The pids hierarchy is hidden in a private mount namespace.
+fn missing_controller_warns_and_runs(lab: &Lab) -> Outcome {
+    let before = take_snapshot(lab);
+    let script = format!(
+        "mount -t tmpfs none /sys/fs/cgroup/pids && exec {TOYBOX} -m {} -c /probe exit 0",
+        lab.rootfs.display()
+    );
+    let mut command = Command::new("unshare");
+    command.args(["--mount", "--propagation", "private", "sh", "-c", &script]);
+    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let run = finish(command.spawn().map_err(|e| format!("unshare: {e}"))?)?;
+    expect_nothing_left(lab, &before, &run)?;
+    expect_code(&run, 0)?;
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    expect(lines.len() == 1 && lines[0].contains("pids") && lines[0].contains("without"), || {
+        format!("expected one warning naming pids\n{}", run.describe())
+    })
 }
 
 fn bad_input_is_refused(lab: &Lab) -> Outcome {
@@ -707,11 +626,7 @@ fn bad_input_is_refused(lab: &Lab) -> Outcome {
     let missing = missing.display().to_string();
     let run = toybox(lab, &["-m", &missing, "-c", "/bin/true"])?;
     expect_one_line_error(&run, 125, "No such file or directory")?;
-    expect_one_line_error(
-        &toybox(lab, &["-m", "/", "-c", "/bin/true"])?,
-        125,
-        "rootfs is /",
-    )?;
+    expect_one_line_error(&toybox(lab, &["-m", "/", "-c", "/bin/true"])?, 125, "rootfs is /")?;
     let file = lab.rootfs.join("not-executable").display().to_string();
     expect_one_line_error(
         &toybox(lab, &["-m", &file, "-c", "/bin/true"])?,
@@ -723,62 +638,29 @@ fn bad_input_is_refused(lab: &Lab) -> Outcome {
         125,
         "outside the mapped range",
     )?;
-    expect_one_line_error(
-        &toybox(lab, &["-u", "-1", "-c", "/bin/true"])?,
-        125,
-        "toybox --help",
-    )?;
+    expect_one_line_error(&toybox(lab, &["-u", "-1", "-c", "/bin/true"])?, 125, "toybox --help")?;
     expect_one_line_error(&toybox(lab, &["-u", "0"])?, 125, "--command")?;
     // A non-root caller, through setpriv (util-linux).
     let before = take_snapshot(lab);
     let mut command = Command::new("setpriv");
-    command.args([
-        "--reuid=65534",
-        "--regid=65534",
-        "--clear-groups",
-        TOYBOX,
-        "-m",
-    ]);
+    command.args(["--reuid=65534", "--regid=65534", "--clear-groups", TOYBOX, "-m"]);
     command.arg(&lab.rootfs).args(["-c", "/bin/true"]);
-    command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let run = finish(command.spawn().map_err(|e| format!("setpriv: {e}"))?)?;
     expect_nothing_left(lab, &before, &run)?;
     expect_one_line_error(&run, 125, "needs root")
 }
 
 fn help_and_version(_lab: &Lab) -> Outcome {
-    let help = Command::new(TOYBOX)
-        .arg("--help")
-        .output()
-        .map_err(|e| e.to_string())?;
+    let help = Command::new(TOYBOX).arg("--help").output().map_err(|e| e.to_string())?;
     let text = String::from_utf8_lossy(&help.stdout);
-    for needle in [
-        "--uid",
-        "--mount",
-        "--command",
-        "--verbose",
-        "125",
-        "126",
-        "127",
-        "128+N",
-    ] {
-        expect(text.contains(needle), || {
-            format!("--help does not mention {needle}:\n{text}")
-        })?;
+    for needle in ["--uid", "--mount", "--command", "--verbose", "125", "126", "127", "128+N"] {
+        expect(text.contains(needle), || format!("--help does not mention {needle}:\n{text}"))?;
     }
     expect(help.status.success(), || "--help failed".into())?;
-    let version = Command::new(TOYBOX)
-        .arg("--version")
-        .output()
-        .map_err(|e| e.to_string())?;
+    let version = Command::new(TOYBOX).arg("--version").output().map_err(|e| e.to_string())?;
     let text = String::from_utf8_lossy(&version.stdout);
-    expect(
-        text.starts_with("toybox ") && version.status.success(),
-        || format!("--version: {text}"),
-    )
+    expect(text.starts_with("toybox ") && version.status.success(), || format!("--version: {text}"))
 }
 
 fn verbose_shows_every_stage(lab: &Lab) -> Outcome {
@@ -799,12 +681,9 @@ fn verbose_shows_every_stage(lab: &Lab) -> Outcome {
     ];
     for stage in stages {
         let prefix = format!("=> {stage} ... done (");
-        expect(
-            run.stderr
-                .lines()
-                .any(|l| l.starts_with(&prefix) && l.ends_with(" µs)")),
-            || format!("no timed line for {stage}\n{}", run.describe()),
-        )?;
+        expect(run.stderr.lines().any(|l| l.starts_with(&prefix) && l.ends_with(" µs)")), || {
+            format!("no timed line for {stage}\n{}", run.describe())
+        })?;
     }
     Ok(())
 }
@@ -828,10 +707,9 @@ fn sigterm_to_unhandling_pid1_ends_in_sigkill(lab: &Lab) -> Outcome {
     let run = stop_waiting(lab, running)?;
     let took = started.elapsed();
     expect_code(&run, 137)?;
-    expect(
-        took >= Duration::from_secs(9) && took < Duration::from_secs(20),
-        || format!("stopped after {took:?}"),
-    )
+    expect(took >= Duration::from_secs(9) && took < Duration::from_secs(20), || {
+        format!("stopped after {took:?}")
+    })
 }
 
 /// If toybox itself is SIGKILLed, the container dies with it (PR_SET_PDEATHSIG).
@@ -840,9 +718,7 @@ fn sigkill_to_toybox_kills_container(lab: &Lab) -> Outcome {
     let running = start_waiting_probe(lab, "sleep")?;
     let pid = running.pid;
     send_signal(running.child.id(), "KILL")?;
-    let Running {
-        mut child, before, ..
-    } = running;
+    let Running { mut child, before, .. } = running;
     child.wait().map_err(|e| e.to_string())?;
     // The kernel delivers the parent-death SIGKILL as toybox exits; give the
     // namespace a moment to be torn down before looking.
@@ -856,9 +732,7 @@ fn sigkill_to_toybox_kills_container(lab: &Lab) -> Outcome {
     for dir in new.into_iter().rev() {
         let _ = fs::remove_dir(dir);
     }
-    expect(!alive, || {
-        format!("container PID 1 ({pid}) still alive after toybox was SIGKILLed")
-    })
+    expect(!alive, || format!("container PID 1 ({pid}) still alive after toybox was SIGKILLed"))
 }
 
 fn process_alive(pid: u32) -> bool {
@@ -871,13 +745,8 @@ fn start_waiting_probe(lab: &Lab, mode: &str) -> Result<Running, String> {
 }
 
 fn send_signal(pid: u32, signal: &str) -> Outcome {
-    let status = Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg(pid.to_string())
-        .status();
-    expect(status.map(|s| s.success()).unwrap_or(false), || {
-        format!("kill -{signal} {pid} failed")
-    })
+    let status = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status();
+    expect(status.map(|s| s.success()).unwrap_or(false), || format!("kill -{signal} {pid} failed"))
 }
 
 // ---------------------------------------------------------------------------
@@ -892,26 +761,19 @@ const TESTS: &[(&str, TestFn)] = &[
     ("host_files_unreachable", host_files_unreachable),
     ("only_loopback_visible", only_loopback_visible),
     ("capabilities_dropped", capabilities_dropped),
-    (
-        "no_new_privs_seccomp_and_rlimit",
-        no_new_privs_seccomp_and_rlimit,
-    ),
+    ("no_new_privs_seccomp_and_rlimit", no_new_privs_seccomp_and_rlimit),
     ("seccomp_blocks_and_allows", seccomp_blocks_and_allows),
     ("cgroup_limits_in_files", cgroup_limits_in_files),
     ("memory_limit_in_effect", memory_limit_in_effect),
     ("fork_loop_capped", fork_loop_capped),
     ("exit_statuses", exit_statuses),
+    ("concurrent_starts_get_distinct_hostnames", concurrent_starts_get_distinct_hostnames),
+    ("missing_controller_warns_and_runs", missing_controller_warns_and_runs),
     ("bad_input_is_refused", bad_input_is_refused),
     ("verbose_shows_every_stage", verbose_shows_every_stage),
     ("signals_are_forwarded", signals_are_forwarded),
-    (
-        "sigterm_to_unhandling_pid1_ends_in_sigkill",
-        sigterm_to_unhandling_pid1_ends_in_sigkill,
-    ),
-    (
-        "sigkill_to_toybox_kills_container",
-        sigkill_to_toybox_kills_container,
-    ),
+    ("sigterm_to_unhandling_pid1_ends_in_sigkill", sigterm_to_unhandling_pid1_ends_in_sigkill),
+    ("sigkill_to_toybox_kills_container", sigkill_to_toybox_kills_container),
 ];
 
 /// Why a test cannot run on this host, if it cannot.
@@ -920,6 +782,7 @@ fn skip_reason(name: &str) -> Option<String> {
         "cgroup_limits_in_files",
         "memory_limit_in_effect",
         "fork_loop_capped",
+        "missing_controller_warns_and_runs",
     ];
     if cgroup_tests.contains(&name) {
         for controller in ["memory", "cpu", "pids"] {
@@ -934,10 +797,7 @@ fn skip_reason(name: &str) -> Option<String> {
 }
 
 fn main() {
-    let filter: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
+    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let selected: Vec<&(&str, TestFn)> = TESTS
         .iter()
         .filter(|(name, _)| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str())))
