@@ -276,9 +276,7 @@ fn check_kernel() -> Result<()> {
         return Err(fail("checks", what, EXIT_TOYBOX_FAILED));
     }
     let release = uts.release().to_string_lossy();
-    let mut numbers = release.split(|c: char| !c.is_ascii_digit()).map(|n| n.parse().unwrap_or(0));
-    let version = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
-    if version < MIN_KERNEL {
+    if kernel_version(&release) < MIN_KERNEL {
         let (major, minor) = MIN_KERNEL;
         let what = format!(
             "kernel {release} is too old: toybox needs {major}.{minor}+ for {MIN_KERNEL_FEATURE}"
@@ -286,6 +284,12 @@ fn check_kernel() -> Result<()> {
         return Err(fail("checks", what, EXIT_TOYBOX_FAILED));
     }
     Ok(())
+}
+
+/// "6.1.0-18-amd64" -> (6, 1).
+fn kernel_version(release: &str) -> (u32, u32) {
+    let mut numbers = release.split(|c: char| !c.is_ascii_digit()).map(|n| n.parse().unwrap_or(0));
+    (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0))
 }
 
 /// An early, friendly answer; execve inside the container has the last word.
@@ -921,5 +925,28 @@ fn wait_for_signal(signals: &SigSet, timeout: Option<Duration>) -> Result<Option
             -1 => return Err(Errno::last()).stage("wait", "sigtimedwait"),
             n => return Signal::try_from(n).map(Some).stage("wait", "sigtimedwait"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_versions_compare_as_numbers() {
+        assert_eq!(kernel_version("6.18.44-fc-v657"), (6, 18));
+        assert_eq!(kernel_version("4.10.0"), (4, 10));
+        assert!(kernel_version("4.10.0") >= MIN_KERNEL);
+        assert!(kernel_version("4.4.0-210-generic") < MIN_KERNEL);
+        assert!(kernel_version("3.10.0-1160.el7.x86_64") < MIN_KERNEL);
+    }
+
+    #[test]
+    fn hostnames_are_adjective_noun_hex() {
+        let name = random_hostname();
+        let parts: Vec<&str> = name.split('-').collect();
+        assert_eq!(parts.len(), 3, "{name}");
+        assert!(ADJECTIVES.contains(&parts[0]) && NOUNS.contains(&parts[1]), "{name}");
+        assert!(parts[2].len() == 6 && parts[2].chars().all(|c| c.is_ascii_hexdigit()), "{name}");
     }
 }
