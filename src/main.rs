@@ -28,7 +28,7 @@ use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
 use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockType, recv, socketpair};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{Gid, Pid, Uid, chdir, execve, pivot_root, read, sethostname, write};
-use nix::unistd::{setgroups, setresgid, setresuid};
+use nix::unistd::{getpgrp, setgroups, setpgid, setresgid, setresuid, tcgetpgrp, tcsetpgrp};
 use syscallz::{Action, Cmp, Comparator, Syscall};
 
 // ---------------------------------------------------------------------------
@@ -219,6 +219,7 @@ fn run() -> Result<i32> {
     let mut container = progress
         .stage("clone", || clone_child(&args, &hostname, &child_sock, &signals, progress))?;
     drop(child_sock); // so a dead child reads as EOF on our end
+    let _terminal = give_terminal_to(container.pid)?;
     progress.stage("uid map", || handle_child_uid_map(container.pid, &parent_sock))?;
     let status = wait_for_child(&mut container, &signals.forwarded)?;
     progress.note(&format!("exit status {status}"));
@@ -540,6 +541,37 @@ fn clone_child(
     let pid = unsafe { clone(child, &mut stack, namespace_flags(), Some(Signal::SIGCHLD as i32)) }
         .stage("clone", "clone(CLONE_NEWNS|NEWCGROUP|NEWPID|NEWIPC|NEWNET|NEWUTS)")?;
     Ok(Container { pid, reaped: false })
+}
+
+/// With a terminal on stdin, the container becomes its foreground process
+/// group, as a shell does for a job: Ctrl-C then reaches the processes in the
+/// container, not toybox (which would forward it to PID 1 and, after the grace
+/// period, kill it). Dropping this hands the terminal back.
+struct Foreground {
+    pgrp: Pid,
+}
+
+fn give_terminal_to(pid: Pid) -> Result<Option<Foreground>> {
+    let Ok(owner) = tcgetpgrp(io::stdin()) else {
+        return Ok(None); // not a terminal
+    };
+    let pgrp = getpgrp();
+    if owner != pgrp {
+        return Ok(None); // toybox itself runs in the background
+    }
+    setpgid(pid, pid).stage("terminal", format!("setpgid({pid}, {pid})"))?;
+    tcsetpgrp(io::stdin(), pid).stage("terminal", format!("tcsetpgrp(stdin, {pid})"))?;
+    Ok(Some(Foreground { pgrp }))
+}
+
+impl Drop for Foreground {
+    /// From the background, tcsetpgrp needs SIGTTOU blocked (tcsetpgrp(3)).
+    fn drop(&mut self) {
+        let mut ttou = SigSet::empty();
+        ttou.add(Signal::SIGTTOU);
+        let _ = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&ttou), None);
+        let _ = tcsetpgrp(io::stdin(), self.pgrp);
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -740,6 +740,43 @@ fn process_alive(pid: u32) -> bool {
     !status.is_empty() && !status.contains("State:\tZ")
 }
 
+/// Under a terminal (a pty from script(1)) the container is the foreground
+/// process group, so Ctrl-C reaches it directly.
+fn terminal_goes_to_the_container(lab: &Lab) -> Outcome {
+    let before = take_snapshot(lab);
+    let toybox = format!("{TOYBOX} -m {} -c /probe", lab.rootfs.display());
+    let tty = under_terminal(&format!("{toybox} tty"))?;
+    expect(tty.contains("pgrp 1") && tty.contains("foreground 1"), || {
+        format!("under a pty:\n{tty}")
+    })?;
+    // The probe handles SIGINT by exiting 130; ^C is typed once it is ready.
+    let mut command = Command::new("script");
+    command.args(["-qec", &format!("{toybox} trap"), "/dev/null"]);
+    command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = command.spawn().map_err(|e| format!("script: {e}"))?;
+    let mut stdout = BufReader::new(child.stdout.take().ok_or("no stdout")?);
+    let mut line = String::new();
+    stdout.read_line(&mut line).map_err(|e| e.to_string())?;
+    child.stdin.as_mut().ok_or("no stdin")?.write_all(b"\x03").map_err(|e| e.to_string())?;
+    let status = child.wait().map_err(|e| e.to_string())?;
+    let run = Run { code: status.code(), stdout: line, stderr: String::new() };
+    expect_nothing_left(lab, &before, &run)?;
+    expect_code(&run, 130)
+}
+
+/// Run a shell command line under a pseudo-terminal; its output. stdin stays
+/// open until the command is done: script(1) ends its session at EOF.
+fn under_terminal(command_line: &str) -> Result<String, String> {
+    let mut command = Command::new("script");
+    command.args(["-qec", command_line, "/dev/null"]);
+    command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = command.spawn().map_err(|e| format!("script: {e}"))?;
+    let stdin = child.stdin.take();
+    let output = child.wait_with_output().map_err(|e| e.to_string())?;
+    drop(stdin);
+    Ok(String::from_utf8_lossy(&output.stdout).to_string())
+}
+
 fn start_waiting_probe(lab: &Lab, mode: &str) -> Result<Running, String> {
     start_waiting(lab, &["-c", "/probe", mode])
 }
@@ -774,6 +811,7 @@ const TESTS: &[(&str, TestFn)] = &[
     ("signals_are_forwarded", signals_are_forwarded),
     ("sigterm_to_unhandling_pid1_ends_in_sigkill", sigterm_to_unhandling_pid1_ends_in_sigkill),
     ("sigkill_to_toybox_kills_container", sigkill_to_toybox_kills_container),
+    ("terminal_goes_to_the_container", terminal_goes_to_the_container),
 ];
 
 /// Why a test cannot run on this host, if it cannot.
@@ -792,6 +830,11 @@ fn skip_reason(name: &str) -> Option<String> {
                 ));
             }
         }
+    }
+    if name == "terminal_goes_to_the_container"
+        && Command::new("script").arg("-V").output().is_err()
+    {
+        return Some("script(1) from util-linux is not installed".into());
     }
     None
 }

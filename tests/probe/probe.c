@@ -380,6 +380,13 @@ int main(int argc, char **argv)
 		for (;;)
 			pause();
 	}
+	if (!strcmp(mode, "tty")) {
+		pid_t owner = tcgetpgrp(0);
+		/* In toybox's own group, the group's id is outside this PID namespace: 0. */
+		printf("pgrp %d\n", getpgrp());
+		printf("foreground %d\n", owner >= 0 && owner == getpgrp());
+		return 0;
+	}
 	if (!strcmp(mode, "segv")) {
 		*(volatile int *)0 = 1;
 		return 0;
