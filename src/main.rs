@@ -9,11 +9,13 @@
 //!
 //! `main` is the table of contents: read it first, then each stage in order.
 
+mod cgroup_v2;
+
 use std::ffi::CString;
 use std::fmt;
 use std::fs;
-use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::io::{self, Write};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -178,15 +180,14 @@ impl Progress {
     fn stage<T>(&self, name: &str, step: impl FnOnce() -> Result<T>) -> Result<T> {
         let started = Instant::now();
         let result = step()?;
-        if self.verbose {
-            eprintln!("=> {name} ... done ({} µs)", started.elapsed().as_micros());
-        }
+        self.note(&format!("{name} ... done ({} µs)", started.elapsed().as_micros()));
         Ok(result)
     }
 
+    /// One write(2) per line, so the parent's and the child's lines never interleave.
     fn note(&self, line: &str) {
         if self.verbose {
-            eprintln!("=> {line}");
+            let _ = io::stderr().write_all(format!("=> {line}\n").as_bytes());
         }
     }
 }
@@ -199,7 +200,7 @@ fn main() {
     let code = match run() {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("toybox: {e}");
+            let _ = io::stderr().write_all(format!("toybox: {e}\n").as_bytes());
             e.exit_code
         }
     };
@@ -213,18 +214,19 @@ fn run() -> Result<i32> {
     let hostname = random_hostname();
     progress.note(&format!("hostname {hostname}"));
     let (parent_sock, child_sock) = progress.stage("socketpair", create_socketpair)?;
-    let _cgroups = progress.stage("cgroups", || create_cgroups(&hostname))?;
+    let mut cgroups = progress.stage("cgroups", || create_cgroups(&hostname))?;
     progress.stage("rlimits", set_rlimits)?;
     let signals = block_signals()?;
-    let mut container = progress
-        .stage("clone", || clone_child(&args, &hostname, &child_sock, &signals, progress))?;
+    let mut container = progress.stage("clone", || {
+        clone_child(&args, &hostname, &child_sock, &signals, &mut cgroups, progress)
+    })?;
     drop(child_sock); // so a dead child reads as EOF on our end
     let _terminal = give_terminal_to(container.pid)?;
     progress.stage("uid map", || handle_child_uid_map(container.pid, &parent_sock))?;
     let status = wait_for_child(&mut container, &signals.forwarded)?;
     progress.note(&format!("exit status {status}"));
     Ok(status)
-    // _cgroups and container drop here: the child is reaped, then its cgroups removed.
+    // container, then cgroups, drop here: the child is reaped, then its cgroups removed.
 }
 
 // ---------------------------------------------------------------------------
@@ -366,14 +368,14 @@ const CGROUP_V1_SETTINGS: &[CgroupSetting] = &[
     optional("blkio", "blkio.weight", "50"),
 ];
 
-struct CgroupSetting {
+pub(crate) struct CgroupSetting {
     controller: &'static str,
     file: &'static str,
     value: &'static str,
     required: bool,
 }
 
-const fn required(
+pub(crate) const fn required(
     controller: &'static str,
     file: &'static str,
     value: &'static str,
@@ -381,7 +383,7 @@ const fn required(
     CgroupSetting { controller, file, value, required: true }
 }
 
-const fn optional(
+pub(crate) const fn optional(
     controller: &'static str,
     file: &'static str,
     value: &'static str,
@@ -389,21 +391,37 @@ const fn optional(
     CgroupSetting { controller, file, value, required: false }
 }
 
-/// The groups toybox made; dropping this moves toybox out and removes them.
-struct Cgroups {
-    /// (the group toybox was in, the group it made), per controller.
-    groups: Vec<(PathBuf, PathBuf)>,
+/// The groups toybox made; dropping this removes them.
+enum Cgroups {
+    #[allow(dead_code)] // held for its Drop
+    V1(CgroupsV1),
+    V2(cgroup_v2::Group),
 }
 
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
+/// A pure cgroup v2 host mounts the unified hierarchy itself at
+/// /sys/fs/cgroup; v1 and hybrid hosts (like systemd's "hybrid" mode, with
+/// cgroup2 at /sys/fs/cgroup/unified) keep the v1 controllers there.
+fn create_cgroups(name: &str) -> Result<Cgroups> {
+    if Path::new(CGROUP_ROOT).join("cgroup.controllers").exists() {
+        return cgroup_v2::create(name).map(Cgroups::V2);
+    }
+    create_cgroups_v1(name).map(Cgroups::V1)
+}
+
+/// v1 groups, (the group toybox was in, the group it made) per controller.
+struct CgroupsV1 {
+    groups: Vec<(PathBuf, PathBuf)>,
+}
+
 /// contained.c's way for cgroup v1: make a group per controller, write the
 /// limits, then move toybox itself in, so the child it clones starts inside.
 /// A v1 controller that is not mounted gets one warning and no limit.
-fn create_cgroups(name: &str) -> Result<Cgroups> {
+fn create_cgroups_v1(name: &str) -> Result<CgroupsV1> {
     let current =
         fs::read_to_string("/proc/self/cgroup").stage("cgroups", "read /proc/self/cgroup")?;
-    let mut cgroups = Cgroups { groups: Vec::new() };
+    let mut cgroups = CgroupsV1 { groups: Vec::new() };
     let mut missing = Vec::new();
     for setting in CGROUP_V1_SETTINGS {
         let Some(parent) = v1_current_group(&current, setting.controller) else {
@@ -417,24 +435,33 @@ fn create_cgroups(name: &str) -> Result<Cgroups> {
             fs::create_dir(&group).stage("cgroups", format!("mkdir {}", group.display()))?;
             cgroups.groups.push((parent, group.clone()));
         }
-        let file = group.join(setting.file);
-        if !setting.required && !file.exists() {
-            continue;
-        }
-        fs::write(&file, setting.value).stage("cgroups", format!("write {}", file.display()))?;
+        write_setting(&group, setting)?;
     }
-    if !missing.is_empty() {
-        eprintln!(
-            "toybox: cgroups: no cgroup v1 {} controller mounted under {CGROUP_ROOT}; \
-             continuing without that limit",
-            missing.join(", ")
-        );
-    }
+    warn_unlimited("v1", &missing);
     for (_, group) in &cgroups.groups {
         let procs = group.join("cgroup.procs");
         fs::write(&procs, "0").stage("cgroups", format!("write {}", procs.display()))?;
     }
     Ok(cgroups)
+}
+
+/// Write one limit; an optional file the kernel does not have is skipped.
+fn write_setting(group: &Path, setting: &CgroupSetting) -> Result<()> {
+    let file = group.join(setting.file);
+    if !setting.required && !file.exists() {
+        return Ok(());
+    }
+    fs::write(&file, setting.value).stage("cgroups", format!("write {}", file.display()))
+}
+
+fn warn_unlimited(version: &str, missing: &[&str]) {
+    if !missing.is_empty() {
+        let missing = missing.join(", ");
+        eprintln!(
+            "toybox: cgroups: no cgroup {version} controller {missing} under {CGROUP_ROOT}; \
+             continuing without those limits"
+        );
+    }
 }
 
 /// Where toybox sits in a v1 hierarchy, from a `/proc/self/cgroup` line such
@@ -451,7 +478,7 @@ fn v1_current_group(proc_self_cgroup: &str, controller: &str) -> Option<PathBuf>
     None
 }
 
-impl Drop for Cgroups {
+impl Drop for CgroupsV1 {
     /// A v1 group can only be removed once it has no tasks: move toybox back
     /// to where it was, then rmdir. By now the container has been reaped.
     fn drop(&mut self) {
@@ -532,15 +559,68 @@ fn clone_child(
     hostname: &str,
     sock: &OwnedFd,
     signals: &Signals,
+    cgroups: &mut Cgroups,
     progress: Progress,
 ) -> Result<Container> {
+    let child = || run_child(args, hostname, sock, &signals.original, progress);
+    if let Cgroups::V2(group) = cgroups
+        && let Some(fd) = group.fd()
+    {
+        match clone3_into_cgroup(fd) {
+            Ok(Some(pid)) => return Ok(Container { pid, reaped: false }),
+            // SAFETY: _exit(2) ends the child without running the parent's cleanup.
+            Ok(None) => unsafe { libc::_exit(child() as i32) },
+            // Before Linux 5.7, or under a filter that refuses clone3.
+            Err(Errno::ENOSYS | Errno::EPERM | Errno::EINVAL) => group.join()?,
+            Err(e) => return Err(e).stage("clone", "clone3(CLONE_INTO_CGROUP)"),
+        }
+    }
     let mut stack = vec![0u8; STACK_SIZE];
-    let child = Box::new(|| run_child(args, hostname, sock, &signals.original, progress));
     // SAFETY: without CLONE_VM the child gets its own copy of memory, as with
     // fork(2); it only runs `run_child` and then execs or exits.
-    let pid = unsafe { clone(child, &mut stack, namespace_flags(), Some(Signal::SIGCHLD as i32)) }
-        .stage("clone", "clone(CLONE_NEWNS|NEWCGROUP|NEWPID|NEWIPC|NEWNET|NEWUTS)")?;
+    let pid = unsafe {
+        clone(Box::new(child), &mut stack, namespace_flags(), Some(Signal::SIGCHLD as i32))
+    }
+    .stage("clone", "clone(CLONE_NEWNS|NEWCGROUP|NEWPID|NEWIPC|NEWNET|NEWUTS)")?;
     Ok(Container { pid, reaped: false })
+}
+
+/// clone3(2) with CLONE_INTO_CGROUP (Linux 5.7) starts the child inside its
+/// cgroup v2 group: it never runs outside it, and toybox never joins it.
+/// Used like fork (no new stack, no CLONE_VM), it returns twice: the child's
+/// pid in the parent, None in the child.
+fn clone3_into_cgroup(cgroup: BorrowedFd) -> std::result::Result<Option<Pid>, Errno> {
+    const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+    #[repr(C)]
+    #[derive(Default)]
+    struct CloneArgs {
+        flags: u64,
+        pidfd: u64,
+        child_tid: u64,
+        parent_tid: u64,
+        exit_signal: u64,
+        stack: u64,
+        stack_size: u64,
+        tls: u64,
+        set_tid: u64,
+        set_tid_size: u64,
+        cgroup: u64,
+    }
+    let clone_args = CloneArgs {
+        flags: namespace_flags().bits() as u64 | CLONE_INTO_CGROUP,
+        exit_signal: Signal::SIGCHLD as u64,
+        cgroup: cgroup.as_raw_fd() as u64,
+        ..Default::default()
+    };
+    let size = std::mem::size_of::<CloneArgs>();
+    // SAFETY: clone_args is a valid struct clone_args of `size` bytes; without
+    // CLONE_VM the child runs on a copy of this stack, as after fork(2).
+    let rc = unsafe { libc::syscall(libc::SYS_clone3, &clone_args as *const CloneArgs, size) };
+    match rc {
+        -1 => Err(Errno::last()),
+        0 => Ok(None),
+        pid => Ok(Some(Pid::from_raw(pid as i32))),
+    }
 }
 
 /// With a terminal on stdin, the container becomes its foreground process
@@ -591,7 +671,7 @@ fn run_child(
         Ok(never) => match never {},
         Err(error) => error,
     };
-    eprintln!("toybox: {error}");
+    let _ = io::stderr().write_all(format!("toybox: {error}\n").as_bytes());
     error.exit_code as isize
 }
 
