@@ -10,9 +10,10 @@
 //! `main` is the table of contents: read it first, then each stage in order.
 
 mod cgroup_v2;
+mod error;
+mod terminal;
 
 use std::ffi::CString;
-use std::fmt;
 use std::fs;
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
@@ -30,89 +31,12 @@ use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
 use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockType, recv, socketpair};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{Gid, Pid, Uid, chdir, execve, pivot_root, read, sethostname, write};
-use nix::unistd::{getpgrp, setgroups, setpgid, setresgid, setresuid, tcgetpgrp, tcsetpgrp};
+use nix::unistd::{setgroups, setresgid, setresuid};
 use syscallz::{Action, Cmp, Comparator, Syscall};
 
-// ---------------------------------------------------------------------------
-// Errors: one type that says which stage failed, what it tried, and why.
-// ---------------------------------------------------------------------------
-
-/// Exit statuses, as `docker run` uses them.
-const EXIT_TOYBOX_FAILED: i32 = 125;
-const EXIT_CANNOT_EXECUTE: i32 = 126;
-const EXIT_NOT_FOUND: i32 = 127;
-
-struct Error {
-    stage: &'static str,
-    what: String,
-    cause: String,
-    exit_code: i32,
-}
-
-type Result<T> = std::result::Result<T, Error>;
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "{}: {}", self.stage, self.what)?;
-        if !self.cause.is_empty() {
-            write!(f, ": {}", self.cause)?;
-        }
-        Ok(())
-    }
-}
-
-fn fail(stage: &'static str, what: impl Into<String>, exit_code: i32) -> Error {
-    let what = what.into();
-    Error { stage, what, cause: String::new(), exit_code }
-}
-
-/// Attach the stage and the attempted action to any OS error.
-trait Stage<T> {
-    fn stage(self, stage: &'static str, what: impl Into<String>) -> Result<T>;
-}
-
-impl<T, E: Cause> Stage<T> for std::result::Result<T, E> {
-    fn stage(self, stage: &'static str, what: impl Into<String>) -> Result<T> {
-        self.map_err(|e| Error {
-            stage,
-            what: what.into(),
-            cause: e.describe(),
-            exit_code: EXIT_TOYBOX_FAILED,
-        })
-    }
-}
-
-/// The OS's own words for an error ("Permission denied"), without decoration.
-trait Cause {
-    fn describe(&self) -> String;
-}
-
-impl Cause for Errno {
-    fn describe(&self) -> String {
-        self.desc().to_string()
-    }
-}
-
-impl Cause for io::Error {
-    fn describe(&self) -> String {
-        match self.raw_os_error() {
-            Some(errno) => Errno::from_raw(errno).describe(),
-            None => self.to_string(),
-        }
-    }
-}
-
-impl Cause for caps::errors::CapsError {
-    fn describe(&self) -> String {
-        self.to_string()
-    }
-}
-
-impl Cause for syscallz::Error {
-    fn describe(&self) -> String {
-        self.to_string()
-    }
-}
+use error::{Cause, EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, EXIT_TOYBOX_FAILED};
+use error::{Error, Result, Stage, fail};
+use terminal::give_terminal_to;
 
 // ---------------------------------------------------------------------------
 // Stage 1: the command line.
@@ -620,37 +544,6 @@ fn clone3_into_cgroup(cgroup: BorrowedFd) -> std::result::Result<Option<Pid>, Er
         -1 => Err(Errno::last()),
         0 => Ok(None),
         pid => Ok(Some(Pid::from_raw(pid as i32))),
-    }
-}
-
-/// With a terminal on stdin, the container becomes its foreground process
-/// group, as a shell does for a job: Ctrl-C then reaches the processes in the
-/// container, not toybox (which would forward it to PID 1 and, after the grace
-/// period, kill it). Dropping this hands the terminal back.
-struct Foreground {
-    pgrp: Pid,
-}
-
-fn give_terminal_to(pid: Pid) -> Result<Option<Foreground>> {
-    let Ok(owner) = tcgetpgrp(io::stdin()) else {
-        return Ok(None); // not a terminal
-    };
-    let pgrp = getpgrp();
-    if owner != pgrp {
-        return Ok(None); // toybox itself runs in the background
-    }
-    setpgid(pid, pid).stage("terminal", format!("setpgid({pid}, {pid})"))?;
-    tcsetpgrp(io::stdin(), pid).stage("terminal", format!("tcsetpgrp(stdin, {pid})"))?;
-    Ok(Some(Foreground { pgrp }))
-}
-
-impl Drop for Foreground {
-    /// From the background, tcsetpgrp needs SIGTTOU blocked (tcsetpgrp(3)).
-    fn drop(&mut self) {
-        let mut ttou = SigSet::empty();
-        ttou.add(Signal::SIGTTOU);
-        let _ = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&ttou), None);
-        let _ = tcsetpgrp(io::stdin(), self.pgrp);
     }
 }
 
