@@ -7,12 +7,12 @@ CARGO ?= $(shell command -v cargo 2>/dev/null || \
 	ls $(HOME)/.cargo/bin/cargo $$(getent passwd "$(SUDO_USER)" | cut -d: -f6)/.cargo/bin/cargo 2>/dev/null | head -n 1)
 ROOTFS ?= ./rootfs
 
-.PHONY: all deps build rootfs shell test lint clean
+.PHONY: all deps test-deps build rootfs shell test lint clean
 
 all: build rootfs
 
 # Debian/Ubuntu packages: libseccomp-dev for syscallz, gcc for the static test
-# probe, util-linux for setpriv in the tests, qemu and cpio for the VM lab.
+# probe, util-linux for setpriv in the tests.
 deps:
 	@if ! dpkg -s libseccomp-dev gcc libc6-dev pkg-config util-linux >/dev/null 2>&1; then \
 		apt-get update -qq && apt-get install -y -qq libseccomp-dev gcc libc6-dev pkg-config util-linux; fi
@@ -28,7 +28,13 @@ rootfs:
 shell: build rootfs
 	./toybox -u 0 -m $(ROOTFS) -c /bin/sh
 
-test: deps
+# qemu and cpio for the VM lab (tests/vmlab), which boots pure cgroup v1 and
+# v2 kernels; it fetches and caches Debian's kernel package itself.
+test-deps: deps
+	@if ! dpkg -s qemu-system-x86 cpio >/dev/null 2>&1; then \
+		apt-get update -qq && apt-get install -y -qq qemu-system-x86 cpio; fi
+
+test: test-deps
 	$(CARGO) test --release
 
 lint:

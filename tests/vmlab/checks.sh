@@ -1,0 +1,199 @@
+#!/bin/sh
+# Container checks, run by /init inside the VM lab guest:  checks.sh v1|v2
+# One line per check: "PASS name", "FAIL name: detail", or "SKIP name: reason"
+# (only when the kernel lacks something). run.sh collects these lines.
+mode=$1
+toybox=/bin/toybox
+rootfs=/rootfs
+work=/tmp/checks
+mkdir -p "$work"
+: >"$work/containers"
+# v2: toybox enables the controllers it needs in the root's subtree_control
+# and must turn off again exactly those it turned on.
+[ "$mode" != v2 ] || subtree_before=$(cat /sys/fs/cgroup/cgroup.subtree_control)
+
+pass() { echo "PASS $1"; }
+fail() { echo "FAIL $1: $2"; }
+skip() { echo "SKIP $1: $2"; }
+
+# The last error or warning toybox printed for container LABEL.
+said() { grep 'toybox:' "$work/$1.err" | tail -n 1; }
+
+# The kernel has CONTROLLER and it is not disabled (/proc/cgroups).
+has_controller() { awk -v c="$1" '$1 == c && $4 == 1 { found = 1 } END { exit !found }' /proc/cgroups; }
+
+# Where groups of CONTROLLER live: the one v2 tree, or the v1 hierarchy.
+cg_root() { if [ "$mode" = v2 ]; then echo /sys/fs/cgroup; else echo "/sys/fs/cgroup/$1"; fi; }
+
+# The group toybox made for container NAME under CONTROLLER's tree.
+cg_dir() { find "$(cg_root "$1")" -type d -name "$2" 2>/dev/null | head -n 1; }
+
+# The name toybox gave the container in $work/LABEL.err: "=> hostname NAME"
+# (not the child's "=> hostname ... done (N µs)" stage line).
+named() { sed -n 's/^=> hostname \([^ ][^ ]*\)$/\1/p' "$@"; }
+
+# Every toybox run is verbose: its cgroups are named after the hostname it
+# prints ("=> hostname NAME"). Record each name once the container is gone,
+# with any directory of that name still under /sys/fs/cgroup.
+record() {
+    name=$(named "$work/$1.err")
+    [ -n "$name" ] || return 0
+    left=$(find /sys/fs/cgroup -type d -name "$name" 2>/dev/null | tr '\n' ' ')
+    echo "$1 $name $left" >>"$work/containers"
+}
+
+# tb LABEL CMD [ARGS...]: run CMD in a container; output in $work/LABEL.out
+# and .err, exit status in $rc. timeout stops a hung container.
+tb() {
+    label=$1
+    shift
+    timeout 120 "$toybox" -v -m "$rootfs" -c "$@" >"$work/$label.out" 2>"$work/$label.err"
+    rc=$?
+    record "$label"
+}
+
+# --- A container runs, and its exit status is toybox's.
+tb exit42 /bin/sh -c 'exit 42'
+if [ "$rc" -eq 42 ]; then pass exit-status; else fail exit-status "sh -c 'exit 42' gave $rc, want 42: $(said exit42)"; fi
+tb true /bin/true
+if [ "$rc" -eq 0 ]; then pass true; else fail true "/bin/true gave $rc, want 0: $(said true)"; fi
+
+# --- Namespaces: own hostname (the one -v names), PID 1, no network but lo.
+tb hostname /bin/hostname
+inside=$(cat "$work/hostname.out")
+name=$(named "$work/hostname.err")
+if [ "$rc" -eq 0 ] && [ -n "$inside" ] && [ "$inside" != "$(hostname)" ] && [ "$inside" = "$name" ]; then
+    pass hostname
+else
+    fail hostname "exit $rc, inside '$inside', guest '$(hostname)', toybox named it '$name': $(said hostname)"
+fi
+tb pid /bin/sh -c 'echo $$'
+if [ "$rc" -eq 0 ] && [ "$(cat "$work/pid.out")" = 1 ]; then pass pid1; else fail pid1 "exit $rc, \$\$ is '$(cat "$work/pid.out")', want 1: $(said pid)"; fi
+tb net /bin/busybox ip -o link
+links=$(sed -n 's/^[0-9]*: \([^:@]*\).*/\1/p' "$work/net.out" | tr '\n' ' ')
+if [ "$rc" -eq 0 ] && [ "$links" = "lo " ]; then pass only-lo; else fail only-lo "exit $rc, links '$links', want only lo: $(said net)"; fi
+
+# --- The limits are in the cgroup files while a container runs. Wait for
+# "=> execve": the child prints it last, after every limit is in place.
+# (Matched as a bare word: an older toybox could split -v lines when parent
+# and child wrote at once.)
+timeout 120 "$toybox" -v -m "$rootfs" -c /bin/sh -c 'sleep 5' >"$work/limits.out" 2>"$work/limits.err" &
+bg=$!
+tries=0
+while ! grep -q execve "$work/limits.err" && kill -0 "$bg" 2>/dev/null && [ "$tries" -lt 300 ]; do
+    usleep 100000
+    tries=$((tries + 1))
+done
+name=$(named "$work/limits.err")
+
+# limit CHECK CONTROLLER FILE OP VALUE: FILE in NAME's group compares OP VALUE.
+limit() {
+    check=$1 controller=$2 file=$3 op=$4 want=$5
+    if ! has_controller "$controller"; then
+        skip "$check" "kernel has no $controller controller (/proc/cgroups)"
+        return
+    fi
+    if ! grep -q execve "$work/limits.err"; then
+        fail "$check" "the container did not start: $(said limits)"
+        return
+    fi
+    dir=$(cg_dir "$controller" "$name")
+    if [ -z "$dir" ]; then
+        fail "$check" "no directory named $name under $(cg_root "$controller")"
+    elif [ ! -f "$dir/$file" ]; then
+        fail "$check" "$dir/$file does not exist (parent's cgroup.subtree_control: '$(cat "$dir/../cgroup.subtree_control" 2>/dev/null)')"
+    elif [ "$(cat "$dir/$file")" -"$op" "$want" ] 2>/dev/null; then
+        pass "$check"
+    else
+        fail "$check" "$dir/$file is $(cat "$dir/$file"), want -$op $want"
+    fi
+}
+if [ "$mode" = v2 ]; then
+    limit memory-limit memory memory.max eq 1073741824
+    limit pids-limit pids pids.max eq 64
+    limit cpu-limit cpu cpu.weight lt 100
+else
+    limit memory-limit memory memory.limit_in_bytes eq 1073741824
+    limit pids-limit pids pids.max eq 64
+    limit cpu-limit cpu cpu.shares eq 256
+fi
+# The container's processes are in that group (else its limits are moot).
+dir=$(cg_dir memory "$name")
+procs=$(cat "$dir/cgroup.procs" 2>/dev/null | tr '\n' ' ')
+if [ -n "$name" ] && [ -n "$procs" ]; then pass in-group; else fail in-group "group '$dir' of '$name' holds no processes"; fi
+wait "$bg"
+rc=$?
+record limits
+if [ "$rc" -ne 0 ]; then fail limits-container "sh -c 'sleep 5' gave $rc, want 0: $(said limits)"; fi
+
+# --- The limits hold. The probe touches memory 64 MiB at a time and is
+# OOM-killed (128+9) before 1 GiB, and after at least 512 MiB.
+if has_controller memory; then
+    tb oom /bin/probe hog
+    last=$(sed -n 's/^hog \([0-9]*\)$/\1/p' "$work/oom.out" | tail -n 1)
+    last=${last:-0}
+    echo "INFO oom: probe hog exit $rc after holding $last MiB"
+    if [ "$rc" -eq 137 ] && [ "$last" -ge 512 ] && [ "$last" -lt 1024 ]; then
+        pass oom-kill
+    else
+        fail oom-kill "exit $rc after holding $last MiB, want 137 (SIGKILL) between 512 and 1023 MiB: $(said oom)"
+    fi
+else
+    skip oom-kill "kernel has no memory controller (/proc/cgroups)"
+fi
+# Children that wait in pause() until fork fails: fewer than pids.max = 64.
+if has_controller pids; then
+    tb fork /bin/probe forkbomb
+    forked=$(sed -n 's/^forked //p' "$work/fork.out")
+    count=${forked%% *}
+    echo "INFO fork: exit $rc, probe said 'forked $forked'"
+    if [ "$rc" -eq 0 ] && [ "${forked#* }" = EAGAIN ] && [ "${count:-0}" -gt 0 ] && [ "${count:-0}" -lt 64 ]; then
+        pass fork-limit
+    else
+        fail fork-limit "exit $rc, probe said 'forked $forked', want fewer than 64 children then EAGAIN: $(said fork)"
+    fi
+else
+    skip fork-limit "kernel has no pids controller (/proc/cgroups)"
+fi
+
+# --- Isolation, as in the core suite: the guest's files stay out of reach
+# even through the chroot escape, and the kernel-6.1 seccomp holes are shut.
+tb escape /bin/probe escape /host-marker /oldroot
+seen=$(grep -E '^(before|after) ' "$work/escape.out" | grep -v ' ENOENT$' | tr '\n' ';')
+if [ "$rc" -eq 0 ] && grep -q '^after ' "$work/escape.out" && [ -z "$seen" ]; then
+    pass no-host-files
+else
+    fail no-host-files "exit $rc, reached: '$seen': $(said escape)"
+fi
+tb syscalls /bin/probe syscalls
+wrong=
+for expectation in unshare_newuser=EPERM clone_newuser=EPERM keyctl=EPERM ptrace=EPERM \
+    fchmodat_suid=EPERM fchmodat2_suid=ENOSYS open_creat_suid=EPERM clone3=ENOSYS \
+    openat2=ENOSYS io_uring_setup=EPERM int80=SIGSYS x32=SIGSYS \
+    chmod_plain=OK clone_plain=OK ioctl_tiocgwinsz=ENOTTY pthread=OK; do
+    got=$(sed -n "s/^${expectation%=*} //p" "$work/syscalls.out")
+    [ "$got" = "${expectation#*=}" ] || wrong="$wrong ${expectation%=*}=$got (want ${expectation#*=})"
+done
+if [ "$rc" -eq 0 ] && [ -z "$wrong" ]; then pass seccomp; else fail seccomp "exit $rc:$wrong $(said syscalls)"; fi
+
+# --- Every container's groups were removed when it exited.
+runs=$(grep -c . "$work/containers")
+left=$(awk 'NF > 2 { $1 = ""; printf "%s;", $0 }' "$work/containers")
+if [ "$runs" -gt 0 ] && [ -z "$left" ]; then
+    pass cgroups-removed
+else
+    fail cgroups-removed "of $runs named containers, left behind:${left:- (no container was named)}"
+fi
+
+if [ "$mode" = v2 ]; then
+    subtree_after=$(cat /sys/fs/cgroup/cgroup.subtree_control)
+    if [ "$subtree_after" = "$subtree_before" ]; then
+        pass subtree-control-restored
+    else
+        fail subtree-control-restored "root cgroup.subtree_control was '$subtree_before', is '$subtree_after'"
+    fi
+fi
+
+# --- No warning that cgroup controllers are missing: every limit applied.
+warning=$(grep -h '^toybox:' "$work"/*.err | grep -i -E 'cgroup|controller' | head -n 1)
+if [ -z "$warning" ]; then pass no-cgroup-warning; else fail no-cgroup-warning "$warning"; fi
