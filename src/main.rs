@@ -9,30 +9,40 @@
 //!
 //! `main` is the table of contents: read it first, then each stage in order.
 
-mod cgroup_v2;
+// The chapters under chapters/ are made from this file: a line marked
+// `// >> NN` (or a block between `// >> NN` and `// << NN`) arrives in
+// chapter NN; `// before NN: code` is the code chapters before NN have there.
+
+mod cgroup_v2; // >> 08
 mod error;
 mod terminal;
 
 use std::ffi::CString;
-use std::fs;
+use std::fs; // >> 02
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::os::fd::BorrowedFd; // >> 08
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt; // >> 02
+use std::path::Path; // >> 02
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use caps::CapSet;
+use caps::CapSet; // >> 06
 use clap::Parser;
 use nix::errno::Errno;
-use nix::mount::{MntFlags, MsFlags, mount, umount2};
-use nix::sched::{CloneFlags, clone, unshare};
-use nix::sys::resource::{Resource, setrlimit};
+use nix::mount::{MntFlags, MsFlags, mount, umount2}; // >> 04
+use nix::sched::unshare; // >> 05
+use nix::sched::{CloneFlags, clone};
+use nix::sys::resource::{Resource, setrlimit}; // >> 08
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
 use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockType, recv, socketpair};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::{Gid, Pid, Uid, chdir, execve, pivot_root, read, sethostname, write};
-use nix::unistd::{setgroups, setresgid, setresuid};
-use syscallz::{Action, Cmp, Comparator, Syscall};
+use nix::unistd::Uid; // >> 02
+use nix::unistd::sethostname; // >> 03
+use nix::unistd::{Gid, read, setgroups, setresgid, setresuid, write}; // >> 05
+use nix::unistd::{Pid, execve};
+use nix::unistd::{chdir, pivot_root}; // >> 04
+use syscallz::{Action, Cmp, Comparator, Syscall}; // >> 07
 
 use error::{Cause, EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, EXIT_TOYBOX_FAILED};
 use error::{Error, Result, Stage, fail};
@@ -134,25 +144,28 @@ fn main() {
 fn run() -> Result<i32> {
     let args = parse_args()?;
     let progress = Progress { verbose: args.verbose };
-    progress.stage("checks", || check_host(&args))?;
+    progress.stage("checks", || check_host(&args))?; // >> 02
     let hostname = random_hostname();
     progress.note(&format!("hostname {hostname}"));
-    let (parent_sock, child_sock) = progress.stage("socketpair", create_socketpair)?;
-    let mut cgroups = progress.stage("cgroups", || create_cgroups(&hostname))?;
-    progress.stage("rlimits", set_rlimits)?;
+    // before 05: let (_parent_sock, child_sock) = progress.stage("socketpair", create_socketpair)?;
+    let (parent_sock, child_sock) = progress.stage("socketpair", create_socketpair)?; // >> 05
+    let mut cgroups = progress.stage("cgroups", || create_cgroups(&hostname))?; // >> 08
+    progress.stage("rlimits", set_rlimits)?; // >> 08
     let signals = block_signals()?;
     let mut container = progress.stage("clone", || {
-        clone_child(&args, &hostname, &child_sock, &signals, &mut cgroups, progress)
+        // before 08: clone_child(&args, &hostname, &child_sock, &signals, progress)
+        clone_child(&args, &hostname, &child_sock, &signals, &mut cgroups, progress) // >> 08
     })?;
     drop(child_sock); // so a dead child reads as EOF on our end
     let _terminal = give_terminal_to(container.pid)?;
-    progress.stage("uid map", || handle_child_uid_map(container.pid, &parent_sock))?;
+    progress.stage("uid map", || handle_child_uid_map(container.pid, &parent_sock))?; // >> 05
     let status = wait_for_child(&mut container, &signals.forwarded)?;
     progress.note(&format!("exit status {status}"));
     Ok(status)
     // container, then cgroups, drop here: the child is reaped, then its cgroups removed.
 }
 
+// >> 02 checks
 // ---------------------------------------------------------------------------
 // Stage 2: checks, before anything is created.
 // ---------------------------------------------------------------------------
@@ -163,9 +176,11 @@ fn run() -> Result<i32> {
 const MIN_KERNEL: (u32, u32) = (4, 6);
 const MIN_KERNEL_FEATURE: &str = "CLONE_NEWCGROUP (cgroup namespaces)";
 
+// >> 05 user namespace
 /// Inside uids 0..2000 map to 10000..12000 on the host (contained.c's map).
 const USERNS_OFFSET: u32 = 10000;
 const USERNS_COUNT: u32 = 2000;
+// << 05
 
 fn check_host(args: &Args) -> Result<()> {
     let euid = Uid::effective();
@@ -176,10 +191,12 @@ fn check_host(args: &Args) -> Result<()> {
         return Err(fail("checks", what, EXIT_TOYBOX_FAILED));
     }
     check_kernel()?;
+    // >> 05 user namespace
     if args.uid >= USERNS_COUNT {
         let what = format!("uid {} is outside the mapped range 0..{USERNS_COUNT}", args.uid);
         return Err(fail("checks", what, EXIT_TOYBOX_FAILED));
     }
+    // << 05
     let rootfs = &args.mount;
     let meta = fs::metadata(rootfs).stage("checks", format!("rootfs {}", rootfs.display()))?;
     if !meta.is_dir() {
@@ -236,6 +253,7 @@ fn check_command(rootfs: &Path, command: &str) -> Result<()> {
     }
     Ok(())
 }
+// << 02
 
 // ---------------------------------------------------------------------------
 // Stage 3: a random, readable hostname. It also names the cgroups.
@@ -272,6 +290,7 @@ fn create_socketpair() -> Result<(OwnedFd, OwnedFd)> {
         .stage("socketpair", "socketpair(AF_UNIX, SOCK_SEQPACKET)")
 }
 
+// >> 08 cgroups
 // ---------------------------------------------------------------------------
 // Stage 5: cgroups and rlimits, in the parent before clone, so that the child
 // is born limited.
@@ -423,6 +442,7 @@ impl Drop for CgroupsV1 {
 fn set_rlimits() -> Result<()> {
     setrlimit(Resource::RLIMIT_NOFILE, 64, 64).stage("rlimits", "setrlimit(RLIMIT_NOFILE, 64)")
 }
+// << 08
 
 // ---------------------------------------------------------------------------
 // Stage 6: clone into new namespaces.
@@ -468,12 +488,15 @@ impl Drop for Container {
 /// contained.c's flags. CLONE_NEWUSER is not among them: the child unshares
 /// it later, after its mounts, which need the host user namespace's privilege.
 fn namespace_flags() -> CloneFlags {
+    // before 03: CloneFlags::empty()
+    // >> 03 namespaces
     CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWCGROUP
         | CloneFlags::CLONE_NEWPID
         | CloneFlags::CLONE_NEWIPC
         | CloneFlags::CLONE_NEWNET
         | CloneFlags::CLONE_NEWUTS
+    // << 03
 }
 
 const STACK_SIZE: usize = 1024 * 1024;
@@ -483,10 +506,11 @@ fn clone_child(
     hostname: &str,
     sock: &OwnedFd,
     signals: &Signals,
-    cgroups: &mut Cgroups,
+    cgroups: &mut Cgroups, // >> 08
     progress: Progress,
 ) -> Result<Container> {
     let child = || run_child(args, hostname, sock, &signals.original, progress);
+    // >> 08 cgroups
     if let Cgroups::V2(group) = cgroups
         && let Some(fd) = group.fd()
     {
@@ -499,16 +523,18 @@ fn clone_child(
             Err(e) => return Err(e).stage("clone", "clone3(CLONE_INTO_CGROUP)"),
         }
     }
+    // << 08
     let mut stack = vec![0u8; STACK_SIZE];
     // SAFETY: without CLONE_VM the child gets its own copy of memory, as with
     // fork(2); it only runs `run_child` and then execs or exits.
     let pid = unsafe {
         clone(Box::new(child), &mut stack, namespace_flags(), Some(Signal::SIGCHLD as i32))
     }
-    .stage("clone", "clone(CLONE_NEWNS|NEWCGROUP|NEWPID|NEWIPC|NEWNET|NEWUTS)")?;
+    .stage("clone", format!("clone({:?})", namespace_flags()))?;
     Ok(Container { pid, reaped: false })
 }
 
+// >> 08 cgroups
 /// clone3(2) with CLONE_INTO_CGROUP (Linux 5.7) starts the child inside its
 /// cgroup v2 group: it never runs outside it, and toybox never joins it.
 /// Used like fork (no new stack, no CLONE_VM), it returns twice: the child's
@@ -546,6 +572,7 @@ fn clone3_into_cgroup(cgroup: BorrowedFd) -> std::result::Result<Option<Pid>, Er
         pid => Ok(Some(Pid::from_raw(pid as i32))),
     }
 }
+// << 08
 
 // ---------------------------------------------------------------------------
 // Stage 7: the child. Each step narrows what the command can do; the last
@@ -577,12 +604,13 @@ fn child_stages(
 ) -> Result<std::convert::Infallible> {
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(mask), None)
         .stage("signals", "restore signal mask")?;
-    progress.stage("hostname", || set_hostname(hostname))?;
-    progress.stage("mounts", || setup_mounts(&args.mount))?;
-    progress.stage("user namespace", || enter_user_namespace(sock, args.uid))?;
+    // before 03: progress.note(&format!("{hostname} stays a name: no UTS namespace to set it in"));
+    progress.stage("hostname", || set_hostname(hostname))?; // >> 03
+    progress.stage("mounts", || setup_mounts(&args.mount))?; // >> 04
+    progress.stage("user namespace", || enter_user_namespace(sock, args.uid))?; // >> 05
     die_with_parent(sock)?;
-    progress.stage("capabilities", drop_capabilities)?;
-    progress.stage("seccomp", load_seccomp_filter)?;
+    progress.stage("capabilities", drop_capabilities)?; // >> 06
+    progress.stage("seccomp", load_seccomp_filter)?; // >> 07
     progress.note("execve");
     exec_command(&args.command)
 }
@@ -599,11 +627,14 @@ fn die_with_parent(sock: &OwnedFd) -> Result<()> {
     }
 }
 
+// >> 03 namespaces
 /// Only this UTS namespace sees the new name (uts_namespaces(7)).
 fn set_hostname(hostname: &str) -> Result<()> {
     sethostname(hostname).stage("hostname", format!("sethostname({hostname})"))
 }
+// << 03
 
+// >> 04 mounts
 /// Make every mount private so nothing propagates back to the host, bind the
 /// rootfs onto itself (pivot_root needs a mount point), and swap roots.
 /// pivot_root(".", ".") stacks the old root on top of the new one; unmounting
@@ -620,7 +651,9 @@ fn setup_mounts(rootfs: &Path) -> Result<()> {
     umount2(".", MntFlags::MNT_DETACH).stage("mounts", "umount2(old root, MNT_DETACH)")?;
     chdir("/").stage("mounts", "chdir /")
 }
+// << 04
 
+// >> 05 user namespace
 /// The handshake (user_namespaces(7)): only a process outside the new user
 /// namespace may write its uid_map, so the child unshares, tells the parent,
 /// and waits for the parent's answer before switching to the requested uid.
@@ -670,11 +703,13 @@ fn handle_child_uid_map(pid: Pid, sock: &OwnedFd) -> Result<()> {
     write(sock, &[0]).stage("uid map", "write to child")?;
     Ok(())
 }
+// << 05
 
 // ---------------------------------------------------------------------------
 // Stage 7, continued: capabilities, seccomp, execve.
 // ---------------------------------------------------------------------------
 
+// >> 06 capabilities
 /// What root inside the container keeps: the capabilities contained.c
 /// deliberately left alone. Everything else goes, up to the running kernel's
 /// /proc/sys/kernel/cap_last_cap, so capabilities newer than this list
@@ -726,7 +761,9 @@ fn drop_capabilities() -> Result<()> {
     caps::clear(None, CapSet::Inheritable).stage("capabilities", "clear inheritable set")?;
     caps::clear(None, CapSet::Ambient).stage("capabilities", "clear ambient set")
 }
+// << 06
 
+// >> 07 seccomp
 /// A seccomp rule: the call fails with `errno` when every condition
 /// `(argument[index] & mask) == value` holds; no conditions means always.
 struct SeccompRule {
@@ -858,6 +895,7 @@ fn deny_fchmodat2() -> Result<()> {
     }
     Ok(())
 }
+// << 07
 
 /// Replace the child with the command. Only a failure returns, and its errno
 /// picks the exit status: ENOENT 127, anything else 126 (`docker run`).
@@ -937,6 +975,7 @@ fn wait_for_signal(signals: &SigSet, timeout: Option<Duration>) -> Result<Option
 mod tests {
     use super::*;
 
+    // >> 02 checks
     #[test]
     fn kernel_versions_compare_as_numbers() {
         assert_eq!(kernel_version("6.18.44-fc-v657"), (6, 18));
@@ -945,6 +984,7 @@ mod tests {
         assert!(kernel_version("4.4.0-210-generic") < MIN_KERNEL);
         assert!(kernel_version("3.10.0-1160.el7.x86_64") < MIN_KERNEL);
     }
+    // << 02
 
     #[test]
     fn hostnames_are_adjective_noun_hex() {

@@ -1,0 +1,520 @@
+//! toybox: a Linux container you can read in one sitting.
+//!
+//! It follows contained.c ("Linux containers in 500 lines of code", 2016)
+//! stage by stage. The parent checks the host, names the container, limits it
+//! with cgroups and rlimits, and clones a child into new namespaces. The child
+//! sets its hostname, pivots into the rootfs, enters a user namespace (the
+//! parent writes its uid/gid maps), drops capabilities, loads a seccomp filter
+//! and execs the command. The parent waits, forwards signals and cleans up.
+//!
+//! `main` is the table of contents: read it first, then each stage in order.
+
+// The chapters under chapters/ are made from this file: a line marked
+// `// >> NN` (or a block between `// >> NN` and `// << NN`) arrives in
+// chapter NN; `// before NN: code` is the code chapters before NN have there.
+
+mod error;
+mod terminal;
+
+use std::ffi::CString;
+use std::fs; // >> 02
+use std::io::{self, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt; // >> 02
+use std::path::Path; // >> 02
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use nix::errno::Errno;
+use nix::mount::{MntFlags, MsFlags, mount, umount2}; // >> 04
+use nix::sched::{CloneFlags, clone};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
+use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockType, recv, socketpair};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Uid; // >> 02
+use nix::unistd::sethostname; // >> 03
+use nix::unistd::{Pid, execve};
+use nix::unistd::{chdir, pivot_root}; // >> 04
+
+use error::{Cause, EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, EXIT_TOYBOX_FAILED};
+use error::{Error, Result, Stage, fail};
+use terminal::give_terminal_to;
+
+// ---------------------------------------------------------------------------
+// Stage 1: the command line.
+// ---------------------------------------------------------------------------
+
+const EXIT_STATUS_HELP: &str = "\
+Exit status:
+  the command's own status    when it exits
+  128+N                       when it is killed by signal N
+  125                         toybox itself failed (bad input, a setup stage)
+  126                         the command cannot be executed
+  127                         the command was not found in the rootfs
+
+Signals: SIGINT, SIGTERM and SIGHUP sent to toybox are forwarded to the
+container's PID 1. PID 1 ignores signals it has no handler for, so after
+10 s toybox sends SIGKILL (as `docker stop` does).";
+
+/// Run a command in a new container: new namespaces, a private root,
+/// cgroup limits, fewer capabilities and a seccomp filter.
+#[derive(Parser)]
+#[command(version, after_help = EXIT_STATUS_HELP)]
+struct Args {
+    /// User id inside the container; 0..2000, the range the uid map covers
+    #[arg(short, long, default_value_t = 0, value_name = "UID")]
+    uid: u32,
+
+    /// Root filesystem to run in (a directory, not /)
+    #[arg(short, long = "mount", default_value = "./rootfs", value_name = "DIR")]
+    mount: PathBuf,
+
+    /// Print each stage and how long it took
+    #[arg(short, long)]
+    verbose: bool,
+
+    /// Command to run and its arguments; everything after -c belongs to it
+    #[arg(short, long = "command", required = true, num_args = 1..,
+          allow_hyphen_values = true, value_name = "CMD [ARGS]...")]
+    command: Vec<String>,
+}
+
+/// clap exits 2 on bad usage; a container runtime answers 125 (`docker run`).
+fn parse_args() -> Result<Args> {
+    Args::try_parse().map_err(|e| {
+        if !e.use_stderr() {
+            let _ = e.print(); // --help or --version
+            std::process::exit(0);
+        }
+        // One line: clap's message up to its usage hint.
+        let message = e.to_string();
+        let lines = message.lines().take_while(|l| !l.is_empty() && !l.starts_with("Usage:"));
+        let what = lines.map(str::trim).collect::<Vec<_>>().join(" ");
+        let what = what.trim_start_matches("error: ");
+        fail("arguments", format!("{what} (see toybox --help)"), EXIT_TOYBOX_FAILED)
+    })
+}
+
+/// `-v` prints `=> stage ... done (212 µs)` as each stage finishes, the way
+/// contained.c prints `=> setting cgroups...done.`
+#[derive(Clone, Copy)]
+struct Progress {
+    verbose: bool,
+}
+
+impl Progress {
+    fn stage<T>(&self, name: &str, step: impl FnOnce() -> Result<T>) -> Result<T> {
+        let started = Instant::now();
+        let result = step()?;
+        self.note(&format!("{name} ... done ({} µs)", started.elapsed().as_micros()));
+        Ok(result)
+    }
+
+    /// One write(2) per line, so the parent's and the child's lines never interleave.
+    fn note(&self, line: &str) {
+        if self.verbose {
+            let _ = io::stderr().write_all(format!("=> {line}\n").as_bytes());
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The walkthrough.
+// ---------------------------------------------------------------------------
+
+fn main() {
+    let code = match run() {
+        Ok(code) => code,
+        Err(e) => {
+            let _ = io::stderr().write_all(format!("toybox: {e}\n").as_bytes());
+            e.exit_code
+        }
+    };
+    std::process::exit(code);
+}
+
+fn run() -> Result<i32> {
+    let args = parse_args()?;
+    let progress = Progress { verbose: args.verbose };
+    progress.stage("checks", || check_host(&args))?; // >> 02
+    let hostname = random_hostname();
+    progress.note(&format!("hostname {hostname}"));
+    let (_parent_sock, child_sock) = progress.stage("socketpair", create_socketpair)?;
+    let signals = block_signals()?;
+    let mut container = progress
+        .stage("clone", || clone_child(&args, &hostname, &child_sock, &signals, progress))?;
+    drop(child_sock); // so a dead child reads as EOF on our end
+    let _terminal = give_terminal_to(container.pid)?;
+    let status = wait_for_child(&mut container, &signals.forwarded)?;
+    progress.note(&format!("exit status {status}"));
+    Ok(status)
+    // container, then cgroups, drop here: the child is reaped, then its cgroups removed.
+}
+
+// >> 02 checks
+// ---------------------------------------------------------------------------
+// Stage 2: checks, before anything is created.
+// ---------------------------------------------------------------------------
+
+/// The newest feature toybox relies on: CLONE_NEWCGROUP arrived in Linux 4.6
+/// (cgroup_namespaces(7)). User namespaces (3.8), the pids controller (4.3)
+/// and ambient capabilities (4.3) are older.
+const MIN_KERNEL: (u32, u32) = (4, 6);
+const MIN_KERNEL_FEATURE: &str = "CLONE_NEWCGROUP (cgroup namespaces)";
+
+fn check_host(args: &Args) -> Result<()> {
+    let euid = Uid::effective();
+    if !euid.is_root() {
+        let what = format!(
+            "toybox needs root to create namespaces and cgroups (running as uid {euid}); try sudo"
+        );
+        return Err(fail("checks", what, EXIT_TOYBOX_FAILED));
+    }
+    check_kernel()?;
+    let rootfs = &args.mount;
+    let meta = fs::metadata(rootfs).stage("checks", format!("rootfs {}", rootfs.display()))?;
+    if !meta.is_dir() {
+        let what = format!("rootfs {} is not a directory", rootfs.display());
+        return Err(fail("checks", what, EXIT_TOYBOX_FAILED));
+    }
+    let resolved =
+        fs::canonicalize(rootfs).stage("checks", format!("resolve {}", rootfs.display()))?;
+    if resolved == Path::new("/") {
+        return Err(fail("checks", "rootfs is /: that is the host, not a container", 125));
+    }
+    check_command(&resolved, &args.command[0])
+}
+
+fn check_kernel() -> Result<()> {
+    let uts = nix::sys::utsname::uname().stage("checks", "uname")?;
+    let machine = uts.machine().to_string_lossy();
+    // The seccomp filter names x86_64 syscalls; other ABIs are refused by it.
+    if machine != "x86_64" {
+        let what = format!("architecture {machine} is not supported (toybox runs on x86_64)");
+        return Err(fail("checks", what, EXIT_TOYBOX_FAILED));
+    }
+    let release = uts.release().to_string_lossy();
+    if kernel_version(&release) < MIN_KERNEL {
+        let (major, minor) = MIN_KERNEL;
+        let what = format!(
+            "kernel {release} is too old: toybox needs {major}.{minor}+ for {MIN_KERNEL_FEATURE}"
+        );
+        return Err(fail("checks", what, EXIT_TOYBOX_FAILED));
+    }
+    Ok(())
+}
+
+/// "6.1.0-18-amd64" -> (6, 1).
+fn kernel_version(release: &str) -> (u32, u32) {
+    let mut numbers = release.split(|c: char| !c.is_ascii_digit()).map(|n| n.parse().unwrap_or(0));
+    (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0))
+}
+
+/// An early, friendly answer; execve inside the container has the last word.
+/// The path is looked up without following links, since an absolute link in
+/// the rootfs points into the container, not the host.
+fn check_command(rootfs: &Path, command: &str) -> Result<()> {
+    let inside = rootfs.join(command.trim_start_matches('/'));
+    let Ok(meta) = fs::symlink_metadata(&inside) else {
+        let what = format!("command {command} not found in {}", rootfs.display());
+        return Err(fail("checks", what, EXIT_NOT_FOUND));
+    };
+    let executable =
+        meta.is_symlink() || (meta.is_file() && meta.permissions().mode() & 0o111 != 0);
+    if !executable {
+        let what = format!("command {command} in {} is not an executable file", rootfs.display());
+        return Err(fail("checks", what, EXIT_CANNOT_EXECUTE));
+    }
+    Ok(())
+}
+// << 02
+
+// ---------------------------------------------------------------------------
+// Stage 3: a random, readable hostname. It also names the cgroups.
+// ---------------------------------------------------------------------------
+
+const ADJECTIVES: &[&str] = &[
+    "brave", "calm", "eager", "fancy", "gentle", "happy", "jolly", "kind", "lively", "merry",
+    "nimble", "proud", "quiet", "rapid", "shy", "tidy", "vivid", "witty", "young", "zesty",
+];
+const NOUNS: &[&str] = &[
+    "otter", "falcon", "badger", "heron", "lynx", "marten", "newt", "panda", "quokka", "raven",
+    "salmon", "tapir", "urchin", "viper", "walrus", "yak", "zebra", "bison", "crane", "dingo",
+];
+
+/// `adjective-noun-xxxxxx`: 400 word pairs times 2^24 hex suffixes makes two
+/// equal names among 32 simultaneous starts about a one-in-a-billion event.
+/// The suffix comes from `rand` (seeded by the OS), never from the clock.
+fn random_hostname() -> String {
+    let adjective = ADJECTIVES[rand::random_range(0..ADJECTIVES.len())];
+    let noun = NOUNS[rand::random_range(0..NOUNS.len())];
+    let suffix: u32 = rand::random_range(0..1 << 24);
+    format!("{adjective}-{noun}-{suffix:06x}")
+}
+
+// ---------------------------------------------------------------------------
+// Stage 4: a socketpair for the user-namespace handshake.
+// ---------------------------------------------------------------------------
+
+/// SOCK_SEQPACKET keeps each message whole; close-on-exec keeps the
+/// container's command from inheriting the child's end (socketpair(2)).
+fn create_socketpair() -> Result<(OwnedFd, OwnedFd)> {
+    let flags = SockFlag::SOCK_CLOEXEC;
+    socketpair(AddressFamily::Unix, SockType::SeqPacket, None, flags)
+        .stage("socketpair", "socketpair(AF_UNIX, SOCK_SEQPACKET)")
+}
+
+// ---------------------------------------------------------------------------
+// Stage 6: clone into new namespaces.
+// ---------------------------------------------------------------------------
+
+/// The signals toybox forwards, blocked so they queue for `wait_for_child`
+/// instead of killing toybox before it can clean up; SIGCHLD is blocked too so
+/// the child's exit arrives through the same sigwait.
+struct Signals {
+    forwarded: SigSet,
+    original: SigSet,
+}
+
+const FORWARDED_SIGNALS: [Signal; 3] = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP];
+
+fn block_signals() -> Result<Signals> {
+    let mut forwarded = SigSet::empty();
+    for signal in FORWARDED_SIGNALS.into_iter().chain([Signal::SIGCHLD]) {
+        forwarded.add(signal);
+    }
+    let mut original = SigSet::empty();
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&forwarded), Some(&mut original))
+        .stage("signals", "sigprocmask(SIG_BLOCK)")?;
+    Ok(Signals { forwarded, original })
+}
+
+/// The container's first process, killed and reaped on drop unless it has
+/// already been waited for, so no error path leaves it running.
+struct Container {
+    pid: Pid,
+    reaped: bool,
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        if !self.reaped {
+            let _ = kill(self.pid, Signal::SIGKILL);
+            let _ = waitpid(self.pid, None);
+        }
+    }
+}
+
+/// contained.c's flags. CLONE_NEWUSER is not among them: the child unshares
+/// it later, after its mounts, which need the host user namespace's privilege.
+fn namespace_flags() -> CloneFlags {
+    // before 03: CloneFlags::empty()
+    // >> 03 namespaces
+    CloneFlags::CLONE_NEWNS
+        | CloneFlags::CLONE_NEWCGROUP
+        | CloneFlags::CLONE_NEWPID
+        | CloneFlags::CLONE_NEWIPC
+        | CloneFlags::CLONE_NEWNET
+        | CloneFlags::CLONE_NEWUTS
+    // << 03
+}
+
+const STACK_SIZE: usize = 1024 * 1024;
+
+fn clone_child(
+    args: &Args,
+    hostname: &str,
+    sock: &OwnedFd,
+    signals: &Signals,
+    progress: Progress,
+) -> Result<Container> {
+    let child = || run_child(args, hostname, sock, &signals.original, progress);
+    let mut stack = vec![0u8; STACK_SIZE];
+    // SAFETY: without CLONE_VM the child gets its own copy of memory, as with
+    // fork(2); it only runs `run_child` and then execs or exits.
+    let pid = unsafe {
+        clone(Box::new(child), &mut stack, namespace_flags(), Some(Signal::SIGCHLD as i32))
+    }
+    .stage("clone", format!("clone({:?})", namespace_flags()))?;
+    Ok(Container { pid, reaped: false })
+}
+
+// ---------------------------------------------------------------------------
+// Stage 7: the child. Each step narrows what the command can do; the last
+// one replaces this program with it.
+// ---------------------------------------------------------------------------
+
+fn run_child(
+    args: &Args,
+    hostname: &str,
+    sock: &OwnedFd,
+    mask: &SigSet,
+    progress: Progress,
+) -> isize {
+    let result = child_stages(args, hostname, sock, mask, progress);
+    let error = match result {
+        Ok(never) => match never {},
+        Err(error) => error,
+    };
+    let _ = io::stderr().write_all(format!("toybox: {error}\n").as_bytes());
+    error.exit_code as isize
+}
+
+fn child_stages(
+    args: &Args,
+    hostname: &str,
+    sock: &OwnedFd,
+    mask: &SigSet,
+    progress: Progress,
+) -> Result<std::convert::Infallible> {
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(mask), None)
+        .stage("signals", "restore signal mask")?;
+    // before 03: progress.note(&format!("{hostname} stays a name: no UTS namespace to set it in"));
+    progress.stage("hostname", || set_hostname(hostname))?; // >> 03
+    progress.stage("mounts", || setup_mounts(&args.mount))?; // >> 04
+    die_with_parent(sock)?;
+    progress.note("execve");
+    exec_command(&args.command)
+}
+
+/// If toybox is killed outright (SIGKILL), the container goes with it
+/// (PR_SET_PDEATHSIG, prctl(2)). Set after the uid change, which clears it.
+/// Should toybox have died already, its end of the socket reads as EOF.
+fn die_with_parent(sock: &OwnedFd) -> Result<()> {
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).stage("clone", "prctl(PR_SET_PDEATHSIG)")?;
+    let mut byte = [0u8];
+    match recv(sock.as_raw_fd(), &mut byte, MsgFlags::MSG_DONTWAIT) {
+        Err(Errno::EAGAIN) => Ok(()),
+        _ => Err(fail("clone", "toybox exited before the container started", 125)),
+    }
+}
+
+// >> 03 namespaces
+/// Only this UTS namespace sees the new name (uts_namespaces(7)).
+fn set_hostname(hostname: &str) -> Result<()> {
+    sethostname(hostname).stage("hostname", format!("sethostname({hostname})"))
+}
+// << 03
+
+// >> 04 mounts
+/// Make every mount private so nothing propagates back to the host, bind the
+/// rootfs onto itself (pivot_root needs a mount point), and swap roots.
+/// pivot_root(".", ".") stacks the old root on top of the new one; unmounting
+/// "." then detaches it (pivot_root(2), NOTES). Unlike contained.c this needs
+/// no temporary directory, so nothing is left on the host or in the rootfs.
+fn setup_mounts(rootfs: &Path) -> Result<()> {
+    let none: Option<&str> = None;
+    mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none)
+        .stage("mounts", "mount / MS_REC|MS_PRIVATE")?;
+    mount(Some(rootfs), rootfs, none, MsFlags::MS_BIND | MsFlags::MS_REC, none)
+        .stage("mounts", format!("bind mount {}", rootfs.display()))?;
+    chdir(rootfs).stage("mounts", format!("chdir {}", rootfs.display()))?;
+    pivot_root(".", ".").stage("mounts", format!("pivot_root({}, .)", rootfs.display()))?;
+    umount2(".", MntFlags::MNT_DETACH).stage("mounts", "umount2(old root, MNT_DETACH)")?;
+    chdir("/").stage("mounts", "chdir /")
+}
+// << 04
+
+// ---------------------------------------------------------------------------
+// Stage 7, continued: capabilities, seccomp, execve.
+// ---------------------------------------------------------------------------
+
+/// Replace the child with the command. Only a failure returns, and its errno
+/// picks the exit status: ENOENT 127, anything else 126 (`docker run`).
+fn exec_command(command: &[String]) -> Result<std::convert::Infallible> {
+    let argv = command
+        .iter()
+        .map(|arg| CString::new(arg.as_bytes()))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|_| fail("execve", "an argument contains a NUL byte", EXIT_TOYBOX_FAILED))?;
+    let env: [CString; 0] = [];
+    let Err(errno) = execve(&argv[0], &argv, &env);
+    let exit_code = if errno == Errno::ENOENT { EXIT_NOT_FOUND } else { EXIT_CANNOT_EXECUTE };
+    let what = format!("execve {}", command[0]);
+    Err(Error { stage: "execve", what, cause: errno.describe(), exit_code })
+}
+
+// ---------------------------------------------------------------------------
+// Stage 9 (parent): wait, forwarding signals; the drops clean up.
+// ---------------------------------------------------------------------------
+
+/// How long PID 1 has to act on a forwarded signal before SIGKILL (docker stop).
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// PID 1 of a PID namespace only receives the signals it has a handler for
+/// (pid_namespaces(7)), so a forwarded SIGTERM may do nothing: toybox then
+/// sends SIGKILL after STOP_GRACE. The exit status is the container's own:
+/// its exit code, or 128+N when signal N killed it.
+fn wait_for_child(container: &mut Container, signals: &SigSet) -> Result<i32> {
+    let mut deadline: Option<Instant> = None;
+    loop {
+        let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        match wait_for_signal(signals, timeout)? {
+            None => {
+                kill(container.pid, Signal::SIGKILL).stage("wait", "kill(SIGKILL)")?;
+                deadline = None;
+            }
+            Some(Signal::SIGCHLD) => {
+                let status = waitpid(container.pid, Some(WaitPidFlag::WNOHANG))
+                    .stage("wait", format!("waitpid({})", container.pid))?;
+                let code = match status {
+                    WaitStatus::Exited(_, code) => code,
+                    WaitStatus::Signaled(_, signal, _) => 128 + signal as i32,
+                    _ => continue,
+                };
+                container.reaped = true;
+                return Ok(code);
+            }
+            Some(signal) => {
+                kill(container.pid, signal).stage("wait", format!("forward {signal}"))?;
+                deadline.get_or_insert(Instant::now() + STOP_GRACE);
+            }
+        }
+    }
+}
+
+/// sigtimedwait(2): the next blocked signal, or None when the timeout passes.
+fn wait_for_signal(signals: &SigSet, timeout: Option<Duration>) -> Result<Option<Signal>> {
+    let timespec = timeout.map(|t| libc::timespec {
+        tv_sec: t.as_secs() as libc::time_t,
+        tv_nsec: t.subsec_nanos() as libc::c_long,
+    });
+    let timespec_ptr = timespec.as_ref().map_or(std::ptr::null(), |t| t as *const _);
+    loop {
+        // SAFETY: the set and timespec are valid for the call; siginfo may be null.
+        let rc =
+            unsafe { libc::sigtimedwait(signals.as_ref(), std::ptr::null_mut(), timespec_ptr) };
+        match rc {
+            -1 if Errno::last() == Errno::EAGAIN => return Ok(None),
+            -1 if Errno::last() == Errno::EINTR => continue,
+            -1 => return Err(Errno::last()).stage("wait", "sigtimedwait"),
+            n => return Signal::try_from(n).map(Some).stage("wait", "sigtimedwait"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // >> 02 checks
+    #[test]
+    fn kernel_versions_compare_as_numbers() {
+        assert_eq!(kernel_version("6.18.44-fc-v657"), (6, 18));
+        assert_eq!(kernel_version("4.10.0"), (4, 10));
+        assert!(kernel_version("4.10.0") >= MIN_KERNEL);
+        assert!(kernel_version("4.4.0-210-generic") < MIN_KERNEL);
+        assert!(kernel_version("3.10.0-1160.el7.x86_64") < MIN_KERNEL);
+    }
+    // << 02
+
+    #[test]
+    fn hostnames_are_adjective_noun_hex() {
+        let name = random_hostname();
+        let parts: Vec<&str> = name.split('-').collect();
+        assert_eq!(parts.len(), 3, "{name}");
+        assert!(ADJECTIVES.contains(&parts[0]) && NOUNS.contains(&parts[1]), "{name}");
+        assert!(parts[2].len() == 6 && parts[2].chars().all(|c| c.is_ascii_hexdigit()), "{name}");
+    }
+}

@@ -1,0 +1,157 @@
+//! The chapters are what chapters/generate.rs makes from src/, the last one is
+//! src/ itself, every chapter is a binary, and the notes quote only commands
+//! that exist. (Running each chapter is in tests/container.rs: it needs root.)
+
+#[path = "../chapters/generate.rs"]
+mod generate;
+
+use std::fs;
+use std::path::PathBuf;
+
+use generate::{CHAPTERS, for_chapter, generate, number, rust_files};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn chapters_are_current() {
+    let mut stale = Vec::new();
+    for chapter in CHAPTERS {
+        let dir = repo().join("chapters").join(chapter);
+        let files = generate(&repo(), number(chapter)).unwrap_or_else(|e| panic!("{chapter}: {e}"));
+        for (name, text) in &files {
+            let path = dir.join(name);
+            if fs::read_to_string(&path).ok().as_ref() != Some(text) {
+                stale.push(format!("chapters/{chapter}/{name}"));
+            }
+        }
+        let names: Vec<&String> = files.iter().map(|(name, _)| name).collect();
+        for extra in rust_files(&dir).iter().filter(|old| !names.contains(old)) {
+            stale.push(format!("chapters/{chapter}/{extra} (src/ makes no such file)"));
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "not what src/ makes: {}\nrun `make chapters` and commit the result",
+        stale.join(", ")
+    );
+}
+
+#[test]
+fn last_chapter_is_src() {
+    let last = repo().join("chapters").join(CHAPTERS[CHAPTERS.len() - 1]);
+    let src = repo().join("src");
+    assert_eq!(rust_files(&last), rust_files(&src), "{} and src/ hold other files", last.display());
+    for name in rust_files(&src) {
+        let a = fs::read(src.join(&name)).unwrap_or_default();
+        let b = fs::read(last.join(&name)).unwrap_or_default();
+        assert!(a == b, "{}/{name} differs from src/{name}", last.display());
+    }
+}
+
+#[test]
+fn every_chapter_is_a_binary() {
+    let manifest = fs::read_to_string(repo().join("Cargo.toml")).unwrap_or_default();
+    for chapter in CHAPTERS {
+        let entry =
+            format!("[[bin]]\nname = \"ch{chapter}\"\npath = \"chapters/{chapter}/main.rs\"\n");
+        assert!(manifest.contains(&entry), "Cargo.toml lacks:\n{entry}");
+    }
+}
+
+/// Each chapter's notes, in both languages, and the table of contents.
+fn notes() -> Vec<PathBuf> {
+    let mut paths =
+        vec![repo().join("chapters/README.md"), repo().join("chapters/README.zh-CN.md")];
+    for chapter in CHAPTERS {
+        for name in ["README.md", "README.zh-CN.md"] {
+            paths.push(repo().join("chapters").join(chapter).join(name));
+        }
+    }
+    paths
+}
+
+#[test]
+fn notes_exist_in_both_languages() {
+    let missing: Vec<String> =
+        notes().iter().filter(|p| !p.is_file()).map(|p| p.display().to_string()).collect();
+    assert!(missing.is_empty(), "missing notes: {}", missing.join(", "));
+}
+
+/// Every flag toybox and the chapters accept; a chapter binary takes them all
+/// (01 parses what later chapters use).
+const FLAGS: &[&str] =
+    &["-u", "--uid", "-m", "--mount", "-c", "--command", "-v", "--verbose", "-h", "--help", "-V"];
+
+/// Commands in the notes run `toybox` or a chapter binary `chNN-name`; each
+/// must name a binary that exists and only flags it has, up to `-c`.
+#[test]
+fn commands_in_notes_exist() {
+    let binaries: Vec<String> = CHAPTERS.iter().map(|c| format!("ch{c}")).collect();
+    let mut wrong = Vec::new();
+    let mut seen = 0;
+    for path in notes() {
+        let text = fs::read_to_string(&path).unwrap_or_default();
+        for line in text.lines() {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            for (at, word) in words.iter().enumerate() {
+                let binary = word.rsplit('/').next().unwrap_or(word);
+                let is_chapter = binary.starts_with("ch")
+                    && binary.len() > 5
+                    && binary[2..4].bytes().all(|b| b.is_ascii_digit())
+                    && binary.as_bytes()[4] == b'-';
+                if !(is_chapter || binary == "toybox" && word.contains('/')) {
+                    continue;
+                }
+                seen += 1;
+                if is_chapter && !binaries.iter().any(|b| b == binary) {
+                    wrong.push(format!("{}: no binary {binary}: {line}", path.display()));
+                }
+                // Up to -c: flags, and the values of -u and -m.
+                let mut rest = words[at + 1..].iter();
+                while let Some(flag) = rest.next() {
+                    match *flag {
+                        "-c" | "--command" => break,
+                        "-u" | "--uid" | "-m" | "--mount" => {
+                            rest.next();
+                        }
+                        f if f.starts_with('-') && !FLAGS.contains(&f) => {
+                            wrong.push(format!("{}: no flag {f}: {line}", path.display()));
+                        }
+                        _ => break,
+                    }
+                }
+            }
+        }
+    }
+    assert!(seen > 0, "the notes quote no command at all");
+    wrong.dedup();
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn generator_follows_the_markers() {
+    let source = "\
+a
+b // >> 02
+// before 03: old
+new // >> 03
+// >> 02 block
+c
+// >> 03 inner
+d
+// << 03
+// << 02
+e
+";
+    assert_eq!(for_chapter(source, 1).unwrap(), "a\nold\ne\n");
+    assert_eq!(
+        for_chapter(source, 2).unwrap(),
+        "a\nb // >> 02\nold\n// >> 02 block\nc\n// << 02\ne\n"
+    );
+    assert_eq!(for_chapter(source, 3).unwrap(), source);
+    assert!(for_chapter("// >> 02 x\n", 1).is_err());
+    assert!(for_chapter("// << 02\n", 3).is_err());
+    assert!(for_chapter("// >> 03 x\n// >> 02 y\n// << 02\n// << 03\n", 3).is_err());
+}
