@@ -6,8 +6,11 @@
 CARGO ?= $(shell command -v cargo 2>/dev/null || \
 	ls $(HOME)/.cargo/bin/cargo $$(getent passwd "$(SUDO_USER)" | cut -d: -f6)/.cargo/bin/cargo 2>/dev/null | head -n 1)
 ROOTFS ?= ./rootfs
+# The chapter generator is plain rustc and lays chapters out with rustfmt.
+RUSTC ?= $(dir $(CARGO))rustc
+export RUSTFMT ?= $(dir $(CARGO))rustfmt
 
-.PHONY: all deps test-deps build rootfs shell test lint clean
+.PHONY: all deps test-deps build rootfs shell test lint chapters clean
 
 all: build rootfs
 
@@ -36,6 +39,12 @@ test-deps: deps
 
 test: test-deps
 	$(CARGO) test --release
+
+# After editing src/: cut chapters/NN-*/ out of it again (chapters/README.md).
+chapters:
+	@mkdir -p target
+	$(RUSTC) --edition 2024 -O -o target/chapters-generate chapters/generate.rs
+	target/chapters-generate
 
 lint:
 	$(CARGO) fmt --check

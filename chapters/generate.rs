@@ -134,7 +134,9 @@ pub fn generate(repo: &Path, chapter: u32) -> Result<Vec<(String, String)>, Stri
 /// would. src/ is already formatted, so the last chapter stays byte-identical.
 fn rustfmt(repo: &Path, text: &str) -> Result<String, String> {
     let config = repo.join("rustfmt.toml");
-    let mut child = Command::new("rustfmt")
+    // `make` names the rustfmt beside its cargo: sudo's PATH may lack both.
+    let program = std::env::var_os("RUSTFMT").unwrap_or_else(|| "rustfmt".into());
+    let mut child = Command::new(program)
         .args(["--edition", "2024", "--config-path"])
         .arg(&config)
         .stdin(Stdio::piped())

@@ -193,7 +193,11 @@ impl Run {
 }
 
 fn toybox_command(lab: &Lab, args: &[&str]) -> Command {
-    let mut command = Command::new(TOYBOX);
+    program_command(Path::new(TOYBOX), lab, args)
+}
+
+fn program_command(program: &Path, lab: &Lab, args: &[&str]) -> Command {
+    let mut command = Command::new(program);
     if !args.contains(&"-m") {
         command.arg("-m").arg(&lab.rootfs);
     }
@@ -217,8 +221,14 @@ fn exit_code(status: ExitStatus) -> Option<i32> {
 
 /// Run toybox to completion and check that it left nothing behind.
 fn toybox(lab: &Lab, args: &[&str]) -> Result<Run, String> {
+    run_program(Path::new(TOYBOX), lab, args)
+}
+
+fn run_program(program: &Path, lab: &Lab, args: &[&str]) -> Result<Run, String> {
     let before = take_snapshot(lab);
-    let child = toybox_command(lab, args).spawn().map_err(|e| format!("spawn toybox: {e}"))?;
+    let child = program_command(program, lab, args)
+        .spawn()
+        .map_err(|e| format!("spawn {}: {e}", program.display()))?;
     let run = finish(child)?;
     expect_nothing_left(lab, &before, &run)?;
     Ok(run)
@@ -811,6 +821,122 @@ fn vm_lab_pure_cgroup_v1(_lab: &Lab) -> Outcome {
 }
 
 // ---------------------------------------------------------------------------
+// The chapters: each shows the property it introduces, and the chapter before
+// it demonstrably lacks it (chapters/README.md). Cargo builds every chapter
+// binary beside toybox.
+// ---------------------------------------------------------------------------
+
+fn chapter(lab: &Lab, name: &str, args: &[&str]) -> Result<Run, String> {
+    let program = Path::new(TOYBOX).with_file_name(format!("ch{name}"));
+    run_program(&program, lab, args).map_err(|e| format!("ch{name}: {e}"))
+}
+
+fn host_hostname() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string()
+}
+
+/// 01 runs the command as a child and passes its status on; nothing is
+/// isolated and nothing is checked: a missing rootfs does not stop it.
+fn chapter_01_runs_the_command(lab: &Lab) -> Outcome {
+    let run = chapter(lab, "01-skeleton", &["-c", "/bin/sh", "-c", "hostname; exit 42"])?;
+    expect_code(&run, 42)?;
+    expect(run.stdout.trim() == host_hostname(), || {
+        format!("not the host's name\n{}", run.describe())
+    })?;
+    expect_code(&chapter(lab, "01-skeleton", &["-m", "/no/such/rootfs", "-c", "/bin/true"])?, 0)
+}
+
+/// 02 refuses a missing rootfs before creating anything.
+fn chapter_02_checks_input(lab: &Lab) -> Outcome {
+    let run = chapter(lab, "02-checks", &["-m", "/no/such/rootfs", "-c", "/bin/true"])?;
+    expect_one_line_error(&run, 125, "checks: rootfs /no/such/rootfs")
+}
+
+/// 03's new namespaces: its own hostname and PID 1, where 02 had the host's;
+/// the host's files are still there.
+fn chapter_03_namespaces(lab: &Lab) -> Outcome {
+    let marker = lab.host_marker.display().to_string();
+    let script = format!("hostname; echo $$; cat {marker}");
+    let args = ["-c", "/bin/sh", "-c", script.as_str()];
+    let before = chapter(lab, "02-checks", &args)?;
+    let after = chapter(lab, "03-namespaces", &args)?;
+    let lines = |run: &Run| run.stdout.lines().map(str::to_string).collect::<Vec<_>>();
+    let (before_lines, after_lines) = (lines(&before), lines(&after));
+    expect(
+        before_lines.first() == Some(&host_hostname()) && before_lines.get(1) != Some(&"1".into()),
+        || format!("02 should run with the host's hostname and PIDs\n{}", before.describe()),
+    )?;
+    expect(
+        after_lines.first() != Some(&host_hostname())
+            && after_lines.get(1).map(String::as_str) == Some("1")
+            && after_lines.get(2).map(String::as_str) == Some("host"),
+        || {
+            format!(
+                "03: want its own hostname, PID 1, and the host file still readable\n{}",
+                after.describe()
+            )
+        },
+    )
+}
+
+/// 04 pivots into the rootfs: the host file 03 could read is gone.
+fn chapter_04_private_root(lab: &Lab) -> Outcome {
+    let marker = lab.host_marker.display().to_string();
+    let args = ["-c", "/bin/cat", marker.as_str()];
+    let before = chapter(lab, "03-namespaces", &args)?;
+    expect(before.code == Some(0) && before.stdout == "host\n", || {
+        format!("03 should still read {marker}\n{}", before.describe())
+    })?;
+    let after = chapter(lab, "04-mounts", &["-c", "/probe", "escape", &marker, "/oldroot"])?;
+    expect_code(&after, 0)?;
+    let reached: Vec<&str> = after.stdout.lines().filter(|l| l.ends_with(" exists")).collect();
+    expect(reached.is_empty(), || format!("04 reached {reached:?}\n{}", after.describe()))
+}
+
+/// 05 honours -u through the user namespace; 04 ignored it and ran as root.
+fn chapter_05_user_namespace(lab: &Lab) -> Outcome {
+    let args = ["-u", "1000", "-c", "/probe", "identity"];
+    expect_value(&chapter(lab, "04-mounts", &args)?, "uid", "0 0 0")?;
+    expect_value(&chapter(lab, "05-user-namespace", &args)?, "uid", "1000 1000 1000")
+}
+
+/// 06 takes CAP_SYS_ADMIN (21) out of the bounding set; 05 kept it.
+fn chapter_06_capabilities(lab: &Lab) -> Outcome {
+    let sys_admin = 1u64 << 21;
+    let before = hex(&chapter(lab, "05-user-namespace", &["-c", "/probe", "caps"])?, "bounding")?;
+    let after = hex(&chapter(lab, "06-capabilities", &["-c", "/probe", "caps"])?, "bounding")?;
+    expect(before & sys_admin != 0 && after & sys_admin == 0, || {
+        format!("bounding sets: 05 {before:016x}, 06 {after:016x}; want CAP_SYS_ADMIN only in 05")
+    })
+}
+
+/// 07's filter answers keyctl with EPERM; 06 let the call through.
+fn chapter_07_seccomp(lab: &Lab) -> Outcome {
+    let before = chapter(lab, "06-capabilities", &["-c", "/probe", "syscalls"])?;
+    let after = chapter(lab, "07-seccomp", &["-c", "/probe", "syscalls"])?;
+    expect(
+        before.value("keyctl") != Some("EPERM") && after.value("keyctl") == Some("EPERM"),
+        || {
+            format!(
+                "keyctl: 06 {:?}, 07 {:?}; want EPERM only in 07",
+                before.value("keyctl"),
+                after.value("keyctl")
+            )
+        },
+    )
+}
+
+/// 08 limits the container: RLIMIT_NOFILE 64, which 07 did not set.
+fn chapter_08_limits(lab: &Lab) -> Outcome {
+    let before = chapter(lab, "07-seccomp", &["-c", "/probe", "identity"])?;
+    let after = chapter(lab, "08-cgroups", &["-c", "/probe", "identity"])?;
+    expect(
+        before.value("nofile") != Some("64 64") && after.value("nofile") == Some("64 64"),
+        || format!("nofile: 07 {:?}, 08 {:?}", before.value("nofile"), after.value("nofile")),
+    )
+}
+
+// ---------------------------------------------------------------------------
 
 type TestFn = fn(&Lab) -> Outcome;
 
@@ -836,6 +962,14 @@ const TESTS: &[(&str, TestFn)] = &[
     ("sigterm_to_unhandling_pid1_ends_in_sigkill", sigterm_to_unhandling_pid1_ends_in_sigkill),
     ("sigkill_to_toybox_kills_container", sigkill_to_toybox_kills_container),
     ("terminal_goes_to_the_container", terminal_goes_to_the_container),
+    ("chapter_01_runs_the_command", chapter_01_runs_the_command),
+    ("chapter_02_checks_input", chapter_02_checks_input),
+    ("chapter_03_namespaces", chapter_03_namespaces),
+    ("chapter_04_private_root", chapter_04_private_root),
+    ("chapter_05_user_namespace", chapter_05_user_namespace),
+    ("chapter_06_capabilities", chapter_06_capabilities),
+    ("chapter_07_seccomp", chapter_07_seccomp),
+    ("chapter_08_limits", chapter_08_limits),
     ("vm_lab_pure_cgroup_v2", vm_lab_pure_cgroup_v2),
     ("vm_lab_pure_cgroup_v1", vm_lab_pure_cgroup_v1),
 ];
