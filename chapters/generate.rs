@@ -28,6 +28,9 @@ pub const CHAPTERS: &[&str] = &[
     "06-capabilities",
     "07-seccomp",
     "08-cgroups",
+    "09-dev",
+    "10-proc",
+    "11-environment",
 ];
 
 pub fn number(chapter: &str) -> u32 {

@@ -36,6 +36,7 @@ use nix::sched::{CloneFlags, clone};
 use nix::sys::resource::{Resource, setrlimit}; // >> 08
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
 use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockType, recv, socketpair};
+use nix::sys::stat::{Mode, SFlag, makedev, mknod}; // >> 09
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Uid; // >> 02
 use nix::unistd::sethostname; // >> 03
@@ -81,6 +82,16 @@ struct Args {
     #[arg(short, long)]
     verbose: bool,
 
+    // >> 11 environment
+    /// Set a variable in the container's environment; KEY alone copies it
+    /// from toybox's own (repeatable)
+    #[arg(short, long = "env", value_name = "KEY=VALUE")]
+    env: Vec<String>,
+
+    /// Working directory inside the container, an absolute path (default /)
+    #[arg(short, long = "workdir", value_name = "DIR")]
+    workdir: Option<PathBuf>,
+    // << 11
     /// Command to run and its arguments; everything after -c belongs to it
     #[arg(short, long = "command", required = true, num_args = 1..,
           allow_hyphen_values = true, value_name = "CMD [ARGS]...")]
@@ -208,6 +219,12 @@ fn check_host(args: &Args) -> Result<()> {
     if resolved == Path::new("/") {
         return Err(fail("checks", "rootfs is /: that is the host, not a container", 125));
     }
+    // >> 11 environment
+    check_env_and_workdir(args)?;
+    if !args.command[0].contains('/') {
+        return check_command_in_path(&resolved, &args.command[0], search_path(&args.env));
+    }
+    // << 11
     check_command(&resolved, &args.command[0])
 }
 
@@ -253,6 +270,33 @@ fn check_command(rootfs: &Path, command: &str) -> Result<()> {
     }
     Ok(())
 }
+
+// >> 11 environment
+/// A name without a slash is looked up in the container's PATH, inside the
+/// rootfs, the way the shell and execvp(3) look it up.
+fn check_command_in_path(rootfs: &Path, name: &str, path: &str) -> Result<()> {
+    for dir in path.split(':').filter(|dir| dir.starts_with('/')) {
+        let candidate = format!("{}/{name}", dir.trim_end_matches('/'));
+        if fs::symlink_metadata(rootfs.join(&candidate[1..])).is_ok() {
+            return check_command(rootfs, &candidate);
+        }
+    }
+    let what = format!("command {name} not found in PATH {path} in {}", rootfs.display());
+    Err(fail("checks", what, EXIT_NOT_FOUND))
+}
+
+fn check_env_and_workdir(args: &Args) -> Result<()> {
+    if let Some(entry) = args.env.iter().find(|e| e.is_empty() || e.starts_with('=')) {
+        let what = format!("-e {entry:?}: want KEY=VALUE or KEY");
+        return Err(fail("checks", what, EXIT_TOYBOX_FAILED));
+    }
+    if let Some(dir) = args.workdir.as_ref().filter(|dir| !dir.is_absolute()) {
+        let what = format!("-w {}: the working directory must be an absolute path", dir.display());
+        return Err(fail("checks", what, EXIT_TOYBOX_FAILED));
+    }
+    Ok(())
+}
+// << 11
 // << 02
 
 // ---------------------------------------------------------------------------
@@ -607,12 +651,20 @@ fn child_stages(
     // before 03: progress.note(&format!("{hostname} stays a name: no UTS namespace to set it in"));
     progress.stage("hostname", || set_hostname(hostname))?; // >> 03
     progress.stage("mounts", || setup_mounts(&args.mount))?; // >> 04
+    progress.stage("dev", mount_dev)?; // >> 09
+    progress.stage("proc", mount_proc_and_sys)?; // >> 10
     progress.stage("user namespace", || enter_user_namespace(sock, args.uid))?; // >> 05
     die_with_parent(sock)?;
     progress.stage("capabilities", drop_capabilities)?; // >> 06
     progress.stage("seccomp", load_seccomp_filter)?; // >> 07
+    // >> 11 environment
+    if let Some(dir) = &args.workdir {
+        chdir(dir).stage("workdir", format!("chdir {}", dir.display()))?;
+    }
+    // << 11
     progress.note("execve");
-    exec_command(&args.command)
+    // before 11: exec_command(&args.command, &[])
+    exec_command(&args.command, &container_env(args, hostname)) // >> 11
 }
 
 /// If toybox is killed outright (SIGKILL), the container goes with it
@@ -652,6 +704,124 @@ fn setup_mounts(rootfs: &Path) -> Result<()> {
     chdir("/").stage("mounts", "chdir /")
 }
 // << 04
+
+// >> 09 dev
+/// The devices every program expects, as `docker run` gives them:
+/// (name, major, minor) of character devices (devices(7)).
+const DEVICES: &[(&str, u64, u64)] = &[
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+];
+
+/// (link, target): the pty multiplexer of the new devpts, and the fd links.
+const DEV_LINKS: &[(&str, &str)] = &[
+    ("/dev/ptmx", "pts/ptmx"),
+    ("/dev/fd", "/proc/self/fd"),
+    ("/dev/stdin", "/proc/self/fd/0"),
+    ("/dev/stdout", "/proc/self/fd/1"),
+    ("/dev/stderr", "/proc/self/fd/2"),
+];
+
+/// A fresh /dev on a small tmpfs: nothing of the host's /dev comes along.
+/// The nodes are made with mknod, which needs CAP_MKNOD in the initial user
+/// namespace, so this runs before the child enters its own. devpts is a new
+/// instance with its own ptmx: the host's terminals are not in it
+/// (devpts(5)). /dev/shm is a tmpfs of its own for POSIX shared memory.
+fn mount_dev() -> Result<()> {
+    let nosuid_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
+    mount_fs("tmpfs", "/dev", nosuid_noexec, "mode=755,size=64k")?;
+    for &(name, major, minor) in DEVICES {
+        let path = format!("/dev/{name}");
+        let mode = Mode::from_bits_truncate(0o666);
+        mknod(path.as_str(), SFlag::S_IFCHR, mode, makedev(major, minor))
+            .stage("dev", format!("mknod {path}"))?;
+        chmod(&path, 0o666)?; // mknod(2) applies the umask
+    }
+    for (dir, mode) in [("/dev/pts", 0o755), ("/dev/shm", 0o1777)] {
+        fs::create_dir(dir).stage("dev", format!("mkdir {dir}"))?;
+        chmod(dir, mode)?;
+    }
+    mount_fs("devpts", "/dev/pts", nosuid_noexec, "newinstance,ptmxmode=0666,mode=0620")?;
+    mount_fs("tmpfs", "/dev/shm", nosuid_noexec | MsFlags::MS_NODEV, "mode=1777,size=64m")?;
+    for &(link, target) in DEV_LINKS {
+        std::os::unix::fs::symlink(target, link).stage("dev", format!("symlink {link}"))?;
+    }
+    Ok(())
+}
+
+fn chmod(path: &str, mode: u32) -> Result<()> {
+    let permissions = fs::Permissions::from_mode(mode);
+    fs::set_permissions(path, permissions).stage("dev", format!("chmod {mode:o} {path}"))
+}
+
+/// mount(2) a filesystem that has no source device.
+fn mount_fs(fstype: &str, target: &str, flags: MsFlags, data: &str) -> Result<()> {
+    mount(Some(fstype), target, Some(fstype), flags, Some(data))
+        .stage("mounts", format!("mount {fstype} on {target}"))
+}
+// << 09
+
+// >> 10 proc
+/// What runc hides in /proc and /sys: these reach the host's kernel, not the
+/// container (kernel memory, keyrings, timers, firmware). A directory gets an
+/// empty read-only tmpfs over it, a file /dev/null.
+const MASKED_PATHS: &[&str] = &[
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+];
+
+/// What runc makes read-only: kernel settings for the whole machine, and
+/// sysrq-trigger, which can reboot or crash the host.
+const READ_ONLY_PATHS: &[&str] =
+    &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+
+/// A proc of the container's own PID namespace, so `ps` and `top` show only
+/// its processes (proc(5), pid_namespaces(7)). /sys is mounted read-only, as
+/// docker does: tools expect it, the container's own network devices show
+/// there, and nothing in it can be changed. The container's root cannot
+/// unmount the masks: after it enters its user namespace it has no
+/// privilege over this mount namespace (mount_namespaces(7)).
+fn mount_proc_and_sys() -> Result<()> {
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    mount_fs("proc", "/proc", flags, "")?;
+    mount_fs("sysfs", "/sys", flags | MsFlags::MS_RDONLY, "")?;
+    for &path in MASKED_PATHS {
+        match fs::metadata(path) {
+            Ok(meta) if meta.is_dir() => mount_fs("tmpfs", path, MsFlags::MS_RDONLY, "size=0")?,
+            Ok(_) => mount(Some("/dev/null"), path, none(), MsFlags::MS_BIND, none())
+                .stage("proc", format!("mask {path}"))?,
+            Err(_) => continue, // this kernel has no such file
+        }
+    }
+    for &path in READ_ONLY_PATHS {
+        if !Path::new(path).exists() {
+            continue;
+        }
+        mount(Some(path), path, none(), MsFlags::MS_BIND | MsFlags::MS_REC, none())
+            .stage("proc", format!("bind {path}"))?;
+        let read_only = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | flags;
+        mount(none(), path, none(), read_only, none())
+            .stage("proc", format!("remount {path} read-only"))?;
+    }
+    Ok(())
+}
+
+fn none() -> Option<&'static str> {
+    None
+}
+// << 10
 
 // >> 05 user namespace
 /// The handshake (user_namespaces(7)): only a process outside the new user
@@ -741,7 +911,7 @@ const KEPT_CAPABILITIES: &[caps::Capability] = &[
 /// are its bounding set, so those lose the same capabilities.
 /// Capabilities are dropped by number until the kernel says EINVAL (no such
 /// capability): the caps crate's enum ends at the ones it knew of, and the
-/// running kernel may know more. /proc is not mounted here to ask it.
+/// running kernel may know more.
 fn drop_capabilities() -> Result<()> {
     for number in 0.. {
         if KEPT_CAPABILITIES.iter().any(|kept| kept.index() == number) {
@@ -897,19 +1067,78 @@ fn deny_fchmodat2() -> Result<()> {
 }
 // << 07
 
+// >> 11 environment
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// What `docker run` starts a command with: PATH, HOSTNAME, HOME, TERM when
+/// there is a terminal, then every -e, a later one replacing an earlier one.
+/// Nothing else of toybox's own environment leaks in.
+fn container_env(args: &Args, hostname: &str) -> Vec<String> {
+    let home = if args.uid == 0 { "/root" } else { "/" };
+    let mut env = vec![
+        format!("PATH={DEFAULT_PATH}"),
+        format!("HOSTNAME={hostname}"),
+        format!("HOME={home}"),
+    ];
+    if nix::unistd::isatty(io::stdin()).unwrap_or(false) {
+        env.push("TERM=xterm".to_string());
+    }
+    for entry in &args.env {
+        let entry = match entry.split_once('=') {
+            Some(_) => entry.clone(),
+            None => match std::env::var(entry) {
+                Ok(value) => format!("{entry}={value}"),
+                Err(_) => continue, // docker run -e KEY: unset stays unset
+            },
+        };
+        let key = &entry[..=entry.find('=').unwrap_or(0)];
+        env.retain(|old| !old.starts_with(key));
+        env.push(entry);
+    }
+    env
+}
+
+/// The PATH the command is looked up in: the last -e PATH=, or the default.
+fn search_path(env: &[String]) -> &str {
+    env.iter().rev().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(DEFAULT_PATH)
+}
+// << 11
+
 /// Replace the child with the command. Only a failure returns, and its errno
 /// picks the exit status: ENOENT 127, anything else 126 (`docker run`).
-fn exec_command(command: &[String]) -> Result<std::convert::Infallible> {
-    let argv = command
+fn exec_command(command: &[String], env: &[String]) -> Result<std::convert::Infallible> {
+    let argv = to_cstrings(command)?;
+    let envp = to_cstrings(env)?;
+    // >> 11 environment
+    // A name without a slash is tried in each PATH directory, as execvp(3)
+    // does; a directory where it exists but cannot run decides the status.
+    if !command[0].contains('/') {
+        let mut last = Errno::ENOENT;
+        for dir in search_path(env).split(':') {
+            let path = CString::new(format!("{dir}/{}", command[0])).unwrap_or_default();
+            let Err(errno) = execve(&path, &argv, &envp);
+            if errno != Errno::ENOENT {
+                last = errno;
+            }
+        }
+        return Err(exec_error(&command[0], last));
+    }
+    // << 11
+    let Err(errno) = execve(&argv[0], &argv, &envp);
+    Err(exec_error(&command[0], errno))
+}
+
+fn to_cstrings(strings: &[String]) -> Result<Vec<CString>> {
+    strings
         .iter()
-        .map(|arg| CString::new(arg.as_bytes()))
+        .map(|s| CString::new(s.as_bytes()))
         .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|_| fail("execve", "an argument contains a NUL byte", EXIT_TOYBOX_FAILED))?;
-    let env: [CString; 0] = [];
-    let Err(errno) = execve(&argv[0], &argv, &env);
+        .map_err(|_| fail("execve", "an argument contains a NUL byte", EXIT_TOYBOX_FAILED))
+}
+
+fn exec_error(command: &str, errno: Errno) -> Error {
     let exit_code = if errno == Errno::ENOENT { EXIT_NOT_FOUND } else { EXIT_CANNOT_EXECUTE };
-    let what = format!("execve {}", command[0]);
-    Err(Error { stage: "execve", what, cause: errno.describe(), exit_code })
+    Error { stage: "execve", what: format!("execve {command}"), cause: errno.describe(), exit_code }
 }
 
 // ---------------------------------------------------------------------------

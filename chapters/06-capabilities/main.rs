@@ -245,6 +245,7 @@ fn check_command(rootfs: &Path, command: &str) -> Result<()> {
     }
     Ok(())
 }
+
 // << 02
 
 // ---------------------------------------------------------------------------
@@ -394,7 +395,7 @@ fn child_stages(
     die_with_parent(sock)?;
     progress.stage("capabilities", drop_capabilities)?; // >> 06
     progress.note("execve");
-    exec_command(&args.command)
+    exec_command(&args.command, &[])
 }
 
 /// If toybox is killed outright (SIGKILL), the container goes with it
@@ -523,7 +524,7 @@ const KEPT_CAPABILITIES: &[caps::Capability] = &[
 /// are its bounding set, so those lose the same capabilities.
 /// Capabilities are dropped by number until the kernel says EINVAL (no such
 /// capability): the caps crate's enum ends at the ones it knew of, and the
-/// running kernel may know more. /proc is not mounted here to ask it.
+/// running kernel may know more.
 fn drop_capabilities() -> Result<()> {
     for number in 0.. {
         if KEPT_CAPABILITIES.iter().any(|kept| kept.index() == number) {
@@ -547,17 +548,24 @@ fn drop_capabilities() -> Result<()> {
 
 /// Replace the child with the command. Only a failure returns, and its errno
 /// picks the exit status: ENOENT 127, anything else 126 (`docker run`).
-fn exec_command(command: &[String]) -> Result<std::convert::Infallible> {
-    let argv = command
+fn exec_command(command: &[String], env: &[String]) -> Result<std::convert::Infallible> {
+    let argv = to_cstrings(command)?;
+    let envp = to_cstrings(env)?;
+    let Err(errno) = execve(&argv[0], &argv, &envp);
+    Err(exec_error(&command[0], errno))
+}
+
+fn to_cstrings(strings: &[String]) -> Result<Vec<CString>> {
+    strings
         .iter()
-        .map(|arg| CString::new(arg.as_bytes()))
+        .map(|s| CString::new(s.as_bytes()))
         .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|_| fail("execve", "an argument contains a NUL byte", EXIT_TOYBOX_FAILED))?;
-    let env: [CString; 0] = [];
-    let Err(errno) = execve(&argv[0], &argv, &env);
+        .map_err(|_| fail("execve", "an argument contains a NUL byte", EXIT_TOYBOX_FAILED))
+}
+
+fn exec_error(command: &str, errno: Errno) -> Error {
     let exit_code = if errno == Errno::ENOENT { EXIT_NOT_FOUND } else { EXIT_CANNOT_EXECUTE };
-    let what = format!("execve {}", command[0]);
-    Err(Error { stage: "execve", what, cause: errno.describe(), exit_code })
+    Error { stage: "execve", what: format!("execve {command}"), cause: errno.describe(), exit_code }
 }
 
 // ---------------------------------------------------------------------------
