@@ -31,6 +31,7 @@ pub const CHAPTERS: &[&str] = &[
     "09-dev",
     "10-proc",
     "11-environment",
+    "12-init",
 ];
 
 pub fn number(chapter: &str) -> u32 {

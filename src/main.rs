@@ -40,6 +40,7 @@ use nix::sys::stat::{Mode, SFlag, makedev, mknod}; // >> 09
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Uid; // >> 02
 use nix::unistd::sethostname; // >> 03
+use nix::unistd::{ForkResult, fork}; // >> 12
 use nix::unistd::{Gid, read, setgroups, setresgid, setresuid, write}; // >> 05
 use nix::unistd::{Pid, execve};
 use nix::unistd::{chdir, pivot_root}; // >> 04
@@ -92,6 +93,18 @@ struct Args {
     #[arg(short, long = "workdir", value_name = "DIR")]
     workdir: Option<PathBuf>,
     // << 11
+
+    // >> 12 init
+    /// Run a minimal init as PID 1 that starts the command, passes signals on
+    /// and reaps zombies (like docker run --init)
+    #[arg(long)]
+    init: bool,
+
+    /// Seconds the container has after a forwarded SIGINT/SIGTERM/SIGHUP
+    /// before SIGKILL
+    #[arg(long, default_value_t = STOP_GRACE.as_secs(), value_name = "SECONDS")]
+    stop_timeout: u64,
+    // << 12
     /// Command to run and its arguments; everything after -c belongs to it
     #[arg(short, long = "command", required = true, num_args = 1..,
           allow_hyphen_values = true, value_name = "CMD [ARGS]...")]
@@ -170,7 +183,9 @@ fn run() -> Result<i32> {
     drop(child_sock); // so a dead child reads as EOF on our end
     let _terminal = give_terminal_to(container.pid)?;
     progress.stage("uid map", || handle_child_uid_map(container.pid, &parent_sock))?; // >> 05
-    let status = wait_for_child(&mut container, &signals.forwarded)?;
+    // before 12: let grace = STOP_GRACE;
+    let grace = Duration::from_secs(args.stop_timeout); // >> 12
+    let status = wait_for_child(&mut container, &signals.forwarded, grace)?;
     progress.note(&format!("exit status {status}"));
     Ok(status)
     // container, then cgroups, drop here: the child is reaped, then its cgroups removed.
@@ -662,9 +677,16 @@ fn child_stages(
         chdir(dir).stage("workdir", format!("chdir {}", dir.display()))?;
     }
     // << 11
+    // before 11: let env = [];
+    let env = container_env(args, hostname); // >> 11
+    // >> 12 init
+    if args.init {
+        progress.note("init");
+        return run_init(&args.command, &env);
+    }
+    // << 12
     progress.note("execve");
-    // before 11: exec_command(&args.command, &[])
-    exec_command(&args.command, &container_env(args, hostname)) // >> 11
+    exec_command(&args.command, &env)
 }
 
 /// If toybox is killed outright (SIGKILL), the container goes with it
@@ -1145,14 +1167,15 @@ fn exec_error(command: &str, errno: Errno) -> Error {
 // Stage 9 (parent): wait, forwarding signals; the drops clean up.
 // ---------------------------------------------------------------------------
 
-/// How long PID 1 has to act on a forwarded signal before SIGKILL (docker stop).
+/// How long PID 1 has to act on a forwarded signal before SIGKILL, by
+/// default (docker stop).
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// PID 1 of a PID namespace only receives the signals it has a handler for
 /// (pid_namespaces(7)), so a forwarded SIGTERM may do nothing: toybox then
-/// sends SIGKILL after STOP_GRACE. The exit status is the container's own:
+/// sends SIGKILL after `grace`. The exit status is the container's own:
 /// its exit code, or 128+N when signal N killed it.
-fn wait_for_child(container: &mut Container, signals: &SigSet) -> Result<i32> {
+fn wait_for_child(container: &mut Container, signals: &SigSet, grace: Duration) -> Result<i32> {
     let mut deadline: Option<Instant> = None;
     loop {
         let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
@@ -1174,7 +1197,7 @@ fn wait_for_child(container: &mut Container, signals: &SigSet) -> Result<i32> {
             }
             Some(signal) => {
                 kill(container.pid, signal).stage("wait", format!("forward {signal}"))?;
-                deadline.get_or_insert(Instant::now() + STOP_GRACE);
+                deadline.get_or_insert(Instant::now() + grace);
             }
         }
     }
@@ -1199,6 +1222,61 @@ fn wait_for_signal(signals: &SigSet, timeout: Option<Duration>) -> Result<Option
         }
     }
 }
+
+// >> 12 init
+// ---------------------------------------------------------------------------
+// --init: PID 1 as an init process.
+// ---------------------------------------------------------------------------
+
+/// `--init` makes PID 1 this small init instead of the command, as `docker
+/// run --init` (tini) does. A command written as an ordinary program makes a
+/// poor PID 1: it dies of no signal it has no handler for, and orphans that
+/// exit stay zombies, since reaping them is PID 1's job (pid_namespaces(7)).
+/// The init forks the command, passes the forwarded signals on to it, reaps
+/// every child that exits, and ends with the command's status; the kernel
+/// then kills whatever is left in the namespace.
+fn run_init(command: &[String], env: &[String]) -> Result<std::convert::Infallible> {
+    let mut signals = SigSet::empty();
+    for signal in FORWARDED_SIGNALS.into_iter().chain([Signal::SIGCHLD]) {
+        signals.add(signal);
+    }
+    let mut original = SigSet::empty();
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&signals), Some(&mut original))
+        .stage("init", "sigprocmask(SIG_BLOCK)")?;
+    // SAFETY: the container's process has one thread, so fork(2) is safe.
+    let command_pid = match unsafe { fork() }.stage("init", "fork")? {
+        ForkResult::Child => {
+            // The blocked mask survives execve: give the command a clean one.
+            sigprocmask(SigmaskHow::SIG_SETMASK, Some(&original), None)
+                .stage("init", "restore signal mask")?;
+            return exec_command(command, env);
+        }
+        ForkResult::Parent { child } => child,
+    };
+    loop {
+        match wait_for_signal(&signals, None)? {
+            Some(Signal::SIGCHLD) => {
+                while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                    let code = match status {
+                        WaitStatus::Exited(pid, code) if pid == command_pid => code,
+                        WaitStatus::Signaled(pid, signal, _) if pid == command_pid => {
+                            128 + signal as i32
+                        }
+                        WaitStatus::StillAlive => break,
+                        _ => continue, // an orphan reaped
+                    };
+                    // SAFETY: _exit(2) ends PID 1, and with it the namespace.
+                    unsafe { libc::_exit(code) };
+                }
+            }
+            Some(signal) => {
+                let _ = kill(command_pid, signal); // it may have exited already
+            }
+            None => {}
+        }
+    }
+}
+// << 12
 
 #[cfg(test)]
 mod tests {

@@ -787,6 +787,123 @@ fn under_terminal(command_line: &str) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&output.stdout).to_string())
 }
 
+/// --init: the probe, not PID 1 now, dies of the SIGTERM the init passes on.
+fn init_passes_sigterm_on(lab: &Lab) -> Outcome {
+    let running = start_waiting(lab, &["--init", "-c", "/probe", "sleep"])?;
+    let started = Instant::now();
+    send_signal(running.child.id(), "TERM")?;
+    let run = stop_waiting(lab, running)?;
+    let took = started.elapsed();
+    expect_code(&run, 143)?;
+    expect(took < Duration::from_secs(3), || format!("stopped after {took:?}, want promptly"))
+}
+
+/// --init reaps an orphan that PID 1 inherits; without an init that reaps,
+/// `ps` would show it as a zombie (Z).
+fn init_reaps_zombies(lab: &Lab) -> Outcome {
+    let script = "(sleep 0.2 &); sleep 1; ps -o stat,pid,comm";
+    let run = toybox(lab, &["--init", "-c", "/bin/sh", "-c", script])?;
+    expect_code(&run, 0)?;
+    let processes: Vec<&str> = run.stdout.lines().skip(1).collect();
+    let zombies: Vec<&&str> = processes.iter().filter(|l| l.starts_with('Z')).collect();
+    expect(processes.len() >= 2 && zombies.is_empty(), || {
+        format!("zombies {zombies:?}\n{}", run.describe())
+    })
+}
+
+fn stop_timeout_sets_the_grace_period(lab: &Lab) -> Outcome {
+    let running = start_waiting(lab, &["--stop-timeout", "1", "-c", "/probe", "sleep"])?;
+    let started = Instant::now();
+    send_signal(running.child.id(), "TERM")?;
+    let run = stop_waiting(lab, running)?;
+    let took = started.elapsed();
+    expect_code(&run, 137)?;
+    expect(took >= Duration::from_secs(1) && took < Duration::from_secs(5), || {
+        format!("stopped after {took:?}, want about 1 s")
+    })
+}
+
+/// /proc belongs to the container's PID namespace: `ps` lists only its own.
+fn proc_shows_only_the_container(lab: &Lab) -> Outcome {
+    let run = toybox(lab, &["-c", "/bin/sh", "-c", "sleep 0.1 & ps -o pid,comm; wait"])?;
+    expect_code(&run, 0)?;
+    let pids: Vec<u32> = run
+        .stdout
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect();
+    expect(pids.contains(&1) && pids.len() <= 3 && pids.iter().all(|&p| p < 10), || {
+        format!("want only the container's few processes\n{}", run.describe())
+    })
+}
+
+/// runc's masks, tried as root inside: masked files read as empty, the
+/// read-only ones refuse writes, and the container cannot unmount either.
+/// Only files this host's kernel has can be tried (the VM lab tries kcore
+/// and sysrq-trigger on Debian's kernel).
+fn proc_sensitive_files_masked(lab: &Lab) -> Outcome {
+    let masked: Vec<&str> = ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug"]
+        .into_iter()
+        .filter(|p| Path::new(p).exists())
+        .collect();
+    let mut script = String::new();
+    for file in &masked {
+        script += &format!(
+            "echo {file} $(cat {file} | wc -c); umount {file} 2>/dev/null && echo unmounted {file}; "
+        );
+    }
+    script += "echo x > /proc/sys/kernel/hostname 2>/dev/null && echo wrote /proc/sys; ";
+    if Path::new("/proc/sysrq-trigger").exists() {
+        script += "echo h > /proc/sysrq-trigger 2>/dev/null && echo wrote sysrq-trigger; ";
+    }
+    let run = toybox(lab, &["-c", "/bin/sh", "-c", &script])?;
+    let want: String = masked.iter().map(|f| format!("{f} 0\n")).collect();
+    expect(!masked.is_empty() && run.stdout == want, || {
+        format!("want {want:?} (masked, empty, nothing unmounted or written)\n{}", run.describe())
+    })
+}
+
+/// /dev holds exactly the devices docker gives, they work, and devpts is a
+/// new instance with no host terminals in it.
+fn dev_is_minimal(lab: &Lab) -> Outcome {
+    let script = "ls /dev | tr '\\n' ' '; echo; ls /dev/pts | tr '\\n' ' '; echo; \
+                  echo x > /dev/null && head -c 4 /dev/urandom | wc -c";
+    let run = toybox(lab, &["-c", "/bin/sh", "-c", script])?;
+    let want = "fd full null ptmx pts random shm stderr stdin stdout tty urandom zero \nptmx \n4\n";
+    expect(run.code == Some(0) && run.stdout == want, || {
+        format!("want {want:?}\n{}", run.describe())
+    })
+}
+
+/// docker run's environment: PATH, HOSTNAME, HOME, then -e; nothing of
+/// toybox's own; -w sets the directory; a bare name is found through PATH.
+fn environment_and_workdir(lab: &Lab) -> Outcome {
+    let mut command = toybox_command(
+        lab,
+        &["-e", "FOO=bar", "-e", "FROM_HOST", "-w", "/etc", "-c", "sh", "-c", "env | sort; pwd"],
+    );
+    command.env("FROM_HOST", "passed").env("TOYBOX_SECRET", "leaked");
+    let run = finish(command.spawn().map_err(|e| e.to_string())?)?;
+    expect_code(&run, 0)?;
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    let has = |line: &str| lines.contains(&line);
+    expect(
+        has("FOO=bar")
+            && has("FROM_HOST=passed")
+            && has("HOME=/root")
+            && has("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+            && lines.iter().any(|l| l.starts_with("HOSTNAME="))
+            && !run.stdout.contains("TOYBOX_SECRET")
+            && lines.last() == Some(&"/etc"),
+        || format!("environment or directory wrong\n{}", run.describe()),
+    )?;
+    let bad = toybox(lab, &["-w", "/no/such/dir", "-c", "/bin/true"])?;
+    expect_one_line_error(&bad, 125, "workdir: chdir /no/such/dir")?;
+    let missing = toybox(lab, &["-c", "no-such-command"])?;
+    expect_one_line_error(&missing, 127, "not found in PATH")
+}
+
 fn start_waiting_probe(lab: &Lab, mode: &str) -> Result<Running, String> {
     start_waiting(lab, &["-c", "/probe", mode])
 }
@@ -962,6 +1079,13 @@ const TESTS: &[(&str, TestFn)] = &[
     ("sigterm_to_unhandling_pid1_ends_in_sigkill", sigterm_to_unhandling_pid1_ends_in_sigkill),
     ("sigkill_to_toybox_kills_container", sigkill_to_toybox_kills_container),
     ("terminal_goes_to_the_container", terminal_goes_to_the_container),
+    ("init_passes_sigterm_on", init_passes_sigterm_on),
+    ("init_reaps_zombies", init_reaps_zombies),
+    ("stop_timeout_sets_the_grace_period", stop_timeout_sets_the_grace_period),
+    ("proc_shows_only_the_container", proc_shows_only_the_container),
+    ("proc_sensitive_files_masked", proc_sensitive_files_masked),
+    ("dev_is_minimal", dev_is_minimal),
+    ("environment_and_workdir", environment_and_workdir),
     ("chapter_01_runs_the_command", chapter_01_runs_the_command),
     ("chapter_02_checks_input", chapter_02_checks_input),
     ("chapter_03_namespaces", chapter_03_namespaces),

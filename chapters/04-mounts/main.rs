@@ -146,7 +146,8 @@ fn run() -> Result<i32> {
         .stage("clone", || clone_child(&args, &hostname, &child_sock, &signals, progress))?;
     drop(child_sock); // so a dead child reads as EOF on our end
     let _terminal = give_terminal_to(container.pid)?;
-    let status = wait_for_child(&mut container, &signals.forwarded)?;
+    let grace = STOP_GRACE;
+    let status = wait_for_child(&mut container, &signals.forwarded, grace)?;
     progress.note(&format!("exit status {status}"));
     Ok(status)
     // container, then cgroups, drop here: the child is reaped, then its cgroups removed.
@@ -375,8 +376,9 @@ fn child_stages(
     progress.stage("hostname", || set_hostname(hostname))?; // >> 03
     progress.stage("mounts", || setup_mounts(&args.mount))?; // >> 04
     die_with_parent(sock)?;
+    let env = [];
     progress.note("execve");
-    exec_command(&args.command, &[])
+    exec_command(&args.command, &env)
 }
 
 /// If toybox is killed outright (SIGKILL), the container goes with it
@@ -447,14 +449,15 @@ fn exec_error(command: &str, errno: Errno) -> Error {
 // Stage 9 (parent): wait, forwarding signals; the drops clean up.
 // ---------------------------------------------------------------------------
 
-/// How long PID 1 has to act on a forwarded signal before SIGKILL (docker stop).
+/// How long PID 1 has to act on a forwarded signal before SIGKILL, by
+/// default (docker stop).
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// PID 1 of a PID namespace only receives the signals it has a handler for
 /// (pid_namespaces(7)), so a forwarded SIGTERM may do nothing: toybox then
-/// sends SIGKILL after STOP_GRACE. The exit status is the container's own:
+/// sends SIGKILL after `grace`. The exit status is the container's own:
 /// its exit code, or 128+N when signal N killed it.
-fn wait_for_child(container: &mut Container, signals: &SigSet) -> Result<i32> {
+fn wait_for_child(container: &mut Container, signals: &SigSet, grace: Duration) -> Result<i32> {
     let mut deadline: Option<Instant> = None;
     loop {
         let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
@@ -476,7 +479,7 @@ fn wait_for_child(container: &mut Container, signals: &SigSet) -> Result<i32> {
             }
             Some(signal) => {
                 kill(container.pid, signal).stage("wait", format!("forward {signal}"))?;
-                deadline.get_or_insert(Instant::now() + STOP_GRACE);
+                deadline.get_or_insert(Instant::now() + grace);
             }
         }
     }

@@ -165,6 +165,15 @@ if [ "$rc" -eq 0 ] && grep -q '^after ' "$work/escape.out" && [ -z "$seen" ]; th
 else
     fail no-host-files "exit $rc, reached: '$seen': $(said escape)"
 fi
+# runc's masks on a kernel that has the files (this VM's host kernel lacks
+# kcore and sysrq-trigger): kcore reads as empty, sysrq-trigger refuses.
+if [ -e /proc/kcore ] && [ -e /proc/sysrq-trigger ]; then
+    tb procmask /bin/sh -c 'cat /proc/kcore | wc -c; echo h > /proc/sysrq-trigger && echo wrote sysrq-trigger; ps -o pid | wc -l'
+    got=$(tr '\n' ' ' <"$work/procmask.out")
+    if [ "$got" = "0 4 " ]; then pass proc-masked; else fail proc-masked "exit $rc, got '$got', want '0 4 ' (kcore empty, sysrq refused, ps sees sh, ps and wc): $(said procmask)"; fi
+else
+    skip proc-masked "the guest kernel has no /proc/kcore or /proc/sysrq-trigger"
+fi
 tb syscalls /bin/probe syscalls
 wrong=
 for expectation in unshare_newuser=EPERM clone_newuser=EPERM keyctl=EPERM ptrace=EPERM \
