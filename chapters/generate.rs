@@ -32,6 +32,7 @@ pub const CHAPTERS: &[&str] = &[
     "10-proc",
     "11-environment",
     "12-init",
+    "13-terminal",
 ];
 
 pub fn number(chapter: &str) -> u32 {

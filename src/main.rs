@@ -15,7 +15,7 @@
 
 mod cgroup_v2; // >> 08
 mod error;
-mod terminal;
+mod terminal; // >> 13
 
 use std::ffi::CString;
 use std::fs; // >> 02
@@ -48,7 +48,6 @@ use syscallz::{Action, Cmp, Comparator, Syscall}; // >> 07
 
 use error::{Cause, EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, EXIT_TOYBOX_FAILED};
 use error::{Error, Result, Stage, fail};
-use terminal::give_terminal_to;
 
 // ---------------------------------------------------------------------------
 // Stage 1: the command line.
@@ -181,11 +180,17 @@ fn run() -> Result<i32> {
         clone_child(&args, &hostname, &child_sock, &signals, &mut cgroups, progress) // >> 08
     })?;
     drop(child_sock); // so a dead child reads as EOF on our end
-    let _terminal = give_terminal_to(container.pid)?;
+    // >> 13 terminal
+    let terminal = match terminal::wanted() {
+        true => Some(progress.stage("terminal", || terminal::relay_parent(&parent_sock))?),
+        false => None,
+    };
+    // << 13
     progress.stage("uid map", || handle_child_uid_map(container.pid, &parent_sock))?; // >> 05
     // before 12: let grace = STOP_GRACE;
     let grace = Duration::from_secs(args.stop_timeout); // >> 12
     let status = wait_for_child(&mut container, &signals.forwarded, grace)?;
+    terminal.map(terminal::Relay::finish); // >> 13
     progress.note(&format!("exit status {status}"));
     Ok(status)
     // container, then cgroups, drop here: the child is reaped, then its cgroups removed.
@@ -668,6 +673,11 @@ fn child_stages(
     progress.stage("mounts", || setup_mounts(&args.mount))?; // >> 04
     progress.stage("dev", mount_dev)?; // >> 09
     progress.stage("proc", mount_proc_and_sys)?; // >> 10
+    // >> 13 terminal
+    if terminal::wanted() {
+        progress.stage("terminal", || terminal::attach_child(sock))?;
+    }
+    // << 13
     progress.stage("user namespace", || enter_user_namespace(sock, args.uid))?; // >> 05
     die_with_parent(sock)?;
     progress.stage("capabilities", drop_capabilities)?; // >> 06

@@ -774,6 +774,99 @@ fn terminal_goes_to_the_container(lab: &Lab) -> Outcome {
     expect_code(&run, 130)
 }
 
+/// Under a terminal the container has a pty of its own: a resize of the
+/// user's terminal reaches it, and an interactive shell has job control.
+fn terminal_resize_and_job_control(lab: &Lab) -> Outcome {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let size =
+        |rows, cols| libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+    let pty = nix::pty::openpty(Some(&size(24, 80)), None).map_err(|e| format!("openpty: {e}"))?;
+    let before = take_snapshot(lab);
+    let mut command = toybox_command(lab, &["-c", "/bin/sh", "-i"]);
+    let slave = |_| pty.slave.try_clone().map(Stdio::from).map_err(|e| e.to_string());
+    command.stdin(slave(0)?).stdout(slave(1)?).stderr(slave(2)?);
+    // SAFETY: setsid and TIOCSCTTY are async-signal-safe; the pty becomes the
+    // controlling terminal of toybox's new session, as a terminal emulator does.
+    unsafe {
+        command.pre_exec(|| {
+            libc::setsid();
+            libc::ioctl(0, libc::TIOCSCTTY, 0);
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().map_err(|e| format!("spawn toybox: {e}"))?;
+    drop(pty.slave);
+    let mut master = fs::File::from(pty.master);
+    let mut seen = String::new();
+    let result = (|| {
+        say(&mut master, "stty size\n", "24 80", &mut seen)?;
+        // The kernel sends toybox SIGWINCH, toybox resizes the container's pty.
+        // SAFETY: TIOCSWINSZ reads one struct winsize.
+        unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size(40, 100)) };
+        std::thread::sleep(Duration::from_millis(300));
+        say(&mut master, "stty size\n", "40 100", &mut seen)?;
+        let job_control = "case $- in *m*) echo job-control-on;; esac\n";
+        say(&mut master, job_control, "job-control-on\r", &mut seen)?;
+        say(&mut master, "exit 5\n", "exit 5", &mut seen)
+    })();
+    let status = child.wait().map_err(|e| e.to_string())?;
+    result.map_err(|e| format!("{e}\nterminal so far:\n{seen}"))?;
+    let run = Run { code: status.code(), stdout: seen, stderr: String::new() };
+    expect_nothing_left(lab, &before, &run)?;
+    expect_code(&run, 5)
+}
+
+/// Type `text` on the pty, then read it until `want` appears (5 s at most).
+fn say(master: &mut fs::File, text: &str, want: &str, seen: &mut String) -> Outcome {
+    master.write_all(text.as_bytes()).map_err(|e| e.to_string())?;
+    read_until(master, want, seen)
+}
+
+fn read_until(master: &mut fs::File, want: &str, seen: &mut String) -> Outcome {
+    use std::os::fd::AsRawFd;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let start = seen.len();
+    while !seen[start..].contains(want) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut poll = libc::pollfd { fd: master.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd.
+        if left.is_zero() || unsafe { libc::poll(&mut poll, 1, left.as_millis() as i32) } <= 0 {
+            return Err(format!("no {want:?} on the terminal within 5 s"));
+        }
+        let mut buffer = [0u8; 4096];
+        let n = master.read(&mut buffer).map_err(|e| format!("read pty: {e}"))?;
+        seen.push_str(&String::from_utf8_lossy(&buffer[..n]));
+    }
+    Ok(())
+}
+
+/// Without a terminal, stdin and stdout are the command's own: a megabyte
+/// of every byte value passes through `cat` unchanged, and EOF ends it.
+fn piped_binary_round_trips(lab: &Lab) -> Outcome {
+    let data: Vec<u8> =
+        (0..1 << 20).map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let before = take_snapshot(lab);
+    let mut command = toybox_command(lab, &["-c", "/bin/cat"]);
+    command.stdin(Stdio::piped());
+    let mut child = command.spawn().map_err(|e| format!("spawn toybox: {e}"))?;
+    let mut stdin = child.stdin.take().ok_or("no stdin")?;
+    let input = data.clone();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let output = child.wait_with_output().map_err(|e| e.to_string())?;
+    let _ = writer.join();
+    let run = Run {
+        code: output.status.code(),
+        stdout: String::new(),
+        stderr: String::from_utf8_lossy(&output.stderr).into(),
+    };
+    expect_nothing_left(lab, &before, &run)?;
+    expect_code(&run, 0)?;
+    expect(output.stdout == data, || {
+        format!("{} bytes in, {} out, not the same", data.len(), output.stdout.len())
+    })
+}
+
 /// Run a shell command line under a pseudo-terminal; its output. stdin stays
 /// open until the command is done: script(1) ends its session at EOF.
 fn under_terminal(command_line: &str) -> Result<String, String> {
@@ -1079,6 +1172,8 @@ const TESTS: &[(&str, TestFn)] = &[
     ("sigterm_to_unhandling_pid1_ends_in_sigkill", sigterm_to_unhandling_pid1_ends_in_sigkill),
     ("sigkill_to_toybox_kills_container", sigkill_to_toybox_kills_container),
     ("terminal_goes_to_the_container", terminal_goes_to_the_container),
+    ("terminal_resize_and_job_control", terminal_resize_and_job_control),
+    ("piped_binary_round_trips", piped_binary_round_trips),
     ("init_passes_sigterm_on", init_passes_sigterm_on),
     ("init_reaps_zombies", init_reaps_zombies),
     ("stop_timeout_sets_the_grace_period", stop_timeout_sets_the_grace_period),

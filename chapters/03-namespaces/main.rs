@@ -14,7 +14,6 @@
 // chapter NN; `// before NN: code` is the code chapters before NN have there.
 
 mod error;
-mod terminal;
 
 use std::ffi::CString;
 use std::fs; // >> 02
@@ -37,7 +36,6 @@ use nix::unistd::{Pid, execve};
 
 use error::{Cause, EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, EXIT_TOYBOX_FAILED};
 use error::{Error, Result, Stage, fail};
-use terminal::give_terminal_to;
 
 // ---------------------------------------------------------------------------
 // Stage 1: the command line.
@@ -143,7 +141,6 @@ fn run() -> Result<i32> {
     let mut container = progress
         .stage("clone", || clone_child(&args, &hostname, &child_sock, &signals, progress))?;
     drop(child_sock); // so a dead child reads as EOF on our end
-    let _terminal = give_terminal_to(container.pid)?;
     let grace = STOP_GRACE;
     let status = wait_for_child(&mut container, &signals.forwarded, grace)?;
     progress.note(&format!("exit status {status}"));

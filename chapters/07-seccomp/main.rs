@@ -14,7 +14,6 @@
 // chapter NN; `// before NN: code` is the code chapters before NN have there.
 
 mod error;
-mod terminal;
 
 use std::ffi::CString;
 use std::fs; // >> 02
@@ -43,7 +42,6 @@ use syscallz::{Action, Cmp, Comparator, Syscall}; // >> 07
 
 use error::{Cause, EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, EXIT_TOYBOX_FAILED};
 use error::{Error, Result, Stage, fail};
-use terminal::give_terminal_to;
 
 // ---------------------------------------------------------------------------
 // Stage 1: the command line.
@@ -150,7 +148,6 @@ fn run() -> Result<i32> {
     let mut container = progress
         .stage("clone", || clone_child(&args, &hostname, &child_sock, &signals, progress))?;
     drop(child_sock); // so a dead child reads as EOF on our end
-    let _terminal = give_terminal_to(container.pid)?;
     progress.stage("uid map", || handle_child_uid_map(container.pid, &parent_sock))?; // >> 05
     let grace = STOP_GRACE;
     let status = wait_for_child(&mut container, &signals.forwarded, grace)?;

@@ -15,7 +15,6 @@
 
 mod cgroup_v2; // >> 08
 mod error;
-mod terminal;
 
 use std::ffi::CString;
 use std::fs; // >> 02
@@ -47,7 +46,6 @@ use syscallz::{Action, Cmp, Comparator, Syscall}; // >> 07
 
 use error::{Cause, EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, EXIT_TOYBOX_FAILED};
 use error::{Error, Result, Stage, fail};
-use terminal::give_terminal_to;
 
 // ---------------------------------------------------------------------------
 // Stage 1: the command line.
@@ -158,7 +156,6 @@ fn run() -> Result<i32> {
         clone_child(&args, &hostname, &child_sock, &signals, &mut cgroups, progress) // >> 08
     })?;
     drop(child_sock); // so a dead child reads as EOF on our end
-    let _terminal = give_terminal_to(container.pid)?;
     progress.stage("uid map", || handle_child_uid_map(container.pid, &parent_sock))?; // >> 05
     let grace = STOP_GRACE;
     let status = wait_for_child(&mut container, &signals.forwarded, grace)?;

@@ -15,7 +15,6 @@
 
 mod cgroup_v2; // >> 08
 mod error;
-mod terminal;
 
 use std::ffi::CString;
 use std::fs; // >> 02
@@ -48,7 +47,6 @@ use syscallz::{Action, Cmp, Comparator, Syscall}; // >> 07
 
 use error::{Cause, EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, EXIT_TOYBOX_FAILED};
 use error::{Error, Result, Stage, fail};
-use terminal::give_terminal_to;
 
 // ---------------------------------------------------------------------------
 // Stage 1: the command line.
@@ -181,7 +179,6 @@ fn run() -> Result<i32> {
         clone_child(&args, &hostname, &child_sock, &signals, &mut cgroups, progress) // >> 08
     })?;
     drop(child_sock); // so a dead child reads as EOF on our end
-    let _terminal = give_terminal_to(container.pid)?;
     progress.stage("uid map", || handle_child_uid_map(container.pid, &parent_sock))?; // >> 05
     // before 12: let grace = STOP_GRACE;
     let grace = Duration::from_secs(args.stop_timeout); // >> 12
