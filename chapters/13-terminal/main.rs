@@ -190,7 +190,11 @@ fn run() -> Result<i32> {
     // before 12: let grace = STOP_GRACE;
     let grace = Duration::from_secs(args.stop_timeout); // >> 12
     let status = wait_for_child(&mut container, &signals.forwarded, grace)?;
-    terminal.map(terminal::Relay::finish); // >> 13
+    // >> 13 terminal
+    if let Some(relay) = terminal {
+        relay.finish(); // the container's last output, then the user's terminal back
+    }
+    // << 13
     progress.note(&format!("exit status {status}"));
     Ok(status)
     // container, then cgroups, drop here: the child is reaped, then its cgroups removed.
