@@ -33,6 +33,7 @@ pub const CHAPTERS: &[&str] = &[
     "11-environment",
     "12-init",
     "13-terminal",
+    "14-exec",
 ];
 
 pub fn number(chapter: &str) -> u32 {

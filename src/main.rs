@@ -15,6 +15,7 @@
 
 mod cgroup_v2; // >> 08
 mod error;
+mod exec; // >> 14
 mod terminal; // >> 13
 
 use std::ffi::CString;
@@ -68,7 +69,8 @@ container's PID 1. PID 1 ignores signals it has no handler for, so after
 /// Run a command in a new container: new namespaces, a private root,
 /// cgroup limits, fewer capabilities and a seccomp filter.
 #[derive(Parser)]
-#[command(version, after_help = EXIT_STATUS_HELP)]
+// before 14: #[command(version, after_help = EXIT_STATUS_HELP)]
+#[command(version, after_help = EXIT_STATUS_HELP, subcommand_negates_reqs = true)] // >> 14
 struct Args {
     /// User id inside the container; 0..2000, the range the uid map covers
     #[arg(short, long, default_value_t = 0, value_name = "UID")]
@@ -104,11 +106,36 @@ struct Args {
     #[arg(long, default_value_t = STOP_GRACE.as_secs(), value_name = "SECONDS")]
     stop_timeout: u64,
     // << 12
+    #[command(subcommand)] // >> 14
+    subcommand: Option<Subcommand>, // >> 14
     /// Command to run and its arguments; everything after -c belongs to it
     #[arg(short, long = "command", required = true, num_args = 1..,
           allow_hyphen_values = true, value_name = "CMD [ARGS]...")]
     command: Vec<String>,
 }
+
+// >> 14 exec
+#[derive(clap::Subcommand)]
+enum Subcommand {
+    /// Run a command in a running container: its namespaces, cgroups, uid,
+    /// capabilities and seccomp filter
+    Exec {
+        /// User id inside the container (default: the container's own)
+        #[arg(short, long, value_name = "UID")]
+        uid: Option<u32>,
+
+        /// The container's name, as `toybox ps` lists it
+        name: String,
+
+        /// Command to run and its arguments; everything after -c belongs to it
+        #[arg(short, long = "command", required = true, num_args = 1..,
+              allow_hyphen_values = true, value_name = "CMD [ARGS]...")]
+        command: Vec<String>,
+    },
+    /// List the running containers
+    Ps,
+}
+// << 14
 
 /// clap exits 2 on bad usage; a container runtime answers 125 (`docker run`).
 fn parse_args() -> Result<Args> {
@@ -167,6 +194,15 @@ fn main() {
 fn run() -> Result<i32> {
     let args = parse_args()?;
     let progress = Progress { verbose: args.verbose };
+    // >> 14 exec
+    match &args.subcommand {
+        Some(Subcommand::Exec { uid, name, command }) => {
+            return exec::exec_into(name, *uid, command);
+        }
+        Some(Subcommand::Ps) => return exec::list(),
+        None => {}
+    }
+    // << 14
     progress.stage("checks", || check_host(&args))?; // >> 02
     let hostname = random_hostname();
     progress.note(&format!("hostname {hostname}"));
@@ -180,6 +216,7 @@ fn run() -> Result<i32> {
         clone_child(&args, &hostname, &child_sock, &signals, &mut cgroups, progress) // >> 08
     })?;
     drop(child_sock); // so a dead child reads as EOF on our end
+    let _record = exec::write_record(&hostname, container.pid, args.uid, &args.command)?; // >> 14
     // >> 13 terminal
     let terminal = match terminal::wanted() {
         true => Some(progress.stage("terminal", || terminal::relay_parent(&parent_sock))?),
@@ -692,7 +729,7 @@ fn child_stages(
     }
     // << 11
     // before 11: let env = [];
-    let env = container_env(args, hostname); // >> 11
+    let env = container_env(args.uid, hostname, &args.env); // >> 11
     // >> 12 init
     if args.init {
         progress.note("init");
@@ -882,6 +919,11 @@ fn enter_user_namespace(sock: &OwnedFd, uid: u32) -> Result<()> {
     if n != 1 || answer[0] != 0 {
         return Err(fail("user namespace", "the parent could not write the uid/gid maps", 125));
     }
+    switch_user(uid)
+}
+
+/// Become `uid` (and the group of the same number) inside the namespace.
+fn switch_user(uid: u32) -> Result<()> {
     let (uid, gid) = (Uid::from_raw(uid), Gid::from_raw(uid));
     setgroups(&[gid]).stage("user namespace", format!("setgroups([{gid}])"))?;
     setresgid(gid, gid, gid).stage("user namespace", format!("setresgid({gid})"))?;
@@ -1109,8 +1151,8 @@ const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 /// What `docker run` starts a command with: PATH, HOSTNAME, HOME, TERM when
 /// there is a terminal, then every -e, a later one replacing an earlier one.
 /// Nothing else of toybox's own environment leaks in.
-fn container_env(args: &Args, hostname: &str) -> Vec<String> {
-    let home = if args.uid == 0 { "/root" } else { "/" };
+fn container_env(uid: u32, hostname: &str, extra: &[String]) -> Vec<String> {
+    let home = if uid == 0 { "/root" } else { "/" };
     let mut env = vec![
         format!("PATH={DEFAULT_PATH}"),
         format!("HOSTNAME={hostname}"),
@@ -1119,7 +1161,7 @@ fn container_env(args: &Args, hostname: &str) -> Vec<String> {
     if nix::unistd::isatty(io::stdin()).unwrap_or(false) {
         env.push("TERM=xterm".to_string());
     }
-    for entry in &args.env {
+    for entry in extra {
         let entry = match entry.split_once('=') {
             Some(_) => entry.clone(),
             None => match std::env::var(entry) {

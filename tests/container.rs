@@ -104,6 +104,7 @@ struct Snapshot {
     tmp: BTreeSet<String>,
     rootfs: BTreeSet<String>,
     foreign_pid_ns: BTreeSet<String>,
+    records: BTreeSet<String>,
 }
 
 fn walk_dirs(dir: &Path, only_dirs: bool, out: &mut BTreeSet<String>) {
@@ -127,9 +128,8 @@ fn take_snapshot(lab: &Lab) -> Snapshot {
     walk_dirs(Path::new("/sys/fs/cgroup"), true, &mut cgroups);
     let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let mounts = mountinfo.lines().map(str::to_string).collect();
-    let tmp = fs::read_dir("/tmp")
-        .map(|d| d.flatten().map(|e| e.path().display().to_string()).collect())
-        .unwrap_or_default();
+    let tmp = list_dir("/tmp");
+    let records = list_dir("/run/toybox");
     let mut rootfs = BTreeSet::new();
     walk_dirs(&lab.rootfs, false, &mut rootfs);
     // Container processes live in another PID namespace than this test.
@@ -146,7 +146,13 @@ fn take_snapshot(lab: &Lab) -> Snapshot {
             foreign_pid_ns.insert(format!("pid {name} ({})", cmdline.replace('\0', " ").trim()));
         }
     }
-    Snapshot { cgroups, mounts, tmp, rootfs, foreign_pid_ns }
+    Snapshot { cgroups, mounts, tmp, rootfs, foreign_pid_ns, records }
+}
+
+fn list_dir(dir: &str) -> BTreeSet<String> {
+    fs::read_dir(dir)
+        .map(|d| d.flatten().map(|e| e.path().display().to_string()).collect())
+        .unwrap_or_default()
 }
 
 /// The things present now that were not before.
@@ -157,6 +163,7 @@ fn leftovers(before: &Snapshot, after: &Snapshot) -> Vec<String> {
         ("/tmp entry", &before.tmp, &after.tmp),
         ("rootfs entry", &before.rootfs, &after.rootfs),
         ("process", &before.foreign_pid_ns, &after.foreign_pid_ns),
+        ("state record", &before.records, &after.records),
     ];
     let mut left = Vec::new();
     for (kind, was, is) in pairs {
@@ -867,6 +874,93 @@ fn piped_binary_round_trips(lab: &Lab) -> Outcome {
     })
 }
 
+/// `toybox ps` lists a running container by name and PID; `toybox exec`
+/// joins its namespaces and cgroups with its uid, capabilities and seccomp
+/// filter; once the container exits its record is gone and exec refuses.
+fn exec_into_a_running_container(lab: &Lab) -> Outcome {
+    let running = start_waiting(lab, &["-c", "/probe", "wait-stdin"])?;
+    let result = (|| -> Result<String, String> {
+        let ps = Command::new(TOYBOX).arg("ps").output().map_err(|e| e.to_string())?;
+        let ps = String::from_utf8_lossy(&ps.stdout).to_string();
+        let pid = running.pid.to_string();
+        let name = ps
+            .lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(pid.as_str()))
+            .and_then(|l| l.split_whitespace().next())
+            .ok_or(format!("toybox ps does not list pid {pid}:\n{ps}"))?
+            .to_string();
+        let exec = |args: &[&str]| {
+            let output = Command::new(TOYBOX).args(["exec", &name]).args(args).output();
+            let output = output.map_err(|e| e.to_string())?;
+            Ok::<Run, String>(Run {
+                code: output.status.code(),
+                stdout: String::from_utf8_lossy(&output.stdout).into(),
+                stderr: String::from_utf8_lossy(&output.stderr).into(),
+            })
+        };
+        let script = "hostname; readlink /proc/self/ns/pid; cat /proc/self/cgroup; echo --; cat /proc/1/cgroup";
+        let inside = exec(&["-c", "/bin/sh", "-c", script])?;
+        expect_code(&inside, 0)?;
+        let host_pid_ns =
+            fs::read_link(format!("/proc/{pid}/ns/pid")).map_err(|e| e.to_string())?;
+        let lines: Vec<&str> = inside.stdout.lines().collect();
+        let (own, first) = inside.stdout.split_once("--\n").unwrap_or(("", "?"));
+        expect(
+            lines.first() == Some(&name.as_str())
+                && lines.get(1).map(|l| l.trim()) == Some(&*host_pid_ns.to_string_lossy())
+                && own.lines().skip(2).collect::<Vec<_>>() == first.lines().collect::<Vec<_>>(),
+            || {
+                format!(
+                    "exec: want hostname {name}, pid ns {host_pid_ns:?}, PID 1's cgroups\n{}",
+                    inside.describe()
+                )
+            },
+        )?;
+        let caps = exec(&["-c", "/probe", "caps"])?;
+        let kept: u64 = KEPT_CAPS.iter().map(|&n| 1u64 << n).sum();
+        expect(hex(&caps, "bounding")? == kept && hex(&caps, "effective")? == kept, || {
+            format!("exec as root should keep only contained.c's set\n{}", caps.describe())
+        })?;
+        let syscalls = exec(&["-u", "1000", "-c", "/probe", "syscalls"])?;
+        expect_value(&syscalls, "unshare_newuser", "EPERM")?;
+        expect_value(&syscalls, "keyctl", "EPERM")?;
+        Ok(name)
+    })();
+    let stopped = stop_waiting(lab, running);
+    let name = result?;
+    stopped?;
+    let after = Command::new(TOYBOX).args(["exec", &name, "-c", "/bin/true"]).output();
+    let after = after.map_err(|e| e.to_string())?;
+    let stderr = String::from_utf8_lossy(&after.stderr);
+    expect(after.status.code() == Some(125) && stderr.contains("no running container"), || {
+        format!("exec after exit: {:?} {stderr}", after.status.code())
+    })
+}
+
+/// A record left by a toybox killed with SIGKILL names a PID 1 that is gone:
+/// `ps` does not list it and removes it, `exec` refuses it.
+fn stale_records_are_removed(_lab: &Lab) -> Outcome {
+    let mut gone = Command::new("true").spawn().map_err(|e| e.to_string())?;
+    gone.wait().map_err(|e| e.to_string())?;
+    let record = Path::new("/run/toybox/stale-test-000000");
+    let text = format!("pid {}\nstart_time 1\nuid 0\nstarted 0\ncommand /bin/sh\n", gone.id());
+    fs::create_dir_all("/run/toybox").map_err(|e| e.to_string())?;
+    fs::write(record, &text).map_err(|e| e.to_string())?;
+    let ps = Command::new(TOYBOX).arg("ps").output().map_err(|e| e.to_string())?;
+    let listed = String::from_utf8_lossy(&ps.stdout).contains("stale-test");
+    expect(!listed && !record.exists(), || {
+        format!("ps listed {listed}, record left {}", record.exists())
+    })?;
+    fs::write(record, &text).map_err(|e| e.to_string())?;
+    let exec = Command::new(TOYBOX).args(["exec", "stale-test-000000", "-c", "/bin/true"]).output();
+    let exec = exec.map_err(|e| e.to_string())?;
+    let left = record.exists();
+    let _ = fs::remove_file(record);
+    expect(exec.status.code() == Some(125) && !left, || {
+        format!("exec on a stale record: {exec:?}, left {left}")
+    })
+}
+
 /// Run a shell command line under a pseudo-terminal; its output. stdin stays
 /// open until the command is done: script(1) ends its session at EOF.
 fn under_terminal(command_line: &str) -> Result<String, String> {
@@ -1174,6 +1268,8 @@ const TESTS: &[(&str, TestFn)] = &[
     ("terminal_goes_to_the_container", terminal_goes_to_the_container),
     ("terminal_resize_and_job_control", terminal_resize_and_job_control),
     ("piped_binary_round_trips", piped_binary_round_trips),
+    ("exec_into_a_running_container", exec_into_a_running_container),
+    ("stale_records_are_removed", stale_records_are_removed),
     ("init_passes_sigterm_on", init_passes_sigterm_on),
     ("init_reaps_zombies", init_reaps_zombies),
     ("stop_timeout_sets_the_grace_period", stop_timeout_sets_the_grace_period),

@@ -676,6 +676,11 @@ fn enter_user_namespace(sock: &OwnedFd, uid: u32) -> Result<()> {
     if n != 1 || answer[0] != 0 {
         return Err(fail("user namespace", "the parent could not write the uid/gid maps", 125));
     }
+    switch_user(uid)
+}
+
+/// Become `uid` (and the group of the same number) inside the namespace.
+fn switch_user(uid: u32) -> Result<()> {
     let (uid, gid) = (Uid::from_raw(uid), Gid::from_raw(uid));
     setgroups(&[gid]).stage("user namespace", format!("setgroups([{gid}])"))?;
     setresgid(gid, gid, gid).stage("user namespace", format!("setresgid({gid})"))?;

@@ -692,7 +692,7 @@ fn child_stages(
     }
     // << 11
     // before 11: let env = [];
-    let env = container_env(args, hostname); // >> 11
+    let env = container_env(args.uid, hostname, &args.env); // >> 11
     // >> 12 init
     if args.init {
         progress.note("init");
@@ -882,6 +882,11 @@ fn enter_user_namespace(sock: &OwnedFd, uid: u32) -> Result<()> {
     if n != 1 || answer[0] != 0 {
         return Err(fail("user namespace", "the parent could not write the uid/gid maps", 125));
     }
+    switch_user(uid)
+}
+
+/// Become `uid` (and the group of the same number) inside the namespace.
+fn switch_user(uid: u32) -> Result<()> {
     let (uid, gid) = (Uid::from_raw(uid), Gid::from_raw(uid));
     setgroups(&[gid]).stage("user namespace", format!("setgroups([{gid}])"))?;
     setresgid(gid, gid, gid).stage("user namespace", format!("setresgid({gid})"))?;
@@ -1109,8 +1114,8 @@ const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 /// What `docker run` starts a command with: PATH, HOSTNAME, HOME, TERM when
 /// there is a terminal, then every -e, a later one replacing an earlier one.
 /// Nothing else of toybox's own environment leaks in.
-fn container_env(args: &Args, hostname: &str) -> Vec<String> {
-    let home = if args.uid == 0 { "/root" } else { "/" };
+fn container_env(uid: u32, hostname: &str, extra: &[String]) -> Vec<String> {
+    let home = if uid == 0 { "/root" } else { "/" };
     let mut env = vec![
         format!("PATH={DEFAULT_PATH}"),
         format!("HOSTNAME={hostname}"),
@@ -1119,7 +1124,7 @@ fn container_env(args: &Args, hostname: &str) -> Vec<String> {
     if nix::unistd::isatty(io::stdin()).unwrap_or(false) {
         env.push("TERM=xterm".to_string());
     }
-    for entry in &args.env {
+    for entry in extra {
         let entry = match entry.split_once('=') {
             Some(_) => entry.clone(),
             None => match std::env::var(entry) {

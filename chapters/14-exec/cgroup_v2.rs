@@ -1,0 +1,162 @@
+//! cgroup v2, beside main.rs's v1 path: the same limits through the unified
+//! hierarchy most hosts run today (cgroups(7), Documentation/admin-guide/cgroup-v2.rst).
+//!
+//! One tree at /sys/fs/cgroup. A controller works in a group only if every
+//! ancestor lists it in `cgroup.subtree_control`, and a group with processes
+//! cannot hand controllers to children ("no internal processes"; the root is
+//! exempt). So toybox makes its group directly under the root, enables there
+//! the controllers it needs and that were not on, and turns those off again
+//! when it leaves. The child is cloned straight into the group with
+//! clone3(CLONE_INTO_CGROUP), so it never runs a line outside it.
+
+use std::fs;
+use std::io::{Read, Seek};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{OFlag, open};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::stat::Mode;
+
+use crate::{CGROUP_ROOT, Cause, CgroupSetting, GIB, Result, Stage, optional, required};
+
+/// contained.c's limits in v2's terms.
+/// - memory.swap.max 0: the 1 GiB is real memory; swap cannot stretch it
+///   (v1's memsw limit says the same).
+/// - cpu.weight 25: v1's cpu.shares 256 was a quarter of the default 1024;
+///   v2's default weight is 100, so a quarter is 25. (The 1..262144 ->
+///   1..10000 range mapping some runtimes use turns 256 into 10, a tenth.)
+/// - io.weight 10: blkio.weight 50 was a tenth of v1's default 500; v2's
+///   default is 100.
+const SETTINGS: &[CgroupSetting] = &[
+    required("memory", "memory.max", GIB),
+    optional("memory", "memory.swap.max", "0"),
+    required("cpu", "cpu.weight", "25"),
+    required("pids", "pids.max", "64"),
+    optional("io", "io.weight", "10"),
+];
+
+pub struct Group {
+    path: PathBuf,
+    /// The group's directory once made, for clone3's `cgroup` field.
+    fd: Option<OwnedFd>,
+    /// Controllers this run turned on in the root's subtree_control.
+    enabled: Vec<&'static str>,
+    /// Where toybox was, if it had to join the group itself (no clone3).
+    joined_from: Option<PathBuf>,
+}
+
+pub fn create(name: &str) -> Result<Group> {
+    let root = Path::new(CGROUP_ROOT);
+    let available = read(&root.join("cgroup.controllers"))?;
+    let active = read(&root.join("cgroup.subtree_control"))?;
+    let mut wanted: Vec<&'static str> = SETTINGS.iter().map(|s| s.controller).collect();
+    wanted.dedup();
+    let missing: Vec<&str> = wanted.iter().copied().filter(|c| !has_word(&available, c)).collect();
+    crate::warn_unlimited("v2", &missing);
+
+    let path = root.join(name);
+    let mut group = Group { path, fd: None, enabled: Vec::new(), joined_from: None };
+    for controller in wanted.iter().copied().filter(|c| !missing.contains(c)) {
+        if !has_word(&active, controller) {
+            let file = root.join("cgroup.subtree_control");
+            fs::write(&file, format!("+{controller}"))
+                .stage("cgroups", format!("write +{controller} to {}", file.display()))?;
+            group.enabled.push(controller);
+        }
+    }
+    fs::create_dir(&group.path).stage("cgroups", format!("mkdir {}", group.path.display()))?;
+    let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    let fd = open(&group.path, flags, Mode::empty());
+    group.fd = Some(fd.stage("cgroups", format!("open {}", group.path.display()))?);
+    for setting in SETTINGS.iter().filter(|s| !missing.contains(&s.controller)) {
+        crate::write_setting(&group.path, setting)?;
+    }
+    Ok(group)
+}
+
+impl Group {
+    pub fn fd(&self) -> Option<BorrowedFd<'_>> {
+        self.fd.as_ref().map(|fd| fd.as_fd())
+    }
+
+    /// The fallback where clone3 is missing (before 5.7) or refused: join
+    /// the group as contained.c does, so the child is born inside.
+    pub fn join(&mut self) -> Result<()> {
+        let own = read(Path::new("/proc/self/cgroup"))?;
+        let current = own.lines().find_map(|l| l.strip_prefix("0::")).unwrap_or("/");
+        let procs = self.path.join("cgroup.procs");
+        fs::write(&procs, "0").stage("cgroups", format!("write {}", procs.display()))?;
+        self.joined_from = Some(Path::new(CGROUP_ROOT).join(current.trim_start_matches('/')));
+        Ok(())
+    }
+}
+
+impl Drop for Group {
+    /// rmdir fails while the group is populated, and a reaped PID 1 may
+    /// leave its namespace's last processes exiting for a moment: wait for
+    /// `populated 0` in cgroup.events, which the kernel signals with POLLPRI.
+    fn drop(&mut self) {
+        if self.fd.is_none() {
+            disable_controllers(&self.enabled);
+            return; // the group was never made
+        }
+        if let Some(from) = &self.joined_from {
+            let procs = from.join("cgroup.procs");
+            if let Err(e) = fs::write(&procs, "0") {
+                eprintln!("toybox: cleanup: write {}: {}", procs.display(), e.describe());
+            }
+        }
+        if let Err(e) = wait_until_empty(&self.path) {
+            eprintln!("toybox: cleanup: {e}");
+        }
+        if let Err(e) = fs::remove_dir(&self.path) {
+            eprintln!("toybox: cleanup: rmdir {}: {}", self.path.display(), e.describe());
+        }
+        disable_controllers(&self.enabled);
+    }
+}
+
+fn wait_until_empty(group: &Path) -> Result<()> {
+    let path = group.join("cgroup.events");
+    let mut events = fs::File::open(&path).stage("cleanup", format!("open {}", path.display()))?;
+    loop {
+        let mut text = String::new();
+        events.rewind().stage("cleanup", format!("seek {}", path.display()))?;
+        events.read_to_string(&mut text).stage("cleanup", format!("read {}", path.display()))?;
+        if text.lines().any(|l| l == "populated 0") {
+            return Ok(());
+        }
+        let mut fds = [PollFd::new(events.as_fd(), PollFlags::POLLPRI)];
+        poll(&mut fds, PollTimeout::from(5000u16))
+            .stage("cleanup", format!("poll {}", path.display()))?;
+    }
+}
+
+/// Undo only what this run enabled, and only once the root has no other
+/// child group that could be using it (another container, say).
+fn disable_controllers(enabled: &[&str]) {
+    let root = Path::new(CGROUP_ROOT);
+    let others = fs::read_dir(root).map(|d| d.flatten().any(|e| e.path().is_dir())).unwrap_or(true);
+    if others {
+        return;
+    }
+    for controller in enabled {
+        let file = root.join("cgroup.subtree_control");
+        if let Err(e) = fs::write(&file, format!("-{controller}")) {
+            eprintln!(
+                "toybox: cleanup: write -{controller} to {}: {}",
+                file.display(),
+                e.describe()
+            );
+        }
+    }
+}
+
+fn read(path: &Path) -> Result<String> {
+    fs::read_to_string(path).stage("cgroups", format!("read {}", path.display()))
+}
+
+fn has_word(list: &str, word: &str) -> bool {
+    list.split_whitespace().any(|w| w == word)
+}
