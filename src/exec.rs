@@ -151,6 +151,7 @@ pub fn exec_into(name: &str, uid: Option<u32>, command: &[String]) -> Result<i32
     let namespaces: Vec<(&str, CloneFlags, OwnedFd)> =
         NAMESPACES.iter().map(|&(ns, flag)| Ok((ns, flag, open_ns(ns)?))).collect::<Result<_>>()?;
     let pid_ns = open_ns("pid")?;
+    let own_pid_ns = fs::File::open("/proc/self/ns/pid").stage("exec", "open /proc/self/ns/pid")?;
     let cgroups = open_cgroups(state.pid)?;
     let signals = block_signals()?;
     let tty = terminal::wanted();
@@ -188,6 +189,9 @@ pub fn exec_into(name: &str, uid: Option<u32>, command: &[String]) -> Result<i32
     };
     drop(child_sock);
     let mut container = Container { pid, reaped: false };
+    // Back to toybox's own: clone(2) refuses threads (the terminal relay's)
+    // while children would be born into another PID namespace.
+    setns(own_pid_ns.as_fd(), CloneFlags::CLONE_NEWPID).stage("exec", "setns(own pid)")?;
     let relay = match tty {
         true => Some(terminal::relay_parent(&parent_sock)?),
         false => None,

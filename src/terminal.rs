@@ -82,9 +82,12 @@ pub fn relay_parent(sock: &OwnedFd) -> Result<Relay> {
     let clone = |what| master.try_clone().stage("terminal", format!("dup pty for {what}"));
     let (to_pty, resize_pty) = (File::from(clone("input")?), clone("resizing")?);
     let from_pty = File::from(master);
-    std::thread::spawn(move || copy(io::stdin(), to_pty));
-    std::thread::spawn(move || resize_on_winch(winch, resize_pty));
-    let output = Some(std::thread::spawn(move || copy(from_pty, io::stdout())));
+    let spawn = |what: &str, work: Box<dyn FnOnce() + Send>| {
+        std::thread::Builder::new().spawn(work).stage("terminal", format!("thread for {what}"))
+    };
+    spawn("input", Box::new(move || copy(io::stdin(), to_pty)))?;
+    spawn("resizing", Box::new(move || resize_on_winch(winch, resize_pty)))?;
+    let output = Some(spawn("output", Box::new(move || copy(from_pty, io::stdout())))?);
     let mut raw = saved.clone();
     cfmakeraw(&mut raw);
     tcsetattr(io::stdin(), SetArg::TCSANOW, &raw).stage("terminal", "tcsetattr(stdin, raw)")?;
