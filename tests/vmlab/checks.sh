@@ -43,11 +43,12 @@ record() {
 }
 
 # tb LABEL CMD [ARGS...]: run CMD in a container; output in $work/LABEL.out
-# and .err, exit status in $rc. timeout stops a hung container.
+# and .err, exit status in $rc. timeout stops a hung container. stdin is
+# not the console: with a terminal toybox would give the container a pty.
 tb() {
     label=$1
     shift
-    timeout 120 "$toybox" -v -m "$rootfs" -c "$@" >"$work/$label.out" 2>"$work/$label.err"
+    timeout 120 "$toybox" -v -m "$rootfs" -c "$@" </dev/null >"$work/$label.out" 2>"$work/$label.err"
     rc=$?
     record "$label"
 }
@@ -77,7 +78,7 @@ if [ "$rc" -eq 0 ] && [ "$links" = "lo " ]; then pass only-lo; else fail only-lo
 # "=> execve": the child prints it last, after every limit is in place.
 # (Matched as a bare word: an older toybox could split -v lines when parent
 # and child wrote at once.)
-timeout 120 "$toybox" -v -m "$rootfs" -c /bin/sh -c 'sleep 5' >"$work/limits.out" 2>"$work/limits.err" &
+timeout 120 "$toybox" -v -m "$rootfs" -c /bin/sh -c 'sleep 5' </dev/null >"$work/limits.out" 2>"$work/limits.err" &
 bg=$!
 tries=0
 while ! grep -q execve "$work/limits.err" && kill -0 "$bg" 2>/dev/null && [ "$tries" -lt 300 ]; do
