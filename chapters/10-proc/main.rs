@@ -3,9 +3,10 @@
 //! It follows contained.c ("Linux containers in 500 lines of code", 2016)
 //! stage by stage. The parent checks the host, names the container, limits it
 //! with cgroups and rlimits, and clones a child into new namespaces. The child
-//! sets its hostname, pivots into the rootfs, enters a user namespace (the
-//! parent writes its uid/gid maps), drops capabilities, loads a seccomp filter
-//! and execs the command. The parent waits, forwards signals and cleans up.
+//! sets its hostname, pivots into the rootfs, mounts a fresh /dev and /proc,
+//! enters a user namespace (the parent writes its uid/gid maps), drops
+//! capabilities, loads a seccomp filter and execs the command. The parent
+//! waits, forwards signals and cleans up.
 //!
 //! `main` is the table of contents: read it first, then each stage in order.
 
