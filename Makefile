@@ -10,7 +10,7 @@ ROOTFS ?= ./rootfs
 RUSTC ?= $(dir $(CARGO))rustc
 export RUSTFMT ?= $(dir $(CARGO))rustfmt
 
-.PHONY: all deps test-deps build rootfs shell test lint chapters clean
+.PHONY: all deps test-deps build rootfs shell test lint chapters bench clean
 
 all: build rootfs
 
@@ -45,6 +45,11 @@ chapters:
 	@mkdir -p target
 	$(RUSTC) --edition 2024 -O -o target/chapters-generate chapters/generate.rs
 	target/chapters-generate
+
+# toybox against the kernel floor, unshare, bubblewrap, crun, runc and chroot
+# (bench/run.sh; installs the peers from Debian's packages).
+bench:
+	bench/run.sh
 
 lint:
 	$(CARGO) fmt --check

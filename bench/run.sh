@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# bench/run.sh [ROUNDS]: how long a trivial container takes from start to
+# exit with toybox and its peers, round by round, as root.
+#
+#   toybox    the release build, -m ROOTFS -c /payload
+#   floor     bench/floor.c: only the kernel work toybox asks for
+#   unshare   the same namespaces plus a user namespace, chroot into ROOTFS
+#   bwrap     bubblewrap --unshare-all with ROOTFS bound as /
+#   crun/runc an OCI bundle made by `runc spec` (no terminal, + cgroup ns)
+#   chroot    no container at all
+#
+# Also: peak RSS, 8 and 32 containers started at once, and toybox's own time
+# by stage (from -v). Writes target/bench/ (raw data) and bench/results.md +
+# bench/results.svg (the table and plot the README shows).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$PWD
+rounds=${1:-30}
+out=$repo/target/bench
+mkdir -p "$out"
+
+say() { echo "bench: $*" >&2; }
+[ "$(id -u)" -eq 0 ] || { say "run as root (containers need it)"; exit 1; }
+
+# --- Peers and tools, from Debian's packages.
+missing=()
+for tool in crun:crun runc:runc bwrap:bubblewrap python3:python3 gcc:gcc unshare:util-linux; do
+    command -v "${tool%%:*}" >/dev/null || missing+=("${tool#*:}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    say "installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+cargo=$(command -v cargo || ls "$HOME/.cargo/bin/cargo" 2>/dev/null || true)
+[ -n "$cargo" ] || { say "cargo not found"; exit 1; }
+"$cargo" build --release --quiet --bin toybox
+toybox=$repo/target/release/toybox
+rootfs=$out/rootfs
+rootfs-scripts/busybox-rootfs.sh "$rootfs" >/dev/null
+gcc -static -O2 -o "$rootfs/payload" bench/payload.c
+gcc -O2 -Wall -o "$out/floor" bench/floor.c
+gcc -O2 -Wall -o "$out/timer" bench/timer.c
+
+# --- An OCI bundle for crun and runc: runc's default spec, not a terminal,
+# the payload as the process, and a cgroup namespace like toybox's.
+bundle=$out/bundle
+rm -rf "$bundle" && mkdir -p "$bundle"
+(cd "$bundle" && runc spec)
+python3 - "$bundle/config.json" "$rootfs" <<'EOF'
+import json, sys
+path, rootfs = sys.argv[1], sys.argv[2]
+spec = json.load(open(path))
+spec["process"]["terminal"] = False
+spec["process"]["args"] = ["/payload"]
+spec["root"] = {"path": rootfs, "readonly": False}
+spec["linux"]["namespaces"].append({"type": "cgroup"})
+json.dump(spec, open(path, "w"), indent=1)
+EOF
+
+commands=$out/commands.tsv
+{
+    printf 'toybox\t%s\t-m\t%s\t-c\t/payload\n' "$toybox" "$rootfs"
+    printf 'floor\t%s\t%s\t/payload\n' "$out/floor" "$rootfs"
+    printf 'unshare\t%s\t--mount\t--uts\t--ipc\t--net\t--pid\t--fork\t--cgroup\t--user\t--map-root-user\t--root=%s\t/payload\n' "$(command -v unshare)" "$rootfs"
+    printf 'bwrap\t%s\t--unshare-all\t--bind\t%s\t/\t/payload\n' "$(command -v bwrap)" "$rootfs"
+    printf 'crun\t%s\trun\t--bundle\t%s\tbench-crun\n' "$(command -v crun)" "$bundle"
+    printf 'runc\t%s\trun\t--bundle\t%s\tbench-runc\n' "$(command -v runc)" "$bundle"
+    printf 'chroot\t%s\t%s\t/payload\n' "$(command -v chroot)" "$rootfs"
+} >"$commands"
+
+# crun 1.8 refuses a hybrid host whose cgroup2 mount has controllers; in a
+# private mount namespace with that file masked it does its v1 work. Every
+# command runs in that same namespace, so the comparison stays fair.
+in_bench_ns() {
+    local controllers=/sys/fs/cgroup/unified/cgroup.controllers
+    if [ -s "$controllers" ] 2>/dev/null; then
+        : >"$out/empty"
+        unshare -m --propagation private sh -c \
+            'mount --bind "$1" "$2" && shift 2 && exec "$@"' sh "$out/empty" "$controllers" "$@"
+    else
+        "$@"
+    fi
+}
+
+say "checking every command runs"
+in_bench_ns "$out/timer" rounds 1 "$commands" >"$out/check.txt"
+awk '$6 != 0 { print "bench: " $1 " exits " $6 " (left out of the table)"; bad = 1 } END { exit 0 }' "$out/check.txt" >&2
+
+say "$rounds rounds, interleaved"
+in_bench_ns "$out/timer" rounds "$rounds" "$commands" >"$out/rounds.txt"
+
+say "bursts of 8 and 32"
+: >"$out/bursts.txt"
+for n in 8 32; do
+    for burst in 1 2 3 4 5; do
+        in_bench_ns "$out/timer" burst "$n" "toybox-$n" "$toybox" -m "$rootfs" -c /payload hostname >>"$out/bursts.txt"
+        in_bench_ns "$out/timer" burst "$n" "floor-$n" "$out/floor" "$rootfs" /payload >>"$out/bursts.txt"
+    done
+done
+left=$(find /sys/fs/cgroup -maxdepth 3 -type d \( -name 'floor-*' -o -name '*-*-[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]' \) 2>/dev/null | head -n 3)
+records=$(ls /run/toybox 2>/dev/null | head -n 3)
+[ -z "$left$records" ] || say "left behind: $left $records"
+
+say "toybox by stage (-v)"
+: >"$out/stages.txt"
+for _ in $(seq "$rounds"); do
+    "$toybox" -v -m "$rootfs" -c /payload 2>>"$out/stages.txt" >/dev/null
+done
+
+{
+    echo "machine: $(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1)"
+    echo "kernel: $(uname -r)"
+    echo "toybox: $("$toybox" --version | cut -d' ' -f2), crun: $(crun --version | sed -n 's/^crun version //p'), runc: $(runc --version | sed -n 's/^runc version //p'), bubblewrap: $(bwrap --version | cut -d' ' -f2), unshare: $(unshare --version | awk '{print $NF}')"
+} >"$out/versions.txt"
+
+python3 bench/report.py "$out" bench/results.md bench/results.svg
+cat bench/results.md
