@@ -37,7 +37,7 @@ const SETTINGS: &[CgroupSetting] = &[
 ];
 
 pub struct Group {
-    path: PathBuf,
+    pub path: PathBuf,
     /// The group's directory once made, for clone3's `cgroup` field.
     fd: Option<OwnedFd>,
     /// Controllers this run turned on in the root's subtree_control.

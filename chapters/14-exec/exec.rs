@@ -19,21 +19,30 @@ use crate::{Container, STOP_GRACE, block_signals, terminal, wait_for_child};
 const STATE_DIR: &str = "/run/toybox";
 
 /// The record of a running container: its PID 1 with that process's start
-/// time, so that a pid reused after a crash is not mistaken for it. Dropping
-/// the record removes it.
+/// time, so that a pid reused after a crash is not mistaken for it, and the
+/// cgroups toybox made for it. Dropping the record removes it.
 pub struct Record {
     path: PathBuf,
 }
 
-pub fn write_record(name: &str, pid: Pid, uid: u32, command: &[String]) -> Result<Record> {
+pub fn write_record(
+    name: &str,
+    pid: Pid,
+    uid: u32,
+    command: &[String],
+    cgroups: &[PathBuf],
+) -> Result<Record> {
     fs::create_dir_all(STATE_DIR).stage("state", format!("mkdir {STATE_DIR}"))?;
     let start =
         start_time(pid).ok_or_else(|| fail("state", format!("no /proc/{pid}/stat"), 125))?;
     let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-    let text = format!(
+    let mut text = format!(
         "pid {pid}\nstart_time {start}\nuid {uid}\nstarted {since}\ncommand {}\n",
         command.join(" ")
     );
+    for dir in cgroups {
+        text += &format!("cgroup {}\n", dir.display());
+    }
     let path = Path::new(STATE_DIR).join(name);
     // Written whole, then renamed: `ps` never reads half a record.
     let partial = path.with_extension("new");
@@ -48,6 +57,7 @@ impl Drop for Record {
     }
 }
 
+#[derive(Clone)]
 struct State {
     name: String,
     pid: Pid,
@@ -55,6 +65,7 @@ struct State {
     uid: u32,
     started: u64,
     command: String,
+    cgroups: Vec<PathBuf>,
 }
 
 fn read_record(path: &Path) -> Option<State> {
@@ -69,26 +80,51 @@ fn read_record(path: &Path) -> Option<State> {
         uid: field("uid").parse().ok()?,
         started: field("started").parse().unwrap_or(0),
         command: field("command").to_string(),
+        cgroups: text
+            .lines()
+            .filter_map(|l| l.strip_prefix("cgroup "))
+            .map(PathBuf::from)
+            .collect(),
     })
 }
 
 /// Field 22 of /proc/<pid>/stat, counted after the command name, which may
-/// itself hold spaces and parentheses (proc(5)).
+/// itself hold spaces and parentheses (proc(5)); None once the process has
+/// exited, even while it waits to be reaped (state Z).
 fn start_time(pid: Pid) -> Option<u64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?.1.split_whitespace().nth(19)?.parse().ok()
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    if matches!(fields.next(), Some("Z" | "X")) {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
 }
 
 /// The record of a container that is still running. A record whose PID 1 is
-/// gone (toybox was killed with SIGKILL, the machine crashed) is stale: it is
-/// removed here, by whoever finds it.
+/// gone (toybox was killed with SIGKILL, the machine crashed) is stale: it and
+/// the container's cgroups, empty by now, are removed by whoever finds it.
 fn running(path: &Path) -> Option<State> {
     let state = read_record(path);
-    if let Some(state) = state.filter(|s| start_time(s.pid) == Some(s.start_time)) {
-        return Some(state);
+    if let Some(state) = &state
+        && start_time(state.pid) == Some(state.start_time)
+    {
+        return Some(state.clone());
+    }
+    for dir in state.iter().flat_map(|s| s.cgroups.iter().rev()) {
+        let _ = fs::remove_dir(dir);
     }
     let _ = fs::remove_file(path);
     None
+}
+
+/// Every toybox run looks for records a killed toybox left behind.
+pub fn remove_stale_records() {
+    for entry in fs::read_dir(STATE_DIR).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.extension().is_none() {
+            running(&path);
+        }
+    }
 }
 
 /// `toybox ps`: one line per running container.

@@ -209,6 +209,7 @@ fn run() -> Result<i32> {
     progress.note(&format!("hostname {hostname}"));
     // before 05: let (_parent_sock, child_sock) = progress.stage("socketpair", create_socketpair)?;
     let (parent_sock, child_sock) = progress.stage("socketpair", create_socketpair)?; // >> 05
+    exec::remove_stale_records(); // >> 14
     let mut cgroups = progress.stage("cgroups", || create_cgroups(&hostname))?; // >> 08
     progress.stage("rlimits", set_rlimits)?; // >> 08
     let signals = block_signals()?;
@@ -217,7 +218,10 @@ fn run() -> Result<i32> {
         clone_child(&args, &hostname, &child_sock, &signals, &mut cgroups, progress) // >> 08
     })?;
     drop(child_sock); // so a dead child reads as EOF on our end
-    let _record = exec::write_record(&hostname, container.pid, args.uid, &args.command)?; // >> 14
+    // >> 14 exec
+    let _record =
+        exec::write_record(&hostname, container.pid, args.uid, &args.command, &cgroups.dirs())?;
+    // << 14
     // >> 13 terminal
     let terminal = match terminal::wanted() {
         true => Some(progress.stage("terminal", || terminal::relay_parent(&parent_sock))?),
@@ -446,6 +450,19 @@ enum Cgroups {
     V1(CgroupsV1),
     V2(cgroup_v2::Group),
 }
+
+// >> 14 exec
+impl Cgroups {
+    /// The directories made, for the container's record: should toybox be
+    /// killed outright, whoever finds the record stale removes them.
+    fn dirs(&self) -> Vec<PathBuf> {
+        match self {
+            Cgroups::V1(v1) => v1.groups.iter().map(|(_, made)| made.clone()).collect(),
+            Cgroups::V2(group) => vec![group.path.clone()],
+        }
+    }
+}
+// << 14
 
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
