@@ -3,7 +3,9 @@
 # exit with toybox and its peers, round by round, as root.
 #
 #   toybox    the release build, -m ROOTFS -c /payload
-#   floor     bench/floor.c: only the kernel work toybox asks for
+#   floor     bench/floor.c: only the kernel work toybox asks for (the
+#             issue's list: cgroups, namespaces, pivot_root, uid map, exec)
+#   floor+mounts  the floor plus the /dev and /proc mounts toybox also makes
 #   unshare   the same namespaces plus a user namespace, chroot into ROOTFS
 #   bwrap     bubblewrap --unshare-all with ROOTFS bound as /
 #   crun/runc an OCI bundle made by `runc spec` (no terminal, + cgroup ns)
@@ -63,6 +65,7 @@ commands=$out/commands.tsv
 {
     printf 'toybox\t%s\t-m\t%s\t-c\t/payload\n' "$toybox" "$rootfs"
     printf 'floor\t%s\t%s\t/payload\n' "$out/floor" "$rootfs"
+    printf 'floor+mounts\t%s\t%s\t/payload\tmounts\n' "$out/floor" "$rootfs"
     printf 'unshare\t%s\t--mount\t--uts\t--ipc\t--net\t--pid\t--fork\t--cgroup\t--user\t--map-root-user\t--root=%s\t/payload\n' "$(command -v unshare)" "$rootfs"
     printf 'bwrap\t%s\t--unshare-all\t--bind\t%s\t/\t/payload\n' "$(command -v bwrap)" "$rootfs"
     printf 'crun\t%s\trun\t--bundle\t%s\tbench-crun\n' "$(command -v crun)" "$bundle"
@@ -75,7 +78,8 @@ commands=$out/commands.tsv
 # command runs in that same namespace, so the comparison stays fair.
 in_bench_ns() {
     local controllers=/sys/fs/cgroup/unified/cgroup.controllers
-    if [ -s "$controllers" ] 2>/dev/null; then
+    # (read, not test -s: cgroup files report a size of 0)
+    if [ -n "$(cat "$controllers" 2>/dev/null)" ]; then
         : >"$out/empty"
         unshare -m --propagation private sh -c \
             'mount --bind "$1" "$2" && shift 2 && exec "$@"' sh "$out/empty" "$controllers" "$@"
