@@ -960,6 +960,18 @@ fn stale_records_are_removed(_lab: &Lab) -> Outcome {
     let exec = exec.map_err(|e| e.to_string())?;
     let left = record.exists();
     let _ = fs::remove_file(record);
+    // A name is never a path: a file outside /run/toybox is not touched.
+    let outside = Path::new("/run/toybox-test-not-a-record");
+    fs::write(outside, "not a record\n").map_err(|e| e.to_string())?;
+    let escape = Command::new(TOYBOX)
+        .args(["exec", "../toybox-test-not-a-record", "-c", "/bin/true"])
+        .output()
+        .map_err(|e| e.to_string())?;
+    let kept = outside.exists();
+    let _ = fs::remove_file(outside);
+    expect(escape.status.code() == Some(125) && kept, || {
+        format!("exec ../name: {:?}, file outside kept: {kept}", escape.status.code())
+    })?;
     expect(exec.status.code() == Some(125) && !left, || {
         format!("exec on a stale record: {exec:?}, left {left}")
     })

@@ -10,11 +10,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nix::sched::{CloneFlags, setns};
 use nix::sys::signal::{SigmaskHow, sigprocmask};
-use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
 use nix::unistd::{ForkResult, Pid, Uid, fork};
 
 use crate::error::{EXIT_TOYBOX_FAILED, Result, Stage, fail};
-use crate::{Container, STOP_GRACE, block_signals, terminal, wait_for_child};
+use crate::{Container, STOP_GRACE, block_signals, create_socketpair, terminal, wait_for_child};
 
 const STATE_DIR: &str = "/run/toybox";
 
@@ -174,8 +173,11 @@ pub fn exec_into(name: &str, uid: Option<u32>, command: &[String]) -> Result<i32
     if !Uid::effective().is_root() {
         return Err(fail("exec", "toybox exec needs root to join namespaces; try sudo", 125));
     }
-    let path = Path::new(STATE_DIR).join(name);
-    let Some(state) = running(&path).filter(|_| !name.contains('/')) else {
+    // A name is a file name in STATE_DIR, never a path: a stale record is
+    // deleted, and `../../etc/passwd` must not be.
+    let valid = !name.is_empty() && !name.contains('/') && !name.starts_with('.');
+    let state = valid.then(|| running(&Path::new(STATE_DIR).join(name))).flatten();
+    let Some(state) = state else {
         let what = format!("no running container {name} (see toybox ps)");
         return Err(fail("exec", what, EXIT_TOYBOX_FAILED));
     };
@@ -191,9 +193,7 @@ pub fn exec_into(name: &str, uid: Option<u32>, command: &[String]) -> Result<i32
     let cgroups = open_cgroups(state.pid)?;
     let signals = block_signals()?;
     let tty = terminal::wanted();
-    let (parent_sock, child_sock) =
-        socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
-            .stage("exec", "socketpair")?;
+    let (parent_sock, child_sock) = create_socketpair()?;
     setns(pid_ns.as_fd(), CloneFlags::CLONE_NEWPID).stage("exec", "setns(pid)")?;
     // SAFETY: toybox has one thread here, so fork(2) is safe.
     let pid = match unsafe { fork() }.stage("exec", "fork")? {
