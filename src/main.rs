@@ -1310,25 +1310,20 @@ fn wait_for_signal(signals: &SigSet, timeout: Option<Duration>) -> Result<Option
 /// every child that exits, and ends with the command's status; the kernel
 /// then kills whatever is left in the namespace.
 fn run_init(command: &[String], env: &[String]) -> Result<std::convert::Infallible> {
-    let mut signals = SigSet::empty();
-    for signal in FORWARDED_SIGNALS.into_iter().chain([Signal::SIGCHLD]) {
-        signals.add(signal);
-    }
-    let mut original = SigSet::empty();
-    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&signals), Some(&mut original))
-        .stage("init", "sigprocmask(SIG_BLOCK)")?;
+    // The same signals toybox itself waits for, the same way.
+    let signals = block_signals()?;
     // SAFETY: the container's process has one thread, so fork(2) is safe.
     let command_pid = match unsafe { fork() }.stage("init", "fork")? {
         ForkResult::Child => {
             // The blocked mask survives execve: give the command a clean one.
-            sigprocmask(SigmaskHow::SIG_SETMASK, Some(&original), None)
+            sigprocmask(SigmaskHow::SIG_SETMASK, Some(&signals.original), None)
                 .stage("init", "restore signal mask")?;
             return exec_command(command, env);
         }
         ForkResult::Parent { child } => child,
     };
     loop {
-        match wait_for_signal(&signals, None)? {
+        match wait_for_signal(&signals.forwarded, None)? {
             Some(Signal::SIGCHLD) => {
                 while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
                     let code = match status {
