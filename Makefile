@@ -9,6 +9,8 @@ ROOTFS ?= ./rootfs
 # The chapter generator is plain rustc and lays chapters out with rustfmt.
 RUSTC ?= $(dir $(CARGO))rustc
 export RUSTFMT ?= $(dir $(CARGO))rustfmt
+# .cargo/config.toml builds for the host's triple, so binaries land here.
+BIN_DIR = target/$(shell $(RUSTC) -vV 2>/dev/null | sed -n 's/^host: //p')/release
 
 .PHONY: all deps test-deps build rootfs shell test lint chapters bench clean
 
@@ -19,11 +21,11 @@ all: build rootfs
 deps:
 	@if ! dpkg -s libseccomp-dev gcc libc6-dev pkg-config util-linux >/dev/null 2>&1; then \
 		apt-get update -qq && apt-get install -y -qq libseccomp-dev gcc libc6-dev pkg-config util-linux; fi
-	@test -n "$(CARGO)" || { echo "make: cargo not found: install Rust 1.85+ (https://rustup.rs)" >&2; exit 1; }
+	@test -n "$(CARGO)" || { echo "make: cargo not found: install Rust 1.88+ (https://rustup.rs)" >&2; exit 1; }
 
 build: deps
 	$(CARGO) build --release --bins
-	cp target/release/toybox ./toybox
+	cp $(BIN_DIR)/toybox ./toybox
 
 rootfs:
 	rootfs-scripts/busybox-rootfs.sh $(ROOTFS)

@@ -38,7 +38,7 @@ fi
 cargo=$(command -v cargo || ls "$HOME/.cargo/bin/cargo" 2>/dev/null || true)
 [ -n "$cargo" ] || { say "cargo not found"; exit 1; }
 "$cargo" build --release --quiet --bin toybox
-toybox=$repo/target/release/toybox
+toybox=$repo/target/$("$(dirname "$cargo")/rustc" -vV | sed -n 's/^host: //p')/release/toybox
 rootfs=$out/rootfs
 rootfs-scripts/busybox-rootfs.sh "$rootfs" >/dev/null
 gcc -static -O2 -o "$rootfs/payload" bench/payload.c

@@ -97,10 +97,13 @@ fn help_flags(binary: &str) -> Vec<(String, bool)> {
 }
 
 /// Commands in the notes run `./toybox` or a chapter binary `chNN-name`; each
-/// must name a binary that exists and, up to `-c`, only flags its --help lists.
+/// must name a binary that exists, at the path cargo builds it to, and, up to
+/// `-c`, only flags its --help lists.
 #[test]
 fn commands_in_notes_exist() {
     let binaries: Vec<String> = CHAPTERS.iter().map(|c| format!("ch{c}")).collect();
+    let built = Path::new(env!("CARGO_BIN_EXE_toybox")).parent().unwrap_or(Path::new(""));
+    let bin_dir = format!("{}/", built.strip_prefix(repo()).unwrap_or(built).display());
     let mut wrong = Vec::new();
     let mut seen = 0;
     for path in notes() {
@@ -120,6 +123,10 @@ fn commands_in_notes_exist() {
                 if is_chapter && !binaries.iter().any(|b| b == binary) {
                     wrong.push(format!("{}: no binary {binary}: {line}", path.display()));
                     continue;
+                }
+                let dir = word.strip_suffix(binary).unwrap_or("");
+                if is_chapter && dir.contains("target/") && !dir.ends_with(&bin_dir) {
+                    wrong.push(format!("{}: {binary} is built in {bin_dir}: {line}", path.display()));
                 }
                 let flags = help_flags(binary);
                 let mut rest = words[at + 1..].iter();

@@ -4,7 +4,8 @@
 #
 #   tests/vmlab/run.sh [v1|v2|both|fetch]        (default both; run as root)
 #
-# Environment: TOYBOX_BIN (default target/release/toybox, built if missing),
+# Environment: TOYBOX_BIN (default target/<host triple>/release/toybox, built
+# if missing),
 # TOYBOX_CACHE (default ~/.cache/toybox: kernel and busybox .deb),
 # VMLAB_TIMEOUT (seconds per boot, default 600).
 # Output: one line per check, "v2: PASS name" / "v1: FAIL name: detail";
@@ -28,7 +29,10 @@ esac
 
 cache=${TOYBOX_CACHE:-$HOME/.cache/toybox}
 out=$repo/target/vmlab
-toybox=${TOYBOX_BIN:-target/release/toybox}
+cargo=$(command -v cargo || ls "$HOME/.cargo/bin/cargo" 2>/dev/null || true)
+# .cargo/config.toml builds for the host's triple.
+host=$([ -z "$cargo" ] || "$(dirname "$cargo")/rustc" -vV | sed -n 's/^host: //p')
+toybox=${TOYBOX_BIN:-target/$host/release/toybox}
 timeout_s=${VMLAB_TIMEOUT:-600}
 mkdir -p "$out" "$cache/kernel"
 # However the script ends (Ctrl-C included): stop a running VM and remove
@@ -108,7 +112,6 @@ say "kernel $(basename "$kdir")"
 # --- toybox.
 if [ ! -x "$toybox" ]; then
     [ -z "${TOYBOX_BIN:-}" ] || die "TOYBOX_BIN=$toybox is not an executable file"
-    cargo=$(command -v cargo || ls "$HOME/.cargo/bin/cargo" 2>/dev/null || true)
     [ -n "$cargo" ] || die "$toybox is missing and cargo is not installed"
     say "building toybox"
     "$cargo" build --release --quiet
@@ -120,7 +123,7 @@ if [ -z "${TOYBOX_BIN:-}" ] && [ -n "$(find src Cargo.toml Cargo.lock -newer "$t
     say "warning: $toybox is older than src/; run cargo build --release to test the current code"
 fi
 
-# --- Initramfs: static busybox, toybox with the shared libraries it links,
+# --- Initramfs: static busybox, toybox (with any shared libraries it links),
 # the container's busybox rootfs with the probe, /init.
 stage=$(mktemp -d "$out/initramfs.XXXXXX")
 cleanup+=("$stage")
@@ -133,8 +136,9 @@ cp "$stage/rootfs/bin/busybox" "$stage/bin/busybox"
 done
 cp "$toybox" "$stage/bin/toybox"
 # Every library at the path ldd names, the dynamic loader included (its path
-# is written into the binary), so the guest resolves them as the host does.
-{ ldd "$toybox" || true; } | grep -o '/[^ ]*' | while read -r lib; do
+# is in the binary), so the guest resolves them as the host does. The static
+# build (.cargo/config.toml) names none.
+{ ldd "$toybox" 2>/dev/null || true; } | { grep -o '/[^ ]*' || true; } | while read -r lib; do
     mkdir -p "$stage$(dirname "$lib")"
     cp -L "$lib" "$stage$lib"
 done
