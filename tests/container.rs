@@ -472,7 +472,7 @@ const SYSCALL_EXPECTATIONS: &[(&str, &str)] = &[
     ("userfaultfd", "EPERM"),
     ("perf_event_open", "EPERM"),
     // Reaching the same ends through calls added since 2016.
-    ("fchmodat2_suid", "ENOSYS"),
+    ("fchmodat2_suid", "EPERM"),
     ("open_creat_suid", "EPERM"),
     ("openat_creat_sgid", "EPERM"),
     ("creat_suid", "EPERM"),
@@ -489,6 +489,7 @@ const SYSCALL_EXPECTATIONS: &[(&str, &str)] = &[
     ("x32", "SIGSYS"),
     // Ordinary calls.
     ("open_plain", "OK"),
+    ("openat_directory_setid_mode", "OK"),
     ("write", "OK"),
     ("chmod_plain", "OK"),
     ("fchmod_plain", "OK"),

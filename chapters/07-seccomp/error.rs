@@ -76,9 +76,3 @@ impl Cause for caps::errors::CapsError {
         self.to_string()
     }
 }
-
-impl Cause for syscallz::Error {
-    fn describe(&self) -> String {
-        self.to_string()
-    }
-}

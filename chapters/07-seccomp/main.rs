@@ -39,7 +39,6 @@ use nix::unistd::sethostname; // >> 03
 use nix::unistd::{Gid, read, setgroups, setresgid, setresuid, write}; // >> 05
 use nix::unistd::{Pid, execve};
 use nix::unistd::{chdir, pivot_root}; // >> 04
-use syscallz::{Action, Cmp, Comparator, Syscall}; // >> 07
 
 use error::{Cause, EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, EXIT_TOYBOX_FAILED};
 use error::{Error, Result, Stage, fail};
@@ -554,136 +553,147 @@ fn drop_capabilities() -> Result<()> {
 // << 06
 
 // >> 07 seccomp
-/// A seccomp rule: the call fails with `errno` when every condition
-/// `(argument[index] & mask) == value` holds; no conditions means always.
+/// A seccomp rule: the call fails with `errno` when every condition on its
+/// arguments holds; no conditions means always. One rule per system call.
 struct SeccompRule {
-    syscall: Syscall,
+    syscall: libc::c_long,
     errno: i32,
-    when: &'static [(u32, u64, u64)],
+    when: &'static [ArgCheck],
 }
 
-const S_ISUID: u64 = libc::S_ISUID as u64;
-const S_ISGID: u64 = libc::S_ISGID as u64;
-const O_CREAT: u64 = libc::O_CREAT as u64;
-const O_TMPFILE: u64 = libc::O_TMPFILE as u64;
-const CLONE_NEWUSER: u64 = libc::CLONE_NEWUSER as u64;
-const TIOCSTI: u64 = libc::TIOCSTI;
+/// A condition on one argument, by index. The filter reads only the low 32
+/// bits of an argument: every flag and value checked here lives there.
+enum ArgCheck {
+    AnyBitSet(u32, u32),
+    Equals(u32, u32),
+}
+use ArgCheck::{AnyBitSet, Equals};
+
+/// setuid or setgid: a file with either would let a later process gain this
+/// uid on the host.
+const SET_ID_BITS: u32 = libc::S_ISUID | libc::S_ISGID;
+/// The open flags that make a file: O_CREAT, and O_TMPFILE's own bit (it is
+/// defined with O_DIRECTORY, which alone makes nothing).
+const CREATE_FLAGS: u32 = (libc::O_CREAT | libc::O_TMPFILE & !libc::O_DIRECTORY) as u32;
+const CLONE_NEWUSER: u32 = libc::CLONE_NEWUSER as u32;
+const TIOCSTI: u32 = libc::TIOCSTI as u32;
 const EPERM: i32 = libc::EPERM;
 const ENOSYS: i32 = libc::ENOSYS;
 
-const fn rule(syscall: Syscall, errno: i32, when: &'static [(u32, u64, u64)]) -> SeccompRule {
+const fn rule(syscall: libc::c_long, errno: i32, when: &'static [ArgCheck]) -> SeccompRule {
     SeccompRule { syscall, errno, when }
 }
 
 /// contained.c's list, then what kernels since 4.6 added that reaches the same
 /// ends (the audit table is in chapters/07-seccomp). Every other call is allowed.
 const SECCOMP_RULES: &[SeccompRule] = &[
-    // A setuid/setgid file would let a later process gain this uid on the host.
-    rule(Syscall::chmod, EPERM, &[(1, S_ISUID, S_ISUID)]),
-    rule(Syscall::chmod, EPERM, &[(1, S_ISGID, S_ISGID)]),
-    rule(Syscall::fchmod, EPERM, &[(1, S_ISUID, S_ISUID)]),
-    rule(Syscall::fchmod, EPERM, &[(1, S_ISGID, S_ISGID)]),
-    rule(Syscall::fchmodat, EPERM, &[(2, S_ISUID, S_ISUID)]),
-    rule(Syscall::fchmodat, EPERM, &[(2, S_ISGID, S_ISGID)]),
+    rule(libc::SYS_chmod, EPERM, &[AnyBitSet(1, SET_ID_BITS)]),
+    rule(libc::SYS_fchmod, EPERM, &[AnyBitSet(1, SET_ID_BITS)]),
+    rule(libc::SYS_fchmodat, EPERM, &[AnyBitSet(2, SET_ID_BITS)]),
     // A nested user namespace gives back every capability dropped here.
-    rule(Syscall::unshare, EPERM, &[(0, CLONE_NEWUSER, CLONE_NEWUSER)]),
-    rule(Syscall::clone, EPERM, &[(0, CLONE_NEWUSER, CLONE_NEWUSER)]),
-    // TIOCSTI pushes keystrokes into the terminal outside. Matched exactly:
-    // contained.c's masked match also hit TIOCGWINSZ and FIONREAD.
-    rule(Syscall::ioctl, EPERM, &[(1, 0xffff_ffff, TIOCSTI)]),
+    rule(libc::SYS_unshare, EPERM, &[AnyBitSet(0, CLONE_NEWUSER)]),
+    rule(libc::SYS_clone, EPERM, &[AnyBitSet(0, CLONE_NEWUSER)]),
+    // TIOCSTI pushes keystrokes into the terminal outside. Matched exactly
+    // (the kernel reads the command as 32 bits): contained.c's masked match
+    // also hit TIOCGWINSZ and FIONREAD.
+    rule(libc::SYS_ioctl, EPERM, &[Equals(1, TIOCSTI)]),
     // The kernel keyring is not namespaced.
-    rule(Syscall::keyctl, EPERM, &[]),
-    rule(Syscall::add_key, EPERM, &[]),
-    rule(Syscall::request_key, EPERM, &[]),
+    rule(libc::SYS_keyctl, EPERM, &[]),
+    rule(libc::SYS_add_key, EPERM, &[]),
+    rule(libc::SYS_request_key, EPERM, &[]),
     // ptrace has a history of seccomp bypasses on older kernels.
-    rule(Syscall::ptrace, EPERM, &[]),
+    rule(libc::SYS_ptrace, EPERM, &[]),
     // NUMA placement reaches past the container's own memory.
-    rule(Syscall::mbind, EPERM, &[]),
-    rule(Syscall::migrate_pages, EPERM, &[]),
-    rule(Syscall::move_pages, EPERM, &[]),
-    rule(Syscall::set_mempolicy, EPERM, &[]),
+    rule(libc::SYS_mbind, EPERM, &[]),
+    rule(libc::SYS_migrate_pages, EPERM, &[]),
+    rule(libc::SYS_move_pages, EPERM, &[]),
+    rule(libc::SYS_set_mempolicy, EPERM, &[]),
     // Lets a kernel exploit pause the kernel mid-copy.
-    rule(Syscall::userfaultfd, EPERM, &[]),
+    rule(libc::SYS_userfaultfd, EPERM, &[]),
     // Leaks kernel addresses and has had many exploitable bugs.
-    rule(Syscall::perf_event_open, EPERM, &[]),
-    // --- Since 2016. A setuid/setgid file can also be made at creation time.
-    rule(Syscall::open, EPERM, &[(1, O_CREAT, O_CREAT), (2, S_ISUID, S_ISUID)]),
-    rule(Syscall::open, EPERM, &[(1, O_CREAT, O_CREAT), (2, S_ISGID, S_ISGID)]),
-    rule(Syscall::open, EPERM, &[(1, O_TMPFILE, O_TMPFILE), (2, S_ISUID, S_ISUID)]),
-    rule(Syscall::open, EPERM, &[(1, O_TMPFILE, O_TMPFILE), (2, S_ISGID, S_ISGID)]),
-    rule(Syscall::openat, EPERM, &[(2, O_CREAT, O_CREAT), (3, S_ISUID, S_ISUID)]),
-    rule(Syscall::openat, EPERM, &[(2, O_CREAT, O_CREAT), (3, S_ISGID, S_ISGID)]),
-    rule(Syscall::openat, EPERM, &[(2, O_TMPFILE, O_TMPFILE), (3, S_ISUID, S_ISUID)]),
-    rule(Syscall::openat, EPERM, &[(2, O_TMPFILE, O_TMPFILE), (3, S_ISGID, S_ISGID)]),
-    rule(Syscall::creat, EPERM, &[(1, S_ISUID, S_ISUID)]),
-    rule(Syscall::creat, EPERM, &[(1, S_ISGID, S_ISGID)]),
-    rule(Syscall::mknod, EPERM, &[(1, S_ISUID, S_ISUID)]),
-    rule(Syscall::mknod, EPERM, &[(1, S_ISGID, S_ISGID)]),
-    rule(Syscall::mknodat, EPERM, &[(2, S_ISUID, S_ISUID)]),
-    rule(Syscall::mknodat, EPERM, &[(2, S_ISGID, S_ISGID)]),
+    rule(libc::SYS_perf_event_open, EPERM, &[]),
+    // --- Since 2016. A setuid/setgid file can also be made at creation time,
+    // and fchmodat2 (6.6) is fchmodat with flags.
+    rule(libc::SYS_open, EPERM, &[AnyBitSet(1, CREATE_FLAGS), AnyBitSet(2, SET_ID_BITS)]),
+    rule(libc::SYS_openat, EPERM, &[AnyBitSet(2, CREATE_FLAGS), AnyBitSet(3, SET_ID_BITS)]),
+    rule(libc::SYS_creat, EPERM, &[AnyBitSet(1, SET_ID_BITS)]),
+    rule(libc::SYS_mknod, EPERM, &[AnyBitSet(1, SET_ID_BITS)]),
+    rule(libc::SYS_mknodat, EPERM, &[AnyBitSet(2, SET_ID_BITS)]),
+    rule(libc::SYS_fchmodat2, EPERM, &[AnyBitSet(2, SET_ID_BITS)]),
     // clone3 (5.3) and openat2 (5.6) pass flags and mode in a struct in
     // memory, which a filter cannot read. ENOSYS makes libc fall back to
     // clone and openat, which the rules above can check.
-    rule(Syscall::clone3, ENOSYS, &[]),
-    rule(Syscall::openat2, ENOSYS, &[]),
+    rule(libc::SYS_clone3, ENOSYS, &[]),
+    rule(libc::SYS_openat2, ENOSYS, &[]),
     // io_uring (5.1) performs opens and more without syscalls the filter sees.
-    rule(Syscall::io_uring_setup, EPERM, &[]),
-    rule(Syscall::io_uring_enter, EPERM, &[]),
-    rule(Syscall::io_uring_register, EPERM, &[]),
+    rule(libc::SYS_io_uring_setup, EPERM, &[]),
+    rule(libc::SYS_io_uring_enter, EPERM, &[]),
+    rule(libc::SYS_io_uring_register, EPERM, &[]),
 ];
 
 /// Load the filter (seccomp(2)). no_new_privs is set first and on purpose:
 /// contained.c leaves it off, which lets a setuid-root binary in the rootfs
 /// gain privileges at execve; with it set, execve can never add privileges,
-/// and an unprivileged uid may load the filter at all. The default action
-/// allows; calls from another ABI (i386 `int 0x80`, x32) kill the process,
-/// as libseccomp does for architectures the filter was not built for.
+/// and an unprivileged uid may load the filter at all.
 fn load_seccomp_filter() -> Result<()> {
     nix::sys::prctl::set_no_new_privs().stage("seccomp", "prctl(PR_SET_NO_NEW_PRIVS)")?;
-    deny_fchmodat2()?;
-    let mut filter =
-        syscallz::Context::init_with_action(Action::Allow).stage("seccomp", "seccomp_init")?;
-    for rule in SECCOMP_RULES {
-        let conditions: Vec<Comparator> = rule
-            .when
-            .iter()
-            .map(|&(arg, mask, value)| Comparator::new(arg, Cmp::MaskedEq, mask, Some(value)))
-            .collect();
-        let action = Action::Errno(rule.errno as u16);
-        filter
-            .set_rule_for_syscall(action, rule.syscall, &conditions)
-            .stage("seccomp", format!("add rule for {:?}", rule.syscall))?;
-    }
-    filter.load().stage("seccomp", "seccomp_load")
-}
-
-/// fchmodat2 (Linux 6.6, syscall 452) chmods like fchmodat, but syscallz 0.17
-/// has no name for it. A second, six-instruction filter answers it ENOSYS, so
-/// libc falls back to fchmodat, which the main filter checks. Filters stack;
-/// the kernel applies the strictest answer (seccomp(2)).
-fn deny_fchmodat2() -> Result<()> {
-    const SYS_FCHMODAT2: u32 = 452;
-    const AUDIT_ARCH_X86_64: u32 = 0xc000_003e; // linux/audit.h
-    const ARCH_OFFSET: u32 = 4; // struct seccomp_data: nr, then arch
-    let ld = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
-    let jeq = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
-    let ret = (libc::BPF_RET | libc::BPF_K) as u16;
-    let insn = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
-    let program = [
-        insn(ld, 0, 0, ARCH_OFFSET),
-        insn(jeq, 0, 3, AUDIT_ARCH_X86_64),
-        insn(ld, 0, 0, 0),
-        insn(jeq, 0, 1, SYS_FCHMODAT2),
-        insn(ret, 0, 0, libc::SECCOMP_RET_ERRNO | ENOSYS as u32),
-        insn(ret, 0, 0, libc::SECCOMP_RET_ALLOW),
-    ];
+    let program = seccomp_program(SECCOMP_RULES);
     let fprog = libc::sock_fprog { len: program.len() as u16, filter: program.as_ptr() as *mut _ };
     // SAFETY: fprog points at `program`, which outlives the call; the kernel copies it.
     let rc = unsafe { libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &fprog) };
     if rc != 0 {
-        return Err(Errno::last()).stage("seccomp", "prctl(PR_SET_SECCOMP) for fchmodat2");
+        return Err(Errno::last()).stage("seccomp", "prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER)");
     }
     Ok(())
+}
+
+const AUDIT_ARCH_X86_64: u32 = 0xc000_003e; // linux/audit.h
+const X32_SYSCALL_BIT: u32 = 0x4000_0000; // asm/unistd.h
+
+/// The rules as a classic BPF program, run on every system call against its
+/// `struct seccomp_data { int nr; u32 arch; u64 ip; u64 args[6]; }`.
+/// What libseccomp would compile at run time (~0.3 ms), written out: check
+/// the ABI, then per rule: is it this call? do the arguments match? return
+/// its errno. Calls from another ABI (i386 `int 0x80`, x32) kill the process:
+/// their numbers mean other calls. A rule's failed check jumps to ALLOW, which
+/// is why each call has one rule. Jumps count instructions forward.
+fn seccomp_program(rules: &[SeccompRule]) -> Vec<libc::sock_filter> {
+    let insn = |code: u32, jt: usize, jf: usize, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt: jt as u8,
+        jf: jf as u8,
+        k,
+    };
+    let load = |offset: u32| insn(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0, 0, offset);
+    let ret = |value: u32| insn(libc::BPF_RET | libc::BPF_K, 0, 0, value);
+    let jump = |test: u32, k: u32, jt: usize, jf: usize| insn(libc::BPF_JMP | test, jt, jf, k);
+    let arg_low = |index: u32| 16 + 8 * index; // little-endian: the low half comes first
+    let body_len = |rule: &SeccompRule| 2 * rule.when.len() + 1;
+    let total = 4 + rules.iter().map(|r| 1 + body_len(r)).sum::<usize>() + 2;
+    let (allow_at, kill_at) = (total - 2, total - 1);
+
+    let mut program = vec![
+        load(4), // arch
+        jump(libc::BPF_JEQ, AUDIT_ARCH_X86_64, 0, kill_at - 2),
+        load(0), // nr
+        jump(libc::BPF_JGE, X32_SYSCALL_BIT, kill_at - 4, 0),
+    ];
+    for rule in rules {
+        program.push(jump(libc::BPF_JEQ, rule.syscall as u32, 0, body_len(rule)));
+        for check in rule.when {
+            let to_allow = allow_at - program.len() - 2;
+            let (test, index, k) = match *check {
+                AnyBitSet(index, bits) => (libc::BPF_JSET, index, bits),
+                Equals(index, value) => (libc::BPF_JEQ, index, value),
+            };
+            program.push(load(arg_low(index)));
+            program.push(jump(test, k, 0, to_allow));
+        }
+        program.push(ret(libc::SECCOMP_RET_ERRNO | rule.errno as u32));
+    }
+    program.push(ret(libc::SECCOMP_RET_ALLOW));
+    program.push(ret(libc::SECCOMP_RET_KILL_PROCESS));
+    program
 }
 // << 07
 
@@ -792,4 +802,23 @@ mod tests {
         assert!(ADJECTIVES.contains(&parts[0]) && NOUNS.contains(&parts[1]), "{name}");
         assert!(parts[2].len() == 6 && parts[2].chars().all(|c| c.is_ascii_hexdigit()), "{name}");
     }
+
+    // >> 07 seccomp
+    /// The container's probe shows what the filter does; this checks the
+    /// program's shape: jumps are one byte, forward, and must land inside.
+    #[test]
+    fn seccomp_program_jumps_stay_inside() {
+        let program = seccomp_program(SECCOMP_RULES);
+        assert!(program.len() < 256, "{} instructions", program.len());
+        for (at, insn) in program.iter().enumerate() {
+            if insn.code as u32 & 0x07 == libc::BPF_JMP {
+                let last = at + 1 + insn.jt.max(insn.jf) as usize;
+                assert!(last < program.len(), "instruction {at} jumps past the end");
+            }
+        }
+        let syscalls: Vec<_> = SECCOMP_RULES.iter().map(|rule| rule.syscall).collect();
+        let unique: std::collections::BTreeSet<_> = syscalls.iter().collect();
+        assert_eq!(unique.len(), syscalls.len(), "a failed check allows: one rule per call");
+    }
+    // << 07
 }

@@ -156,6 +156,12 @@ static int mode_syscalls(void)
 	report("openat_creat_sgid", syscall(SYS_openat, AT_FDCWD, f, O_CREAT | O_WRONLY, 02755));
 	report("creat_suid", syscall(SYS_creat, f, 04755));
 	report("openat_tmpfile_sgid", syscall(SYS_openat, AT_FDCWD, "/tmp", O_TMPFILE | O_WRONLY, 02755));
+	/* A mode without O_CREAT or O_TMPFILE makes nothing: O_DIRECTORY, half of
+	 * O_TMPFILE's value, must not be mistaken for it. */
+	int dir = syscall(SYS_openat, AT_FDCWD, "/tmp", O_RDONLY | O_DIRECTORY, 06755);
+	report("openat_directory_setid_mode", dir);
+	if (dir >= 0)
+		close(dir);
 	unlink(f);
 	report("mknod_suid", syscall(SYS_mknod, f, S_IFREG | 04755, 0));
 	report("mknodat_sgid", syscall(SYS_mknodat, AT_FDCWD, f, S_IFREG | 02755, 0));

@@ -178,7 +178,7 @@ fi
 tb syscalls /bin/probe syscalls
 wrong=
 for expectation in unshare_newuser=EPERM clone_newuser=EPERM keyctl=EPERM ptrace=EPERM \
-    fchmodat_suid=EPERM fchmodat2_suid=ENOSYS open_creat_suid=EPERM clone3=ENOSYS \
+    fchmodat_suid=EPERM fchmodat2_suid=EPERM open_creat_suid=EPERM clone3=ENOSYS \
     openat2=ENOSYS io_uring_setup=EPERM int80=SIGSYS x32=SIGSYS \
     chmod_plain=OK clone_plain=OK ioctl_tiocgwinsz=ENOTTY pthread=OK; do
     got=$(sed -n "s/^${expectation%=*} //p" "$work/syscalls.out")
