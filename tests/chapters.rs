@@ -126,7 +126,10 @@ fn commands_in_notes_exist() {
                 }
                 let dir = word.strip_suffix(binary).unwrap_or("");
                 if is_chapter && dir.contains("target/") && !dir.ends_with(&bin_dir) {
-                    wrong.push(format!("{}: {binary} is built in {bin_dir}: {line}", path.display()));
+                    wrong.push(format!(
+                        "{}: {binary} is built in {bin_dir}: {line}",
+                        path.display()
+                    ));
                 }
                 let flags = help_flags(binary);
                 let mut rest = words[at + 1..].iter();
