@@ -487,6 +487,7 @@ const SYSCALL_EXPECTATIONS: &[(&str, &str)] = &[
     // Other ABIs are killed rather than slipping past the x86_64 rules.
     ("int80", "SIGSYS"),
     ("x32", "SIGSYS"),
+    ("syscall_minus_one", "ENOSYS"),
     // Ordinary calls.
     ("open_plain", "OK"),
     ("openat_directory_setid_mode", "OK"),
@@ -1082,6 +1083,24 @@ fn dev_is_minimal(lab: &Lab) -> Outcome {
 
 /// docker run's environment: PATH, HOSTNAME, HOME, then -e; nothing of
 /// toybox's own; -w sets the directory; a bare name is found through PATH.
+/// toybox adds no ignored signal to the container's: its own runtime ignores
+/// SIGPIPE, and an ignored signal stays ignored across execve, so `yes` in
+/// `yes | head` would print EPIPE errors and not die. What toybox's caller
+/// ignored passes through, as with unshare or bwrap.
+fn toybox_ignores_nothing_for_the_container(lab: &Lab) -> Outcome {
+    let status = fs::read_to_string("/proc/self/status").map_err(|e| e.to_string())?;
+    let ours = status.lines().find_map(|l| l.strip_prefix("SigIgn:\t")).unwrap_or("");
+    let ours = u64::from_str_radix(ours, 16).map_err(|e| format!("SigIgn {ours:?}: {e}"))?;
+    // This test is Rust too, and std's Command puts SIGPIPE back for toybox.
+    let passed_on = ours & !(1 << (libc::SIGPIPE - 1));
+    let script = "grep SigIgn /proc/self/status; yes | head -n 1";
+    let run = toybox(lab, &["-c", "/bin/sh", "-c", script])?;
+    expect_code(&run, 0)?;
+    expect(run.stdout == format!("SigIgn:\t{passed_on:016x}\ny\n") && run.stderr.is_empty(), || {
+        format!("want SigIgn {passed_on:016x} and no error from yes\n{}", run.describe())
+    })
+}
+
 fn environment_and_workdir(lab: &Lab) -> Outcome {
     let mut command = toybox_command(
         lab,
@@ -1294,6 +1313,7 @@ const TESTS: &[(&str, TestFn)] = &[
     ("proc_sensitive_files_masked", proc_sensitive_files_masked),
     ("dev_is_minimal", dev_is_minimal),
     ("environment_and_workdir", environment_and_workdir),
+    ("toybox_ignores_nothing_for_the_container", toybox_ignores_nothing_for_the_container),
     ("chapter_01_runs_the_command", chapter_01_runs_the_command),
     ("chapter_02_checks_input", chapter_02_checks_input),
     ("chapter_03_namespaces", chapter_03_namespaces),

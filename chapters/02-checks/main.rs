@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use nix::errno::Errno;
 use nix::sched::{CloneFlags, clone};
-use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
+use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, kill, signal, sigprocmask};
 use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockType, recv, socketpair};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Uid; // >> 02
@@ -387,6 +387,11 @@ fn die_with_parent(sock: &OwnedFd) -> Result<()> {
 fn exec_command(command: &[String], env: &[String]) -> Result<std::convert::Infallible> {
     let argv = to_cstrings(command)?;
     let envp = to_cstrings(env)?;
+    // Rust's runtime ignores SIGPIPE in toybox, and an ignored signal stays
+    // ignored across execve (signal(7)): `yes | head` would print EPIPE errors.
+    // SAFETY: SIG_DFL installs no handler; nothing runs between here and execve.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }
+        .stage("exec", "signal(SIGPIPE, SIG_DFL)")?;
     let Err(errno) = execve(&argv[0], &argv, &envp);
     Err(exec_error(&command[0], errno))
 }

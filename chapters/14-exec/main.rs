@@ -36,7 +36,7 @@ use nix::mount::{MntFlags, MsFlags, mount, umount2}; // >> 04
 use nix::sched::unshare; // >> 05
 use nix::sched::{CloneFlags, clone};
 use nix::sys::resource::{Resource, setrlimit}; // >> 08
-use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
+use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, kill, signal, sigprocmask};
 use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockType, recv, socketpair};
 use nix::sys::stat::{Mode, SFlag, makedev, mknod}; // >> 09
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
@@ -1130,8 +1130,8 @@ const X32_SYSCALL_BIT: u32 = 0x4000_0000; // asm/unistd.h
 /// `struct seccomp_data { int nr; u32 arch; u64 ip; u64 args[6]; }`.
 /// What libseccomp would compile at run time (~0.3 ms), written out: check
 /// the ABI, then per rule: is it this call? do the arguments match? return
-/// its errno. Calls from another ABI (i386 `int 0x80`, x32) kill the process:
-/// their numbers mean other calls. A rule's failed check jumps to ALLOW, which
+/// its errno. Calls from another ABI (i386 `int 0x80`, x32) kill the process
+/// (the thread before Linux 4.14): their numbers mean other calls. A rule's failed check jumps to ALLOW, which
 /// is why each call has one rule. Jumps count instructions forward.
 fn seccomp_program(rules: &[SeccompRule]) -> Vec<libc::sock_filter> {
     let insn = |code: u32, jt: usize, jf: usize, k: u32| libc::sock_filter {
@@ -1145,14 +1145,17 @@ fn seccomp_program(rules: &[SeccompRule]) -> Vec<libc::sock_filter> {
     let jump = |test: u32, k: u32, jt: usize, jf: usize| insn(libc::BPF_JMP | test, jt, jf, k);
     let arg_low = |index: u32| 16 + 8 * index; // little-endian: the low half comes first
     let body_len = |rule: &SeccompRule| 2 * rule.when.len() + 1;
-    let total = 4 + rules.iter().map(|r| 1 + body_len(r)).sum::<usize>() + 2;
+    let total = 5 + rules.iter().map(|r| 1 + body_len(r)).sum::<usize>() + 2;
     let (allow_at, kill_at) = (total - 2, total - 1);
 
     let mut program = vec![
         load(4), // arch
         jump(libc::BPF_JEQ, AUDIT_ARCH_X86_64, 0, kill_at - 2),
         load(0), // nr
-        jump(libc::BPF_JGE, X32_SYSCALL_BIT, kill_at - 4, 0),
+        jump(libc::BPF_JGE, X32_SYSCALL_BIT, 0, 1),
+        // -1 is no call at all (a tracer's way to skip one): the kernel
+        // answers ENOSYS, as libseccomp's filters let it.
+        jump(libc::BPF_JEQ, u32::MAX, allow_at - 5, kill_at - 5),
     ];
     for rule in rules {
         program.push(jump(libc::BPF_JEQ, rule.syscall as u32, 0, body_len(rule)));
@@ -1215,6 +1218,11 @@ fn search_path(env: &[String]) -> &str {
 fn exec_command(command: &[String], env: &[String]) -> Result<std::convert::Infallible> {
     let argv = to_cstrings(command)?;
     let envp = to_cstrings(env)?;
+    // Rust's runtime ignores SIGPIPE in toybox, and an ignored signal stays
+    // ignored across execve (signal(7)): `yes | head` would print EPIPE errors.
+    // SAFETY: SIG_DFL installs no handler; nothing runs between here and execve.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }
+        .stage("exec", "signal(SIGPIPE, SIG_DFL)")?;
     // >> 11 environment
     // A name without a slash is tried in each PATH directory, as execvp(3)
     // does; a directory where it exists but cannot run decides the status.

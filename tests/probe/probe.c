@@ -202,6 +202,8 @@ static int mode_syscalls(void)
 
 	print_errno_of("int80", in_child_errno(int80_getpid));
 	print_errno_of("x32", in_child_errno(x32_getpid));
+	/* -1 is no system call: ENOSYS, and not taken for another ABI's. */
+	report("syscall_minus_one", syscall(-1));
 
 	pid_t pid = fork();
 	if (pid == 0)
