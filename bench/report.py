@@ -62,6 +62,14 @@ lines += ["", "toybox by stage (`-v`, median of the runs; the parent's and the c
           "| stage | median µs |", "|---|---|"]
 for stage, values in stages.items():
     lines.append(f"| {stage} | {statistics.median(values):.0f} |")
+lines += ["", "(`uid map` is the parent waiting for the child's mounts, then writing the maps; `wait` is "
+          "the child's capabilities, seccomp and execve, the payload, and its exit.)"]
+
+lines += ["", "clone(2) by namespace (`bench/clonens.c`, median of the rounds; where the clone stage goes):", "",
+          "| namespaces | median µs |", "|---|---|"]
+for line in open(f"{out}/clonens.txt"):
+    name, micros = line.rstrip("\n").split("\t")
+    lines.append(f"| {name} | {micros} |")
 open(md_path, "w").write("\n".join(lines) + "\n")
 
 # The plot: one bar per runtime, the median, toybox highlighted.

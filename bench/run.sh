@@ -11,9 +11,10 @@
 #   crun/runc an OCI bundle made by `runc spec` (no terminal, + cgroup ns)
 #   chroot    no container at all
 #
-# Also: peak RSS, 8 and 32 containers started at once, and toybox's own time
-# by stage (from -v). Writes target/bench/ (raw data) and bench/results.md +
-# bench/results.svg (the table and plot the README shows).
+# Also: peak RSS, 8 and 32 containers started at once, toybox's own time by
+# stage (from -v), and what clone(2) costs per namespace (bench/clonens.c).
+# Writes target/bench/ (raw data) and bench/results.md + bench/results.svg
+# (the table and plot the README shows).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -44,6 +45,7 @@ rootfs-scripts/busybox-rootfs.sh "$rootfs" >/dev/null
 gcc -static -O2 -o "$rootfs/payload" bench/payload.c
 gcc -O2 -Wall -o "$out/floor" bench/floor.c
 gcc -O2 -Wall -o "$out/timer" bench/timer.c
+gcc -O2 -Wall -o "$out/clonens" bench/clonens.c
 
 # --- An OCI bundle for crun and runc: runc's default spec, not a terminal,
 # the payload as the process, and a cgroup namespace like toybox's.
@@ -112,6 +114,9 @@ say "toybox by stage (-v)"
 for _ in $(seq "$rounds"); do
     "$toybox" -v -m "$rootfs" -c /payload 2>>"$out/stages.txt" >/dev/null
 done
+
+say "clone(2) by namespace"
+"$out/clonens" "$rounds" >"$out/clonens.txt"
 
 {
     echo "machine: $(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1)"

@@ -91,7 +91,7 @@ fn read_record(path: &Path) -> Option<State> {
 /// itself hold spaces and parentheses (proc(5)); None once the process has
 /// exited, even while it waits to be reaped (state Z).
 fn start_time(pid: Pid) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let stat = crate::read_kernel_file(format!("/proc/{pid}/stat")).ok()?;
     let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
     if matches!(fields.next(), Some("Z" | "X")) {
         return None;

@@ -137,10 +137,10 @@ fn run() -> Result<i32> {
         .stage("clone", || clone_child(&args, &hostname, &child_sock, &signals, progress))?;
     drop(child_sock); // so a dead child reads as EOF on our end
     let grace = STOP_GRACE;
-    let status = wait_for_child(&mut container, &signals.forwarded, grace)?;
+    let status =
+        progress.stage("wait", || wait_for_child(&mut container, &signals.forwarded, grace))?;
     progress.note(&format!("exit status {status}"));
     Ok(status)
-    // container, then cgroups, drop here: the child is reaped, then its cgroups removed.
 }
 
 // ---------------------------------------------------------------------------

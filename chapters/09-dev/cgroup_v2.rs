@@ -154,7 +154,7 @@ fn disable_controllers(enabled: &[&str]) {
 }
 
 fn read(path: &Path) -> Result<String> {
-    fs::read_to_string(path).stage("cgroups", format!("read {}", path.display()))
+    crate::read_kernel_file(path).stage("cgroups", format!("read {}", path.display()))
 }
 
 fn has_word(list: &str, word: &str) -> bool {

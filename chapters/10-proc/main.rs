@@ -19,6 +19,7 @@ mod error;
 
 use std::ffi::CString;
 use std::fs; // >> 02
+use std::io::Read; // >> 08
 use std::io::{self, Write};
 use std::os::fd::BorrowedFd; // >> 08
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -158,10 +159,18 @@ fn run() -> Result<i32> {
     drop(child_sock); // so a dead child reads as EOF on our end
     progress.stage("uid map", || handle_child_uid_map(container.pid, &parent_sock))?; // >> 05
     let grace = STOP_GRACE;
-    let status = wait_for_child(&mut container, &signals.forwarded, grace)?;
+    let status =
+        progress.stage("wait", || wait_for_child(&mut container, &signals.forwarded, grace))?;
     progress.note(&format!("exit status {status}"));
+    // >> 08 cgroups
+    // The child is reaped: its cgroups can go. On an error return above, the
+    // same Drops run as the locals go out of scope.
+    progress.stage("cleanup", || {
+        drop(cgroups);
+        Ok(())
+    })?;
+    // << 08
     Ok(status)
-    // container, then cgroups, drop here: the child is reaped, then its cgroups removed.
 }
 
 // >> 02 checks
@@ -300,12 +309,14 @@ const GIB: &str = "1073741824";
 
 /// contained.c's table, cgroup v1 file names. The memsw line makes swap count
 /// toward the 1 GiB (memory+swap), so swap cannot stretch the limit.
-/// `optional` marks files that some kernels no longer have: kmem limits
-/// went away in 6.x kernels' memory controller, blkio.weight with CFQ in 5.0.
+/// `optional` marks files a kernel may lack: memsw without swap accounting,
+/// blkio.weight without CFQ (gone in 5.0). contained.c's third memory line,
+/// memory.kmem.limit_in_bytes, is left out: since Linux 4.6 every v1 group
+/// charges kernel memory to memory.limit_in_bytes as well, and kernels since
+/// 6.x ignore writes to the kmem file (Documentation/admin-guide/cgroup-v1/memory.rst).
 const CGROUP_V1_SETTINGS: &[CgroupSetting] = &[
     required("memory", "memory.limit_in_bytes", GIB),
     optional("memory", "memory.memsw.limit_in_bytes", GIB),
-    optional("memory", "memory.kmem.limit_in_bytes", GIB),
     required("cpu", "cpu.shares", "256"),
     required("pids", "pids.max", "64"),
     optional("blkio", "blkio.weight", "50"),
@@ -353,9 +364,16 @@ fn create_cgroups(name: &str) -> Result<Cgroups> {
     create_cgroups_v1(name).map(Cgroups::V1)
 }
 
-/// v1 groups, (the group toybox was in, the group it made) per controller.
+/// The v1 groups toybox made, one per controller.
 struct CgroupsV1 {
-    groups: Vec<(PathBuf, PathBuf)>,
+    groups: Vec<V1Group>,
+}
+
+struct V1Group {
+    controller: &'static str,
+    /// The group toybox was in, to move back to before rmdir.
+    parent: PathBuf,
+    made: PathBuf,
 }
 
 /// contained.c's way for cgroup v1: make a group per controller, write the
@@ -363,29 +381,45 @@ struct CgroupsV1 {
 /// A v1 controller that is not mounted gets one warning and no limit.
 fn create_cgroups_v1(name: &str) -> Result<CgroupsV1> {
     let current =
-        fs::read_to_string("/proc/self/cgroup").stage("cgroups", "read /proc/self/cgroup")?;
+        read_kernel_file("/proc/self/cgroup").stage("cgroups", "read /proc/self/cgroup")?;
     let mut cgroups = CgroupsV1 { groups: Vec::new() };
     let mut missing = Vec::new();
     for setting in CGROUP_V1_SETTINGS {
-        let Some(parent) = v1_current_group(&current, setting.controller) else {
-            if setting.required && !missing.contains(&setting.controller) {
-                missing.push(setting.controller);
+        let controller = setting.controller;
+        let made = cgroups.groups.iter().position(|g| g.controller == controller);
+        let at = match made {
+            Some(at) => at,
+            None if missing.contains(&controller) => continue,
+            None => {
+                let Some(parent) = v1_current_group(&current, controller) else {
+                    if setting.required {
+                        missing.push(controller);
+                    }
+                    continue;
+                };
+                let made = parent.join(name);
+                fs::create_dir(&made).stage("cgroups", format!("mkdir {}", made.display()))?;
+                cgroups.groups.push(V1Group { controller, parent, made });
+                cgroups.groups.len() - 1
             }
-            continue;
         };
-        let group = parent.join(name);
-        if !cgroups.groups.iter().any(|(_, made)| *made == group) {
-            fs::create_dir(&group).stage("cgroups", format!("mkdir {}", group.display()))?;
-            cgroups.groups.push((parent, group.clone()));
-        }
-        write_setting(&group, setting)?;
+        write_setting(&cgroups.groups[at].made, setting)?;
     }
     warn_unlimited("v1", &missing);
-    for (_, group) in &cgroups.groups {
-        let procs = group.join("cgroup.procs");
+    for group in &cgroups.groups {
+        let procs = group.made.join("cgroup.procs");
         fs::write(&procs, "0").stage("cgroups", format!("write {}", procs.display()))?;
     }
     Ok(cgroups)
+}
+
+/// /proc and cgroup files report a size of 0, so fs::read_to_string reads
+/// them in small growing chunks, and the kernel renders the whole file for
+/// each one. A page-sized buffer takes them in one read (and one for EOF).
+pub(crate) fn read_kernel_file(path: impl AsRef<Path>) -> io::Result<String> {
+    let mut text = String::with_capacity(4096);
+    fs::File::open(path)?.read_to_string(&mut text)?;
+    Ok(text)
 }
 
 /// Write one limit; an optional file the kernel does not have is skipped.
@@ -425,13 +459,13 @@ impl Drop for CgroupsV1 {
     /// A v1 group can only be removed once it has no tasks: move toybox back
     /// to where it was, then rmdir. By now the container has been reaped.
     fn drop(&mut self) {
-        for (parent, group) in self.groups.iter().rev() {
-            let procs = parent.join("cgroup.procs");
+        for group in self.groups.iter().rev() {
+            let procs = group.parent.join("cgroup.procs");
             if let Err(e) = fs::write(&procs, "0") {
                 eprintln!("toybox: cleanup: write {}: {}", procs.display(), e.describe());
             }
-            if let Err(e) = fs::remove_dir(group) {
-                eprintln!("toybox: cleanup: rmdir {}: {}", group.display(), e.describe());
+            if let Err(e) = fs::remove_dir(&group.made) {
+                eprintln!("toybox: cleanup: rmdir {}: {}", group.made.display(), e.describe());
             }
         }
     }
