@@ -412,13 +412,25 @@ fn create_cgroups_v1(name: &str) -> Result<CgroupsV1> {
     Ok(cgroups)
 }
 
-/// /proc and cgroup files report a size of 0, so fs::read_to_string reads
-/// them in small growing chunks, and the kernel renders the whole file for
-/// each one. A page-sized buffer takes them in one read (and one for EOF).
+/// /proc and cgroup files report a size of 0, so fs::read_to_string stats
+/// them, then reads in small growing chunks, and the kernel renders the whole
+/// file for each one. Reads into a page-sized buffer take them in one read
+/// (and one more to see the end).
 pub(crate) fn read_kernel_file(path: impl AsRef<Path>) -> io::Result<String> {
-    let mut text = String::with_capacity(4096);
-    fs::File::open(path)?.read_to_string(&mut text)?;
-    Ok(text)
+    let mut file = fs::File::open(path)?;
+    let mut bytes = vec![0; 4096];
+    let mut len = 0;
+    loop {
+        match file.read(&mut bytes[len..])? {
+            0 => break,
+            n => len += n,
+        }
+        if len == bytes.len() {
+            bytes.resize(2 * len, 0);
+        }
+    }
+    bytes.truncate(len);
+    String::from_utf8(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
 /// Write one limit; an optional file the kernel does not have is skipped.
