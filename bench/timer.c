@@ -1,9 +1,9 @@
 /* timer: run commands and report, per run, wall time, CPU time and peak RSS.
  *
  *   timer rounds N FILE     FILE: one command per line, "name<TAB>argv0<TAB>argv1...".
- *                           Round by round, every command once (the order
- *                           rotates each round), so drift on a noisy machine
- *                           hits every command alike.
+ *                           Round by round, every command once (in a new
+ *                           random order each round), so drift on a noisy
+ *                           machine hits every command alike.
  *   timer burst N NAME ARGV...   N copies at once; each one's stdout is kept.
  *
  * Output, one line per run: name wall_ns user_us sys_us maxrss_kib status [stdout]
@@ -84,9 +84,22 @@ static int rounds(int n, const char *file)
 		c->argv[argc] = NULL;
 	}
 	fclose(f);
+	/* A fresh order every round (a fixed seed, so runs repeat): with a
+	 * rotation each command would always follow the same neighbour, and
+	 * what one leaves behind (runc's cgroup removals, pending RCU work)
+	 * would always land on the same next one. */
+	int order[64];
+	for (int k = 0; k < count; k++)
+		order[k] = k;
+	srand(1);
 	for (int r = 0; r < n; r++) {
+		for (int k = count - 1; k > 0; k--) {
+			int j = rand() % (k + 1), t = order[k];
+			order[k] = order[j];
+			order[j] = t;
+		}
 		for (int k = 0; k < count; k++) {
-			struct command *c = &commands[(k + r) % count];
+			struct command *c = &commands[order[k]];
 			struct rusage ru;
 			int status;
 			long long t0 = now_ns();
