@@ -207,11 +207,12 @@ pub fn exec_into(name: &str, uid: Option<u32>, command: &[String]) -> Result<i32
                 }
                 for (ns, flag, fd) in &namespaces {
                     setns(fd.as_fd(), *flag).stage("exec", format!("setns({ns})"))?;
-                    if *ns == "mnt" && tty {
-                        terminal::attach_child(&child_sock)?;
-                    }
                 }
                 crate::switch_user(uid)?;
+                // In the container's devpts, as its user: the pty is theirs.
+                if tty {
+                    terminal::attach_child(&child_sock)?;
+                }
                 crate::drop_capabilities()?;
                 crate::load_seccomp_filter()?;
                 let env = crate::container_env(uid, name, &[]);

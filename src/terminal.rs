@@ -24,10 +24,11 @@ pub fn wanted() -> bool {
     isatty(io::stdin()).unwrap_or(false)
 }
 
-/// In the child, after /dev is mounted: open a pty in the container's own
-/// devpts, make its far end the controlling terminal of a new session and
-/// the command's stdin, stdout and stderr, and pass the near end (the
-/// master) to toybox over the socket as SCM_RIGHTS (unix(7), pty(7)).
+/// In the child, once it is the container's user: open a pty in the
+/// container's own devpts (owned, like any pty, by whoever opens it), make
+/// its far end the controlling terminal of a new session and the command's
+/// stdin, stdout and stderr, and pass the near end (the master) to toybox
+/// over the socket as SCM_RIGHTS (unix(7), pty(7)).
 pub fn attach_child(sock: &OwnedFd) -> Result<()> {
     let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
         .stage("terminal", "open /dev/ptmx")?;

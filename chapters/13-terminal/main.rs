@@ -181,13 +181,13 @@ fn run() -> Result<i32> {
         clone_child(&args, &hostname, &child_sock, &signals, &mut cgroups, progress) // >> 08
     })?;
     drop(child_sock); // so a dead child reads as EOF on our end
+    progress.stage("uid map", || handle_child_uid_map(container.pid, &parent_sock))?; // >> 05
     // >> 13 terminal
     let terminal = match terminal::wanted() {
         true => Some(progress.stage("terminal", || terminal::relay_parent(&parent_sock))?),
         false => None,
     };
     // << 13
-    progress.stage("uid map", || handle_child_uid_map(container.pid, &parent_sock))?; // >> 05
     // before 12: let grace = STOP_GRACE;
     let grace = Duration::from_secs(args.stop_timeout); // >> 12
     let status =
@@ -723,13 +723,14 @@ fn child_stages(
     progress.stage("mounts", || setup_mounts(&args.mount))?; // >> 04
     progress.stage("dev", mount_dev)?; // >> 09
     progress.stage("proc", mount_proc_and_sys)?; // >> 10
+    progress.stage("user namespace", || enter_user_namespace(sock, args.uid))?; // >> 05
+    die_with_parent(sock)?;
     // >> 13 terminal
+    // After the uid switch, so the pty belongs to the container's user.
     if terminal::wanted() {
         progress.stage("terminal", || terminal::attach_child(sock))?;
     }
     // << 13
-    progress.stage("user namespace", || enter_user_namespace(sock, args.uid))?; // >> 05
-    die_with_parent(sock)?;
     progress.stage("capabilities", drop_capabilities)?; // >> 06
     progress.stage("seccomp", load_seccomp_filter)?; // >> 07
     // >> 11 environment
