@@ -209,6 +209,8 @@ pub fn exec_into(name: &str, uid: Option<u32>, command: &[String]) -> Result<i32
                     setns(fd.as_fd(), *flag).stage("exec", format!("setns({ns})"))?;
                 }
                 crate::switch_user(uid)?;
+                // Should toybox exec be killed, its command goes with it.
+                crate::die_with_parent(&child_sock)?;
                 // In the container's devpts, as its user: the pty is theirs.
                 if tty {
                     terminal::attach_child(&child_sock)?;

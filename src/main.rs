@@ -42,6 +42,7 @@ use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockType, recv, socket
 use nix::sys::stat::{Mode, SFlag, makedev, mknod}; // >> 09
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Uid; // >> 02
+use nix::unistd::isatty; // >> 13
 use nix::unistd::sethostname; // >> 03
 use nix::unistd::{ForkResult, fork}; // >> 12
 use nix::unistd::{Gid, read, setgroups, setresgid, setresuid, write}; // >> 05
@@ -172,7 +173,10 @@ impl Progress {
     /// One write(2) per line, so the parent's and the child's lines never interleave.
     fn note(&self, line: &str) {
         if self.verbose {
-            let _ = io::stderr().write_all(format!("=> {line}\n").as_bytes());
+            // before 13: let end = "\n";
+            // A terminal the relay has put in raw mode no longer adds the \r.
+            let end = if isatty(io::stderr()).unwrap_or(false) { "\r\n" } else { "\n" }; // >> 13
+            let _ = io::stderr().write_all(format!("=> {line}{end}").as_bytes());
         }
     }
 }
@@ -808,7 +812,7 @@ fn child_stages(
 /// If toybox is killed outright (SIGKILL), the container goes with it
 /// (PR_SET_PDEATHSIG, prctl(2)). Set after the uid change, which clears it.
 /// Should toybox have died already, its end of the socket reads as EOF.
-fn die_with_parent(sock: &OwnedFd) -> Result<()> {
+pub(crate) fn die_with_parent(sock: &OwnedFd) -> Result<()> {
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).stage("clone", "prctl(PR_SET_PDEATHSIG)")?;
     let mut byte = [0u8];
     match recv(sock.as_raw_fd(), &mut byte, MsgFlags::MSG_DONTWAIT) {

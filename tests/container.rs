@@ -758,6 +758,18 @@ fn sigkill_to_toybox_kills_container(lab: &Lab) -> Outcome {
     expect_nothing_left(lab, &before, &run)
 }
 
+/// A child of `parent` whose command name is `comm` (/proc/PID/stat).
+fn child_named(parent: u32, comm: &str) -> Option<u32> {
+    let entries = fs::read_dir("/proc").ok()?;
+    entries.flatten().find_map(|entry| {
+        let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+        let stat = fs::read_to_string(entry.path().join("stat")).ok()?;
+        let (name, rest) = stat.split_once(" (")?.1.rsplit_once(") ")?;
+        let ppid: u32 = rest.split_whitespace().nth(1)?.parse().ok()?;
+        (ppid == parent && name == comm).then_some(pid)
+    })
+}
+
 fn process_alive(pid: u32) -> bool {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     !status.is_empty() && !status.contains("State:\tZ")
@@ -938,6 +950,27 @@ fn exec_into_a_running_container(lab: &Lab) -> Outcome {
         let syscalls = exec(&["-u", "1000", "-c", "/probe", "syscalls"])?;
         expect_value(&syscalls, "unshare_newuser", "EPERM")?;
         expect_value(&syscalls, "keyctl", "EPERM")?;
+        // Should toybox exec be killed outright, its command goes with it.
+        let mut killed = Command::new(TOYBOX)
+            .args(["exec", &name, "-c", "/bin/sleep", "60"])
+            .stdin(Stdio::null())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut sleeper = None;
+        while sleeper.is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+            sleeper = child_named(killed.id(), "sleep");
+        }
+        send_signal(killed.id(), "KILL")?;
+        killed.wait().map_err(|e| e.to_string())?;
+        let sleeper = sleeper.ok_or("toybox exec never started its sleep")?;
+        while process_alive(sleeper) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        expect(!process_alive(sleeper), || {
+            format!("exec'd sleep ({sleeper}) alive after toybox exec was SIGKILLed")
+        })?;
         Ok(name)
     })();
     let stopped = stop_waiting(lab, running);

@@ -106,7 +106,9 @@ impl Progress {
     /// One write(2) per line, so the parent's and the child's lines never interleave.
     fn note(&self, line: &str) {
         if self.verbose {
-            let _ = io::stderr().write_all(format!("=> {line}\n").as_bytes());
+            let end = "\n";
+            // A terminal the relay has put in raw mode no longer adds the \r.
+            let _ = io::stderr().write_all(format!("=> {line}{end}").as_bytes());
         }
     }
 }
@@ -285,7 +287,7 @@ fn child_stages(
 /// If toybox is killed outright (SIGKILL), the container goes with it
 /// (PR_SET_PDEATHSIG, prctl(2)). Set after the uid change, which clears it.
 /// Should toybox have died already, its end of the socket reads as EOF.
-fn die_with_parent(sock: &OwnedFd) -> Result<()> {
+pub(crate) fn die_with_parent(sock: &OwnedFd) -> Result<()> {
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).stage("clone", "prctl(PR_SET_PDEATHSIG)")?;
     let mut byte = [0u8];
     match recv(sock.as_raw_fd(), &mut byte, MsgFlags::MSG_DONTWAIT) {
