@@ -1125,11 +1125,12 @@ const X32_SYSCALL_BIT: u32 = 0x4000_0000; // asm/unistd.h
 
 /// The rules as a classic BPF program, run on every system call against its
 /// `struct seccomp_data { int nr; u32 arch; u64 ip; u64 args[6]; }`.
-/// What libseccomp would compile at run time (~0.3 ms), written out: check
-/// the ABI, then per rule: is it this call? do the arguments match? return
-/// its errno. Calls from another ABI (i386 `int 0x80`, x32) kill the process
-/// (the thread before Linux 4.14): their numbers mean other calls. A rule's failed check jumps to ALLOW, which
-/// is why each call has one rule. Jumps count instructions forward.
+/// What libseccomp would compile at every start (~0.25 ms), written out:
+/// check the ABI, then per rule: is it this call? do the arguments match?
+/// return its errno. Calls from another ABI (i386 `int 0x80`, x32) kill the
+/// process (the thread before Linux 4.14): their numbers mean other calls.
+/// A rule's failed check jumps to ALLOW, which is why each call has one
+/// rule. Jumps count instructions forward.
 fn seccomp_program(rules: &[SeccompRule]) -> Vec<libc::sock_filter> {
     let insn = |code: u32, jt: usize, jf: usize, k: u32| libc::sock_filter {
         code: code as u16,
