@@ -217,6 +217,8 @@ pub fn exec_into(name: &str, uid: Option<u32>, command: &[String]) -> Result<i32
                 }
                 crate::drop_capabilities()?;
                 crate::load_seccomp_filter()?;
+                // toybox exec's own caller may have passed it anything.
+                crate::close_inherited_fds(None)?;
                 let env = crate::container_env(uid, name, &[]);
                 crate::exec_command(command, &env)
             })();

@@ -418,6 +418,96 @@ fn host_files_unreachable(lab: &Lab) -> Outcome {
     expect(inside == rootfs, || format!("/ inside is {inside:?}, the rootfs has {rootfs:?}"))
 }
 
+/// A device node planted in the rootfs, as a docker export or a hostile
+/// tarball may carry one, does not open inside; the fresh /dev's devices do.
+fn rootfs_device_nodes_do_not_open(lab: &Lab) -> Outcome {
+    let planted = lab.rootfs.join("tmp/planted-null");
+    let made = Command::new("mknod").arg(&planted).args(["-m", "666", "c", "1", "3"]).status();
+    expect(made.is_ok_and(|s| s.success()), || format!("mknod {}", planted.display()))?;
+    let script = "echo x >/tmp/planted-null && echo planted-opened; \
+                  echo x >/dev/null && head -c 3 /dev/zero | wc -c && echo dev-works";
+    let result = ["0", "1000"].iter().try_for_each(|uid| {
+        let run = toybox(lab, &["-u", uid, "-c", "/bin/sh", "-c", script])?;
+        expect(
+            !run.stdout.contains("planted-opened")
+                && run.stderr.contains("Permission denied")
+                && run.stdout.contains("3\ndev-works"),
+            || format!("-u {uid}: want the planted node refused, /dev working\n{}", run.describe()),
+        )
+    });
+    let _ = fs::remove_file(&planted);
+    result
+}
+
+/// A command started from a shell that holds a host file (fd 8) and the
+/// host directory around it (fd 9) open without close-on-exec, as a
+/// caller's shell, CI runner or service manager may.
+fn with_host_fds(lab: &Lab, program: &str, args: &[&str]) -> Command {
+    let dir = lab.host_marker.parent().unwrap_or(Path::new("/"));
+    let mut command = Command::new("/bin/sh");
+    command.args(["-c", "exec 8<\"$1\" 9<\"$2\"; shift 2; exec \"$@\"", "sh"]);
+    command.arg(&lab.host_marker).arg(dir).arg(program).args(args);
+    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    command
+}
+
+/// What an attacker inside tries with fds 8 and 9: read the host file,
+/// walk the host directory, plant a file next to it; then the probe lists
+/// every descriptor the command holds.
+const FD_ESCAPE: &str = "cat /proc/self/fd/8 /proc/self/fd/9/host-marker <&8; \
+     echo pwned >/proc/self/fd/9/fd-escape; /probe fds";
+
+fn expect_no_host_fds(run: &Run, lab: &Lab, who: &str) -> Outcome {
+    let planted = lab.host_marker.with_file_name("fd-escape");
+    let escaped = planted.exists();
+    let _ = fs::remove_file(&planted);
+    expect(!escaped && !run.stdout.contains("host"), || {
+        format!("{who}: the host's file or directory was reachable\n{}", run.describe())
+    })?;
+    expect_value(run, "fds", "0 1 2").map_err(|e| format!("{who}: {e}"))
+}
+
+/// The caller's descriptors never reach the container: its command, as
+/// root or not, under --init, and a command run by `toybox exec`, hold 0, 1
+/// and 2 only (runc's CVE-2024-21626 was this hole).
+fn inherited_fds_do_not_reach_the_container(lab: &Lab) -> Outcome {
+    let rootfs = lab.rootfs.display().to_string();
+    for extra in [&["-u", "0"][..], &["-u", "1000"], &["--init"]] {
+        let before = take_snapshot(lab);
+        let mut args = vec!["-m", rootfs.as_str()];
+        args.extend(extra);
+        args.extend(["-c", "/bin/sh", "-c", FD_ESCAPE]);
+        let child = with_host_fds(lab, TOYBOX, &args).spawn().map_err(|e| e.to_string())?;
+        let run = finish(child)?;
+        expect_nothing_left(lab, &before, &run)?;
+        expect_no_host_fds(&run, lab, &format!("toybox {}", extra.join(" ")))?;
+    }
+    let running = start_waiting(lab, &["-c", "/probe", "wait-stdin"])?;
+    let result = (|| {
+        let name = container_name(running.pid)?;
+        for uid in ["0", "1000"] {
+            let args = ["exec", "-u", uid, &name, "-c", "/bin/sh", "-c", FD_ESCAPE];
+            let child = with_host_fds(lab, TOYBOX, &args).spawn().map_err(|e| e.to_string())?;
+            expect_no_host_fds(&finish(child)?, lab, &format!("toybox exec -u {uid}"))?;
+        }
+        Ok(())
+    })();
+    let stopped = stop_waiting(lab, running);
+    result.and(stopped.map(drop))
+}
+
+/// The name `toybox ps` lists for the container whose PID 1 is `pid`.
+fn container_name(pid: u32) -> Result<String, String> {
+    let ps = Command::new(TOYBOX).arg("ps").output().map_err(|e| e.to_string())?;
+    let ps = String::from_utf8_lossy(&ps.stdout).to_string();
+    let pid = pid.to_string();
+    ps.lines()
+        .find(|l| l.split_whitespace().nth(1) == Some(pid.as_str()))
+        .and_then(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .ok_or(format!("toybox ps does not list pid {pid}:\n{ps}"))
+}
+
 fn capabilities_dropped(lab: &Lab) -> Outcome {
     for uid in ["0", "1000"] {
         let run = toybox(lab, &["-u", uid, "-c", "/probe", "caps"])?;
@@ -906,15 +996,8 @@ fn piped_binary_round_trips(lab: &Lab) -> Outcome {
 fn exec_into_a_running_container(lab: &Lab) -> Outcome {
     let running = start_waiting(lab, &["-c", "/probe", "wait-stdin"])?;
     let result = (|| -> Result<String, String> {
-        let ps = Command::new(TOYBOX).arg("ps").output().map_err(|e| e.to_string())?;
-        let ps = String::from_utf8_lossy(&ps.stdout).to_string();
+        let name = container_name(running.pid)?;
         let pid = running.pid.to_string();
-        let name = ps
-            .lines()
-            .find(|l| l.split_whitespace().nth(1) == Some(pid.as_str()))
-            .and_then(|l| l.split_whitespace().next())
-            .ok_or(format!("toybox ps does not list pid {pid}:\n{ps}"))?
-            .to_string();
         let exec = |args: &[&str]| {
             let output = Command::new(TOYBOX).args(["exec", &name]).args(args).output();
             let output = output.map_err(|e| e.to_string())?;
@@ -1332,6 +1415,8 @@ const TESTS: &[(&str, TestFn)] = &[
     ("namespaces_differ_from_host", namespaces_differ_from_host),
     ("uid_map_and_uids", uid_map_and_uids),
     ("host_files_unreachable", host_files_unreachable),
+    ("inherited_fds_do_not_reach_the_container", inherited_fds_do_not_reach_the_container),
+    ("rootfs_device_nodes_do_not_open", rootfs_device_nodes_do_not_open),
     ("only_loopback_visible", only_loopback_visible),
     ("capabilities_dropped", capabilities_dropped),
     ("no_new_privs_seccomp_and_rlimit", no_new_privs_seccomp_and_rlimit),

@@ -17,9 +17,9 @@
 mod error;
 
 use std::ffi::CString;
-use std::fs; // >> 02
+use std::fs;
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::PermissionsExt; // >> 02
 use std::path::Path; // >> 02
 use std::path::PathBuf;
@@ -361,11 +361,51 @@ fn child_stages(
 ) -> Result<std::convert::Infallible> {
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(mask), None)
         .stage("signals", "restore signal mask")?;
+    close_inherited_fds(Some(sock.as_raw_fd()))?;
     progress.note(&format!("{hostname} stays a name: no UTS namespace to set it in"));
     die_with_parent(sock)?;
     let env = [];
     progress.note("execve");
     exec_command(&args.command, &env)
+}
+
+/// A descriptor toybox inherited without close-on-exec would pass into the
+/// container through every namespace, pivot_root and seccomp layer: a
+/// directory the caller had open leads back to the host's filesystem as
+/// /proc/self/fd/N/.. (the hole of runc's CVE-2024-21626; contained.c has
+/// it too). So the child closes everything above 2 but `keep` (its end of
+/// the socketpair, itself close-on-exec), and the command starts with 0, 1
+/// and 2 only. close_range(2) arrived in Linux 5.9; before it,
+/// /proc/self/fd lists what is open.
+pub(crate) fn close_inherited_fds(keep: Option<RawFd>) -> Result<()> {
+    let ranges = match keep.filter(|&fd| fd > 2).map(|fd| fd as u32) {
+        Some(fd) => vec![(3, fd - 1), (fd + 1, u32::MAX)],
+        None => vec![(3, u32::MAX)],
+    };
+    for (first, last) in ranges.into_iter().filter(|(first, last)| first <= last) {
+        // SAFETY: close_range takes numbers and touches no memory; the
+        // child holds no Rust object for what it closes but `keep`.
+        if unsafe { libc::syscall(libc::SYS_close_range, first, last, 0) } != 0 {
+            match Errno::last() {
+                Errno::ENOSYS => return close_listed_fds(keep),
+                errno => return Err(errno).stage("fds", format!("close_range({first}, {last})")),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Before Linux 5.9: close what /proc/self/fd lists. The listing's own
+/// descriptor is among them, already closed: its EBADF is ignored.
+fn close_listed_fds(keep: Option<RawFd>) -> Result<()> {
+    let listing = fs::read_dir("/proc/self/fd").stage("fds", "read /proc/self/fd")?;
+    let fds: Vec<RawFd> =
+        listing.flatten().filter_map(|entry| entry.file_name().to_str()?.parse().ok()).collect();
+    for fd in fds.into_iter().filter(|&fd| fd > 2 && Some(fd) != keep) {
+        // SAFETY: as above; fd is a number from the kernel's own list.
+        unsafe { libc::close(fd) };
+    }
+    Ok(())
 }
 
 /// If toybox is killed outright (SIGKILL), the container goes with it
@@ -493,5 +533,31 @@ mod tests {
         assert_eq!(parts.len(), 3, "{name}");
         assert!(ADJECTIVES.contains(&parts[0]) && NOUNS.contains(&parts[1]), "{name}");
         assert!(parts[2].len() == 6 && parts[2].chars().all(|c| c.is_ascii_hexdigit()), "{name}");
+    }
+
+    /// Both ways of closing, in a forked child (they would close the test
+    /// harness's own descriptors): what is above 2 goes, but `keep`.
+    #[test]
+    fn inherited_fds_are_closed_but_the_kept_one() {
+        use nix::unistd::{ForkResult, fork};
+        for close in [close_inherited_fds, close_listed_fds] {
+            let kept = fs::File::open("/").map(std::os::fd::IntoRawFd::into_raw_fd);
+            let other = fs::File::open("/").map(std::os::fd::IntoRawFd::into_raw_fd);
+            let (Ok(kept), Ok(other)) = (kept, other) else { panic!("open /") };
+            let is_open = |fd| unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0;
+            // SAFETY: the child only closes, checks and _exits.
+            match unsafe { fork() }.expect("fork") {
+                ForkResult::Child => {
+                    let ok = close(Some(kept)).is_ok() && is_open(kept) && !is_open(other);
+                    unsafe { libc::_exit(if ok && (0..3).all(is_open) { 0 } else { 1 }) }
+                }
+                ForkResult::Parent { child } => {
+                    let status = waitpid(child, None).expect("waitpid");
+                    assert_eq!(status, WaitStatus::Exited(child, 0));
+                }
+            }
+            unsafe { libc::close(kept) };
+            unsafe { libc::close(other) };
+        }
     }
 }

@@ -306,6 +306,18 @@ static int mode_escape(int argc, char **argv)
 	return 0;
 }
 
+/* `fds`: every descriptor open in this process, asked of each number with
+ * fcntl (no /proc needed). An inherited one can sit far above the rlimit. */
+static int mode_fds(void)
+{
+	printf("fds");
+	for (int fd = 0; fd < 65536; fd++)
+		if (fcntl(fd, F_GETFD) >= 0)
+			printf(" %d", fd);
+	printf("\n");
+	return 0;
+}
+
 /* Touch memory 64 MiB at a time, reporting the total, until killed. */
 static int mode_hog(void)
 {
@@ -363,6 +375,8 @@ int main(int argc, char **argv)
 		return mode_ls(argv[2]);
 	if (!strcmp(mode, "escape"))
 		return mode_escape(argc - 2, argv + 2);
+	if (!strcmp(mode, "fds"))
+		return mode_fds();
 	if (!strcmp(mode, "hog"))
 		return mode_hog();
 	if (!strcmp(mode, "forkbomb"))
@@ -401,7 +415,7 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(mode, "exit") && argc > 2)
 		return atoi(argv[2]);
-	fprintf(stderr, "usage: probe syscalls|caps|identity|ls DIR|escape PATH...|hog|forkbomb|"
+	fprintf(stderr, "usage: probe syscalls|caps|identity|ls DIR|escape PATH...|fds|hog|forkbomb|"
 			"wait-stdin|trap|sleep|segv|exit N\n");
 	return 2;
 }
