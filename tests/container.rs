@@ -874,11 +874,11 @@ fn terminal_goes_to_the_container(lab: &Lab) -> Outcome {
     expect(tty.contains("pgrp 1") && tty.contains("foreground 1"), || {
         format!("under a pty:\n{tty}")
     })?;
-    // The pty is the container user's own, and its path opens.
-    let script = "stat -c 'owner %u %g' $(tty) && echo opened >$(tty)";
+    // The pty is the container user's own, and its path opens. Single
+    // quotes: $(tty) is the container's shell's to expand, not script(1)'s.
+    let script = r#"stat -c "owner %u %g" "$(tty)" && echo opened >"$(tty)""#;
     let rootfs = lab.rootfs.display();
-    let owner =
-        under_terminal(&format!("{TOYBOX} -u 1000 -m {rootfs} -c /bin/sh -c \"{script}\""))?;
+    let owner = under_terminal(&format!("{TOYBOX} -u 1000 -m {rootfs} -c /bin/sh -c '{script}'"))?;
     expect(owner.contains("owner 1000 1000") && owner.contains("opened"), || {
         format!("the pty as uid 1000:\n{owner}")
     })?;
