@@ -1,6 +1,6 @@
-# toybox — the two commands the README promises:
-#   sudo make shell   install build dependencies, build toybox and a busybox rootfs, open /bin/sh in a container
-#   sudo make test    the whole test suite (it runs real containers, so as root)
+# toybox — the two commands the README promises, as root (or with sudo in front):
+#   make shell   install build dependencies, build toybox and a busybox rootfs, open /bin/sh in a container
+#   make test    the whole test suite (it runs real containers, so as root)
 
 # sudo resets PATH; find the invoking user's rustup cargo too.
 CARGO ?= $(shell command -v cargo 2>/dev/null || \

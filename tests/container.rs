@@ -439,6 +439,35 @@ fn rootfs_device_nodes_do_not_open(lab: &Lab) -> Outcome {
     result
 }
 
+/// A rootfs without /dev, /proc or /sys (many unpacked images) runs: toybox
+/// makes the mount points, and -v says so. One that is a symlink is refused.
+fn rootfs_without_mount_points(lab: &Lab) -> Outcome {
+    let bare = repo_root().join("target/bare-rootfs");
+    let _ = fs::remove_dir_all(&bare);
+    let result = (|| {
+        fs::create_dir_all(bare.join("bin")).map_err(|e| e.to_string())?;
+        fs::copy(lab.rootfs.join("bin/busybox"), bare.join("bin/busybox"))
+            .map_err(|e| e.to_string())?;
+        std::os::unix::fs::symlink("busybox", bare.join("bin/sh")).map_err(|e| e.to_string())?;
+        let bare_arg = bare.display().to_string();
+        let script = "cat /proc/self/comm && echo x >/dev/null && ls /sys/class >/dev/null";
+        let run = toybox(lab, &["-v", "-m", &bare_arg, "-c", "/bin/sh", "-c", script])?;
+        expect_code(&run, 0)?;
+        for dir in ["dev", "proc", "sys"] {
+            let note = format!("=> mkdir /{dir}: the rootfs had no mount point there");
+            expect(run.stderr.contains(&note) && bare.join(dir).is_dir(), || {
+                format!("want /{dir} made and said\n{}", run.describe())
+            })?;
+        }
+        fs::remove_dir(bare.join("sys")).map_err(|e| e.to_string())?;
+        std::os::unix::fs::symlink("/etc", bare.join("sys")).map_err(|e| e.to_string())?;
+        let run = toybox(lab, &["-m", &bare_arg, "-c", "/bin/sh", "-c", "true"])?;
+        expect_one_line_error(&run, 125, "mounts: /sys in the rootfs is not a directory")
+    })();
+    let _ = fs::remove_dir_all(&bare);
+    result
+}
+
 /// A command started from a shell that holds a host file (fd 8) and the
 /// host directory around it (fd 9) open without close-on-exec, as a
 /// caller's shell, CI runner or service manager may.
@@ -1417,6 +1446,7 @@ const TESTS: &[(&str, TestFn)] = &[
     ("host_files_unreachable", host_files_unreachable),
     ("inherited_fds_do_not_reach_the_container", inherited_fds_do_not_reach_the_container),
     ("rootfs_device_nodes_do_not_open", rootfs_device_nodes_do_not_open),
+    ("rootfs_without_mount_points", rootfs_without_mount_points),
     ("only_loopback_visible", only_loopback_visible),
     ("capabilities_dropped", capabilities_dropped),
     ("no_new_privs_seccomp_and_rlimit", no_new_privs_seccomp_and_rlimit),

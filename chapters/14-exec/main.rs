@@ -25,6 +25,7 @@ use std::io::Read; // >> 08
 use std::io::{self, Write};
 use std::os::fd::BorrowedFd; // >> 08
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::DirBuilderExt; // >> 09
 use std::os::unix::fs::PermissionsExt; // >> 02
 use std::path::Path; // >> 02
 use std::path::PathBuf;
@@ -782,8 +783,8 @@ fn child_stages(
     // before 03: progress.note(&format!("{hostname} stays a name: no UTS namespace to set it in"));
     progress.stage("hostname", || set_hostname(hostname))?; // >> 03
     progress.stage("mounts", || setup_mounts(&args.mount))?; // >> 04
-    progress.stage("dev", mount_dev)?; // >> 09
-    progress.stage("proc", mount_proc_and_sys)?; // >> 10
+    progress.stage("dev", || mount_dev(progress))?; // >> 09
+    progress.stage("proc", || mount_proc_and_sys(progress))?; // >> 10
     progress.stage("user namespace", || enter_user_namespace(sock, args.uid))?; // >> 05
     die_with_parent(sock)?;
     // >> 13 terminal
@@ -943,8 +944,9 @@ const DEV_LINKS: &[(&str, &str)] = &[
 /// namespace, so this runs before the child enters its own. devpts is a new
 /// instance with its own ptmx: the host's terminals are not in it
 /// (devpts(5)). /dev/shm is a tmpfs of its own for POSIX shared memory.
-fn mount_dev() -> Result<()> {
+fn mount_dev(progress: Progress) -> Result<()> {
     let nosuid_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
+    make_mount_point("/dev", progress)?;
     mount_fs("tmpfs", "/dev", nosuid_noexec, "mode=755,size=64k")?;
     for &(name, major, minor) in DEVICES {
         let path = format!("/dev/{name}");
@@ -968,6 +970,26 @@ fn mount_dev() -> Result<()> {
 fn chmod(path: &str, mode: u32) -> Result<()> {
     let permissions = fs::Permissions::from_mode(mode);
     fs::set_permissions(path, permissions).stage("dev", format!("chmod {mode:o} {path}"))
+}
+
+/// Many unpacked images and hand-made rootfs have no /dev, /proc or /sys.
+/// As runc does, toybox makes the missing mount point, in the rootfs: after
+/// pivot_root "/" is the rootfs, so the path cannot lead out of it. Anything
+/// else already there, a symlink included, is refused rather than followed.
+fn make_mount_point(path: &str, progress: Progress) -> Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => Err(fail("mounts", format!("{path} in the rootfs is not a directory"), 125)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::DirBuilder::new()
+                .mode(0o755)
+                .create(path)
+                .stage("mounts", format!("mkdir {path}"))?;
+            progress.note(&format!("mkdir {path}: the rootfs had no mount point there"));
+            Ok(())
+        }
+        Err(e) => Err(e).stage("mounts", format!("stat {path}")),
+    }
 }
 
 /// mount(2) a filesystem that has no source device.
@@ -1005,8 +1027,10 @@ const READ_ONLY_PATHS: &[&str] =
 /// there, and nothing in it can be changed. The container's root cannot
 /// unmount the masks: after it enters its user namespace it has no
 /// privilege over this mount namespace (mount_namespaces(7)).
-fn mount_proc_and_sys() -> Result<()> {
+fn mount_proc_and_sys(progress: Progress) -> Result<()> {
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    make_mount_point("/proc", progress)?;
+    make_mount_point("/sys", progress)?;
     mount_fs("proc", "/proc", flags, "")?;
     mount_fs("sysfs", "/sys", flags | MsFlags::MS_RDONLY, "")?;
     for &path in MASKED_PATHS {
