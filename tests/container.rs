@@ -606,6 +606,8 @@ const SYSCALL_EXPECTATIONS: &[(&str, &str)] = &[
     // Other ABIs are killed rather than slipping past the x86_64 rules.
     ("int80", "SIGSYS"),
     ("x32", "SIGSYS"),
+    // The whole process, not only the thread that made the call.
+    ("int80_in_thread", "SIGSYS"),
     ("syscall_minus_one", "ENOSYS"),
     // Ordinary calls.
     ("open_plain", "OK"),

@@ -17,6 +17,11 @@
 mod cgroup_v2; // >> 08
 mod error;
 mod exec; // >> 14
+// >> 07 seccomp
+// The filter's rules: build.rs compiles them into the binary, the tests again.
+#[cfg(test)]
+mod seccomp;
+// << 07
 mod terminal; // >> 13
 
 use std::ffi::CString;
@@ -1175,151 +1180,42 @@ fn drop_capabilities() -> Result<()> {
 // << 06
 
 // >> 07 seccomp
-/// A seccomp rule: the call fails with `errno` when every condition on its
-/// arguments holds; no conditions means always. One rule per system call.
-struct SeccompRule {
-    syscall: libc::c_long,
-    errno: i32,
-    when: &'static [ArgCheck],
-}
-
-/// A condition on one argument, by index. The filter reads only the low 32
-/// bits of an argument: every flag and value checked here lives there.
-enum ArgCheck {
-    AnyBitSet(u32, u32),
-    Equals(u32, u32),
-}
-use ArgCheck::{AnyBitSet, Equals};
-
-/// setuid or setgid: a file with either would let a later process gain this
-/// uid on the host.
-const SET_ID_BITS: u32 = libc::S_ISUID | libc::S_ISGID;
-/// The open flags that make a file: O_CREAT, and O_TMPFILE's own bit (it is
-/// defined with O_DIRECTORY, which alone makes nothing).
-const CREATE_FLAGS: u32 = (libc::O_CREAT | libc::O_TMPFILE & !libc::O_DIRECTORY) as u32;
-const CLONE_NEWUSER: u32 = libc::CLONE_NEWUSER as u32;
-const TIOCSTI: u32 = libc::TIOCSTI as u32;
-const EPERM: i32 = libc::EPERM;
-const ENOSYS: i32 = libc::ENOSYS;
-
-const fn rule(syscall: libc::c_long, errno: i32, when: &'static [ArgCheck]) -> SeccompRule {
-    SeccompRule { syscall, errno, when }
-}
-
-/// contained.c's list, then what kernels since 4.6 added that reaches the same
-/// ends (the audit table is in chapters/07-seccomp). Every other call is allowed.
-const SECCOMP_RULES: &[SeccompRule] = &[
-    rule(libc::SYS_chmod, EPERM, &[AnyBitSet(1, SET_ID_BITS)]),
-    rule(libc::SYS_fchmod, EPERM, &[AnyBitSet(1, SET_ID_BITS)]),
-    rule(libc::SYS_fchmodat, EPERM, &[AnyBitSet(2, SET_ID_BITS)]),
-    // A nested user namespace gives back every capability dropped here.
-    rule(libc::SYS_unshare, EPERM, &[AnyBitSet(0, CLONE_NEWUSER)]),
-    rule(libc::SYS_clone, EPERM, &[AnyBitSet(0, CLONE_NEWUSER)]),
-    // TIOCSTI pushes keystrokes into the terminal outside. Matched exactly
-    // (the kernel reads the command as 32 bits): contained.c's masked match
-    // also hit TIOCGWINSZ and FIONREAD.
-    rule(libc::SYS_ioctl, EPERM, &[Equals(1, TIOCSTI)]),
-    // The kernel keyring is not namespaced.
-    rule(libc::SYS_keyctl, EPERM, &[]),
-    rule(libc::SYS_add_key, EPERM, &[]),
-    rule(libc::SYS_request_key, EPERM, &[]),
-    // ptrace has a history of seccomp bypasses on older kernels.
-    rule(libc::SYS_ptrace, EPERM, &[]),
-    // NUMA placement reaches past the container's own memory.
-    rule(libc::SYS_mbind, EPERM, &[]),
-    rule(libc::SYS_migrate_pages, EPERM, &[]),
-    rule(libc::SYS_move_pages, EPERM, &[]),
-    rule(libc::SYS_set_mempolicy, EPERM, &[]),
-    // Lets a kernel exploit pause the kernel mid-copy.
-    rule(libc::SYS_userfaultfd, EPERM, &[]),
-    // Leaks kernel addresses and has had many exploitable bugs.
-    rule(libc::SYS_perf_event_open, EPERM, &[]),
-    // --- Since 2016. A setuid/setgid file can also be made at creation time,
-    // and fchmodat2 (6.6) is fchmodat with flags.
-    rule(libc::SYS_open, EPERM, &[AnyBitSet(1, CREATE_FLAGS), AnyBitSet(2, SET_ID_BITS)]),
-    rule(libc::SYS_openat, EPERM, &[AnyBitSet(2, CREATE_FLAGS), AnyBitSet(3, SET_ID_BITS)]),
-    rule(libc::SYS_creat, EPERM, &[AnyBitSet(1, SET_ID_BITS)]),
-    rule(libc::SYS_mknod, EPERM, &[AnyBitSet(1, SET_ID_BITS)]),
-    rule(libc::SYS_mknodat, EPERM, &[AnyBitSet(2, SET_ID_BITS)]),
-    rule(libc::SYS_fchmodat2, EPERM, &[AnyBitSet(2, SET_ID_BITS)]),
-    // clone3 (5.3) and openat2 (5.6) pass flags and mode in a struct in
-    // memory, which a filter cannot read. ENOSYS makes libc fall back to
-    // clone and openat, which the rules above can check.
-    rule(libc::SYS_clone3, ENOSYS, &[]),
-    rule(libc::SYS_openat2, ENOSYS, &[]),
-    // io_uring (5.1) performs opens and more without syscalls the filter sees.
-    rule(libc::SYS_io_uring_setup, EPERM, &[]),
-    rule(libc::SYS_io_uring_enter, EPERM, &[]),
-    rule(libc::SYS_io_uring_register, EPERM, &[]),
+/// The filter, as libseccomp compiled the rules in seccomp.rs when toybox was
+/// built (build.rs): classic BPF, eight bytes an instruction. The first
+/// program is syscallz's rules, the second what syscallz cannot name.
+const SECCOMP_PROGRAMS: [&[u8]; 2] = [
+    include_bytes!(concat!(env!("OUT_DIR"), "/seccomp.bpf")),
+    include_bytes!(concat!(env!("OUT_DIR"), "/seccomp-second.bpf")),
 ];
 
 /// Load the filter (seccomp(2)). no_new_privs is set first and on purpose:
 /// contained.c leaves it off, which lets a setuid-root binary in the rootfs
 /// gain privileges at execve; with it set, execve can never add privileges,
-/// and an unprivileged uid may load the filter at all.
+/// and an unprivileged uid may load the filter at all. Each program is what
+/// libseccomp's seccomp_load would hand the kernel, without compiling the
+/// rules again at every start.
 fn load_seccomp_filter() -> Result<()> {
     nix::sys::prctl::set_no_new_privs().stage("seccomp", "prctl(PR_SET_NO_NEW_PRIVS)")?;
-    let program = seccomp_program(SECCOMP_RULES);
-    let fprog = libc::sock_fprog { len: program.len() as u16, filter: program.as_ptr() as *mut _ };
-    // SAFETY: fprog points at `program`, which outlives the call; the kernel copies it.
-    let rc = unsafe { libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &fprog) };
-    if rc != 0 {
-        return Err(Errno::last()).stage("seccomp", "prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER)");
+    for bytes in SECCOMP_PROGRAMS {
+        let program: Vec<libc::sock_filter> = bytes
+            .chunks_exact(8)
+            .map(|insn| libc::sock_filter {
+                code: u16::from_ne_bytes([insn[0], insn[1]]),
+                jt: insn[2],
+                jf: insn[3],
+                k: u32::from_ne_bytes([insn[4], insn[5], insn[6], insn[7]]),
+            })
+            .collect();
+        let fprog =
+            libc::sock_fprog { len: program.len() as u16, filter: program.as_ptr() as *mut _ };
+        // SAFETY: fprog points at `program`, which outlives the call; the kernel copies it.
+        let rc = unsafe { libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &fprog) };
+        if rc != 0 {
+            let what = "prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER)";
+            return Err(Errno::last()).stage("seccomp", what);
+        }
     }
     Ok(())
-}
-
-const AUDIT_ARCH_X86_64: u32 = 0xc000_003e; // linux/audit.h
-const X32_SYSCALL_BIT: u32 = 0x4000_0000; // asm/unistd.h
-
-/// The rules as a classic BPF program, run on every system call against its
-/// `struct seccomp_data { int nr; u32 arch; u64 ip; u64 args[6]; }`.
-/// What libseccomp would compile at every start (~0.25 ms), written out:
-/// check the ABI, then per rule: is it this call? do the arguments match?
-/// return its errno. Calls from another ABI (i386 `int 0x80`, x32) kill the
-/// process (the thread before Linux 4.14): their numbers mean other calls.
-/// A rule's failed check jumps to ALLOW, which is why each call has one
-/// rule. Jumps count instructions forward.
-fn seccomp_program(rules: &[SeccompRule]) -> Vec<libc::sock_filter> {
-    let insn = |code: u32, jt: usize, jf: usize, k: u32| libc::sock_filter {
-        code: code as u16,
-        jt: jt as u8,
-        jf: jf as u8,
-        k,
-    };
-    let load = |offset: u32| insn(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0, 0, offset);
-    let ret = |value: u32| insn(libc::BPF_RET | libc::BPF_K, 0, 0, value);
-    let jump = |test: u32, k: u32, jt: usize, jf: usize| insn(libc::BPF_JMP | test, jt, jf, k);
-    let arg_low = |index: u32| 16 + 8 * index; // little-endian: the low half comes first
-    let body_len = |rule: &SeccompRule| 2 * rule.when.len() + 1;
-    let total = 5 + rules.iter().map(|r| 1 + body_len(r)).sum::<usize>() + 2;
-    let (allow_at, kill_at) = (total - 2, total - 1);
-
-    let mut program = vec![
-        load(4), // arch
-        jump(libc::BPF_JEQ, AUDIT_ARCH_X86_64, 0, kill_at - 2),
-        load(0), // nr
-        jump(libc::BPF_JGE, X32_SYSCALL_BIT, 0, 1),
-        // -1 is no call at all (a tracer's way to skip one): the kernel
-        // answers ENOSYS, as libseccomp's filters let it.
-        jump(libc::BPF_JEQ, u32::MAX, allow_at - 5, kill_at - 5),
-    ];
-    for rule in rules {
-        program.push(jump(libc::BPF_JEQ, rule.syscall as u32, 0, body_len(rule)));
-        for check in rule.when {
-            let to_allow = allow_at - program.len() - 2;
-            let (test, index, k) = match *check {
-                AnyBitSet(index, bits) => (libc::BPF_JSET, index, bits),
-                Equals(index, value) => (libc::BPF_JEQ, index, value),
-            };
-            program.push(load(arg_low(index)));
-            program.push(jump(test, k, 0, to_allow));
-        }
-        program.push(ret(libc::SECCOMP_RET_ERRNO | rule.errno as u32));
-    }
-    program.push(ret(libc::SECCOMP_RET_ALLOW));
-    program.push(ret(libc::SECCOMP_RET_KILL_PROCESS));
-    program
 }
 // << 07
 
@@ -1563,21 +1459,24 @@ mod tests {
     }
 
     // >> 07 seccomp
-    /// The container's probe shows what the filter does; this checks the
-    /// program's shape: jumps are one byte, forward, and must land inside.
+    /// The programs toybox loads are the rules in seccomp.rs as this
+    /// libseccomp compiles them now: build.rs wrote each file it should.
     #[test]
-    fn seccomp_program_jumps_stay_inside() {
-        let program = seccomp_program(SECCOMP_RULES);
-        assert!(program.len() < 256, "{} instructions", program.len());
-        for (at, insn) in program.iter().enumerate() {
-            if insn.code as u32 & 0x07 == libc::BPF_JMP {
-                let last = at + 1 + insn.jt.max(insn.jf) as usize;
-                assert!(last < program.len(), "instruction {at} jumps past the end");
-            }
-        }
-        let syscalls: Vec<_> = SECCOMP_RULES.iter().map(|rule| rule.syscall).collect();
-        let unique: std::collections::BTreeSet<_> = syscalls.iter().collect();
-        assert_eq!(unique.len(), syscalls.len(), "a failed check allows: one rule per call");
+    fn seccomp_programs_are_the_rules_compiled() {
+        // Not /tmp: the container tests look there for leftovers.
+        let dir = Path::new(env!("OUT_DIR")).join(format!("test-{}", std::process::id()));
+        fs::create_dir_all(&dir).expect("make a temporary directory");
+        seccomp::export(&dir).expect("compile the rules");
+        let first = fs::read(dir.join("seccomp.bpf")).expect("read seccomp.bpf");
+        let second = fs::read(dir.join("seccomp-second.bpf")).expect("read seccomp-second.bpf");
+        fs::remove_dir_all(&dir).expect("remove the temporary directory");
+        let embedded = SECCOMP_PROGRAMS.map(<[u8]>::len);
+        let compiled = [first.len(), second.len()];
+        assert!(
+            SECCOMP_PROGRAMS == [&first[..], &second[..]],
+            "{embedded:?} vs {compiled:?} bytes"
+        );
+        assert!(SECCOMP_PROGRAMS.iter().all(|p| !p.is_empty() && p.len() % 8 == 0));
     }
     // << 07
 }

@@ -120,6 +120,23 @@ static long int80_getpid(void)
 /* x32 getpid: the x86_64 number with __X32_SYSCALL_BIT set. */
 static long x32_getpid(void) { return syscall(0x40000000 | SYS_getpid); }
 
+static void *int80_thread(void *arg)
+{
+	int80_getpid();
+	return arg;
+}
+
+/* int 0x80 from a second thread. A filter that kills only the thread lets
+ * the process go on and exit 0; one that kills the process ends it here. */
+static long int80_in_thread(void)
+{
+	pthread_t thread;
+	if (pthread_create(&thread, NULL, int80_thread, NULL) != 0)
+		return -1;
+	pthread_join(thread, NULL);
+	return 0;
+}
+
 static void print_errno_of(const char *name, int e)
 {
 	if (e >= 1000)
@@ -202,6 +219,7 @@ static int mode_syscalls(void)
 
 	print_errno_of("int80", in_child_errno(int80_getpid));
 	print_errno_of("x32", in_child_errno(x32_getpid));
+	print_errno_of("int80_in_thread", in_child_errno(int80_in_thread));
 	/* -1 is no system call: ENOSYS, and not taken for another ABI's. */
 	report("syscall_minus_one", syscall(-1));
 

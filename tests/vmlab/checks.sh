@@ -179,8 +179,8 @@ tb syscalls /bin/probe syscalls
 wrong=
 for expectation in unshare_newuser=EPERM clone_newuser=EPERM keyctl=EPERM ptrace=EPERM \
     fchmodat_suid=EPERM fchmodat2_suid=EPERM open_creat_suid=EPERM clone3=ENOSYS \
-    openat2=ENOSYS io_uring_setup=EPERM int80=SIGSYS x32=SIGSYS \
-    chmod_plain=OK clone_plain=OK ioctl_tiocgwinsz=ENOTTY pthread=OK; do
+    openat2=ENOSYS io_uring_setup=EPERM int80=SIGSYS x32=SIGSYS int80_in_thread=SIGSYS \
+    ioctl_tiocsti_high=EPERM syscall_minus_one=ENOSYS chmod_plain=OK clone_plain=OK ioctl_tiocgwinsz=ENOTTY pthread=OK; do
     got=$(sed -n "s/^${expectation%=*} //p" "$work/syscalls.out")
     [ "$got" = "${expectation#*=}" ] || wrong="$wrong ${expectation%=*}=$got (want ${expectation#*=})"
 done
