@@ -6,8 +6,9 @@
 //!   `// >> NN title` .. `// << NN`  the lines between arrive in chapter NN
 //!   `// before NN: code`            chapters before NN have `code` here
 //!
-//! Markers stay in the text, so the last chapter is src/ byte for byte. A
-//! chapter's module files are the ones its main.rs declares with `mod`.
+//! The last chapter keeps the markers, so it is src/ byte for byte; the
+//! others lose them, so each reads (and diffs) as plain code. A chapter's
+//! module files are the ones its main.rs declares with `mod`.
 //!
 //! `make chapters` runs this (plain rustc, no dependencies, so it works even
 //! while the chapters do not build); tests/chapters.rs checks that the
@@ -69,8 +70,8 @@ fn before_marker(line: &str) -> Option<(u32, String)> {
     Some((number.parse().ok()?, format!("{indent}{code}")))
 }
 
-/// `source` as chapter `chapter` has it.
-pub fn for_chapter(source: &str, chapter: u32) -> Result<String, String> {
+/// `source` as chapter `chapter` has it, with its markers or without.
+pub fn for_chapter(source: &str, chapter: u32, markers: bool) -> Result<String, String> {
     let mut out = String::new();
     let mut open: Vec<u32> = Vec::new(); // the blocks we are inside
     for (index, line) in source.split_inclusive('\n').enumerate() {
@@ -84,7 +85,7 @@ pub fn for_chapter(source: &str, chapter: u32) -> Result<String, String> {
                     return Err(format!("{}: block {n} inside block {outer}", here()));
                 }
                 open.push(n);
-                if shown && n <= chapter {
+                if markers && shown && n <= chapter {
                     out.push_str(line);
                 }
             }
@@ -92,7 +93,7 @@ pub fn for_chapter(source: &str, chapter: u32) -> Result<String, String> {
                 if open.pop() != Some(n) {
                     return Err(format!("{}: `// << {n}` closes no open `// >> {n}`", here()));
                 }
-                if shown && n <= chapter {
+                if markers && shown && n <= chapter {
                     out.push_str(line);
                 }
             }
@@ -100,6 +101,12 @@ pub fn for_chapter(source: &str, chapter: u32) -> Result<String, String> {
             None => match (line_marker(line), before_marker(line)) {
                 (Some(n), _) if n > chapter => {}
                 (_, Some((n, code))) if n > chapter => out.push_str(&code),
+                (Some(_), _) if !markers => {
+                    let code = line.trim_end().rsplit_once(" // >> ").map_or(line, |(c, _)| c);
+                    out.push_str(code.trim_end());
+                    out.push('\n');
+                }
+                (_, Some(_)) if !markers => {}
                 _ => out.push_str(line),
             },
         }
@@ -122,8 +129,10 @@ pub fn generate(repo: &Path, chapter: u32) -> Result<Vec<(String, String)>, Stri
         let path = repo.join("src").join(name);
         fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))
     };
+    let last = CHAPTERS.last().map(|c| number(c)) == Some(chapter);
     let cut = |name: &str| {
-        let text = for_chapter(&read(name)?, chapter).map_err(|e| format!("src/{name}: {e}"))?;
+        let text = for_chapter(&read(name)?, chapter, last);
+        let text = text.map_err(|e| format!("src/{name}: {e}"))?;
         rustfmt(repo, &text).map_err(|e| format!("src/{name} for chapter {chapter}: {e}"))
     };
     let main = cut("main.rs")?;

@@ -169,13 +169,55 @@ d
 // << 02
 e
 ";
-    assert_eq!(for_chapter(source, 1).unwrap(), "a\nold\ne\n");
+    assert_eq!(for_chapter(source, 1, true).unwrap(), "a\nold\ne\n");
     assert_eq!(
-        for_chapter(source, 2).unwrap(),
+        for_chapter(source, 2, true).unwrap(),
         "a\nb // >> 02\nold\n// >> 02 block\nc\n// << 02\ne\n"
     );
-    assert_eq!(for_chapter(source, 3).unwrap(), source);
-    assert!(for_chapter("// >> 02 x\n", 1).is_err());
-    assert!(for_chapter("// << 02\n", 3).is_err());
-    assert!(for_chapter("// >> 03 x\n// >> 02 y\n// << 02\n// << 03\n", 3).is_err());
+    assert_eq!(for_chapter(source, 3, true).unwrap(), source);
+    // Without markers: only code, a replaced line once.
+    assert_eq!(for_chapter(source, 2, false).unwrap(), "a\nb\nold\nc\ne\n");
+    assert_eq!(for_chapter(source, 3, false).unwrap(), "a\nb\nnew\nc\nd\ne\n");
+    assert!(for_chapter("// >> 02 x\n", 1, true).is_err());
+    assert!(for_chapter("// << 02\n", 3, false).is_err());
+    assert!(for_chapter("// >> 03 x\n// >> 02 y\n// << 02\n// << 03\n", 3, true).is_err());
+}
+
+/// A chapter marker as generate.rs reads one: a block line, a `before`
+/// line, or a tag at the end of a line of code.
+fn is_marker(line: &str) -> bool {
+    let trimmed = line.trim();
+    let numbered =
+        |rest: &str| rest.get(..2).is_some_and(|d| d.bytes().all(|b| b.is_ascii_digit()));
+    let tagged =
+        trimmed.rsplit_once(" // >> ").is_some_and(|(_, tag)| tag.len() == 2 && numbered(tag));
+    let block = ["// >> ", "// << ", "// before "]
+        .iter()
+        .any(|prefix| trimmed.strip_prefix(prefix).is_some_and(numbered));
+    block || tagged
+}
+
+/// The lesson is the code: `chapters/diff.sh NN` shows no marker lines, a
+/// replaced line shows once, and every chapter but the last has none.
+#[test]
+fn diffs_show_only_code() {
+    for chapter in &CHAPTERS[1..] {
+        let output = Command::new(repo().join("chapters/diff.sh"))
+            .arg(&chapter[..2])
+            .output()
+            .unwrap_or_else(|e| panic!("chapters/diff.sh: {e}"));
+        assert!(output.status.success(), "diff.sh {}: {:?}", &chapter[..2], output);
+        let diff = String::from_utf8_lossy(&output.stdout);
+        let changed = diff.lines().filter(|l| l.starts_with(['+', '-']) && !l.starts_with("+++"));
+        let markers: Vec<&str> = changed.filter(|l| is_marker(&l[1..])).collect();
+        assert!(markers.is_empty(), "diff.sh {}: marker lines {markers:?}", &chapter[..2]);
+    }
+    for chapter in &CHAPTERS[..CHAPTERS.len() - 1] {
+        for name in rust_files(&repo().join("chapters").join(chapter)) {
+            let text = fs::read_to_string(repo().join("chapters").join(chapter).join(&name));
+            let text = text.unwrap_or_default();
+            let left: Vec<&str> = text.lines().filter(|l| is_marker(l)).collect();
+            assert!(left.is_empty(), "chapters/{chapter}/{name} keeps markers: {left:?}");
+        }
+    }
 }

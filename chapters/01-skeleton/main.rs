@@ -10,10 +10,6 @@
 //!
 //! `main` is the table of contents: read it first, then each stage in order.
 
-// The chapters under chapters/ are made from this file: a line marked
-// `// >> NN` (or a block between `// >> NN` and `// << NN`) arrives in
-// chapter NN; `// before NN: code` is the code chapters before NN have there.
-
 mod error;
 
 use std::ffi::CString;

@@ -10,18 +10,14 @@
 //!
 //! `main` is the table of contents: read it first, then each stage in order.
 
-// The chapters under chapters/ are made from this file: a line marked
-// `// >> NN` (or a block between `// >> NN` and `// << NN`) arrives in
-// chapter NN; `// before NN: code` is the code chapters before NN have there.
-
 mod error;
 
 use std::ffi::CString;
 use std::fs;
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::PermissionsExt; // >> 02
-use std::path::Path; // >> 02
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -31,7 +27,7 @@ use nix::sched::{CloneFlags, clone};
 use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, kill, signal, sigprocmask};
 use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockType, recv, socketpair};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::Uid; // >> 02
+use nix::unistd::Uid;
 use nix::unistd::{Pid, execve};
 
 use error::{Cause, EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, EXIT_TOYBOX_FAILED};
@@ -135,7 +131,7 @@ fn main() {
 fn run() -> Result<i32> {
     let args = parse_args()?;
     let progress = Progress { verbose: args.verbose };
-    progress.stage("checks", || check_host(&args))?; // >> 02
+    progress.stage("checks", || check_host(&args))?;
     let hostname = random_hostname();
     progress.note(&format!("hostname {hostname}"));
     let (_parent_sock, child_sock) = progress.stage("socketpair", create_socketpair)?;
@@ -150,7 +146,6 @@ fn run() -> Result<i32> {
     Ok(status)
 }
 
-// >> 02 checks
 // ---------------------------------------------------------------------------
 // Stage 2: checks, before anything is created.
 // ---------------------------------------------------------------------------
@@ -226,8 +221,6 @@ fn check_command(rootfs: &Path, command: &str) -> Result<()> {
     }
     Ok(())
 }
-
-// << 02
 
 // ---------------------------------------------------------------------------
 // Stage 3: a random, readable hostname. It also names the cgroups.
@@ -515,7 +508,6 @@ fn wait_for_signal(signals: &SigSet, timeout: Option<Duration>) -> Result<Option
 mod tests {
     use super::*;
 
-    // >> 02 checks
     #[test]
     fn kernel_versions_compare_as_numbers() {
         assert_eq!(kernel_version("6.18.44-fc-v657"), (6, 18));
@@ -524,7 +516,6 @@ mod tests {
         assert!(kernel_version("4.4.0-210-generic") < MIN_KERNEL);
         assert!(kernel_version("3.10.0-1160.el7.x86_64") < MIN_KERNEL);
     }
-    // << 02
 
     #[test]
     fn hostnames_are_adjective_noun_hex() {

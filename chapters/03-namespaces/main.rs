@@ -10,18 +10,14 @@
 //!
 //! `main` is the table of contents: read it first, then each stage in order.
 
-// The chapters under chapters/ are made from this file: a line marked
-// `// >> NN` (or a block between `// >> NN` and `// << NN`) arrives in
-// chapter NN; `// before NN: code` is the code chapters before NN have there.
-
 mod error;
 
 use std::ffi::CString;
 use std::fs;
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::PermissionsExt; // >> 02
-use std::path::Path; // >> 02
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -31,8 +27,8 @@ use nix::sched::{CloneFlags, clone};
 use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, kill, signal, sigprocmask};
 use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockType, recv, socketpair};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::Uid; // >> 02
-use nix::unistd::sethostname; // >> 03
+use nix::unistd::Uid;
+use nix::unistd::sethostname;
 use nix::unistd::{Pid, execve};
 
 use error::{Cause, EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, EXIT_TOYBOX_FAILED};
@@ -136,7 +132,7 @@ fn main() {
 fn run() -> Result<i32> {
     let args = parse_args()?;
     let progress = Progress { verbose: args.verbose };
-    progress.stage("checks", || check_host(&args))?; // >> 02
+    progress.stage("checks", || check_host(&args))?;
     let hostname = random_hostname();
     progress.note(&format!("hostname {hostname}"));
     let (_parent_sock, child_sock) = progress.stage("socketpair", create_socketpair)?;
@@ -151,7 +147,6 @@ fn run() -> Result<i32> {
     Ok(status)
 }
 
-// >> 02 checks
 // ---------------------------------------------------------------------------
 // Stage 2: checks, before anything is created.
 // ---------------------------------------------------------------------------
@@ -227,8 +222,6 @@ fn check_command(rootfs: &Path, command: &str) -> Result<()> {
     }
     Ok(())
 }
-
-// << 02
 
 // ---------------------------------------------------------------------------
 // Stage 3: a random, readable hostname. It also names the cgroups.
@@ -309,15 +302,12 @@ impl Drop for Container {
 /// contained.c's flags. CLONE_NEWUSER is not among them: the child unshares
 /// it later, after its mounts, which need the host user namespace's privilege.
 fn namespace_flags() -> CloneFlags {
-    // before 03: CloneFlags::empty()
-    // >> 03 namespaces
     CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWCGROUP
         | CloneFlags::CLONE_NEWPID
         | CloneFlags::CLONE_NEWIPC
         | CloneFlags::CLONE_NEWNET
         | CloneFlags::CLONE_NEWUTS
-    // << 03
 }
 
 const STACK_SIZE: usize = 1024 * 1024;
@@ -371,8 +361,7 @@ fn child_stages(
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(mask), None)
         .stage("signals", "restore signal mask")?;
     close_inherited_fds(Some(sock.as_raw_fd()))?;
-    // before 03: progress.note(&format!("{hostname} stays a name: no UTS namespace to set it in"));
-    progress.stage("hostname", || set_hostname(hostname))?; // >> 03
+    progress.stage("hostname", || set_hostname(hostname))?;
     die_with_parent(sock)?;
     let env = [];
     progress.note("execve");
@@ -430,12 +419,10 @@ pub(crate) fn die_with_parent(sock: &OwnedFd) -> Result<()> {
     }
 }
 
-// >> 03 namespaces
 /// Only this UTS namespace sees the new name (uts_namespaces(7)).
 fn set_hostname(hostname: &str) -> Result<()> {
     sethostname(hostname).stage("hostname", format!("sethostname({hostname})"))
 }
-// << 03
 
 // ---------------------------------------------------------------------------
 // Stage 7, continued: capabilities, seccomp, execve.
@@ -532,7 +519,6 @@ fn wait_for_signal(signals: &SigSet, timeout: Option<Duration>) -> Result<Option
 mod tests {
     use super::*;
 
-    // >> 02 checks
     #[test]
     fn kernel_versions_compare_as_numbers() {
         assert_eq!(kernel_version("6.18.44-fc-v657"), (6, 18));
@@ -541,7 +527,6 @@ mod tests {
         assert!(kernel_version("4.4.0-210-generic") < MIN_KERNEL);
         assert!(kernel_version("3.10.0-1160.el7.x86_64") < MIN_KERNEL);
     }
-    // << 02
 
     #[test]
     fn hostnames_are_adjective_noun_hex() {

@@ -10,35 +10,31 @@
 //!
 //! `main` is the table of contents: read it first, then each stage in order.
 
-// The chapters under chapters/ are made from this file: a line marked
-// `// >> NN` (or a block between `// >> NN` and `// << NN`) arrives in
-// chapter NN; `// before NN: code` is the code chapters before NN have there.
-
 mod error;
 
 use std::ffi::CString;
 use std::fs;
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::PermissionsExt; // >> 02
-use std::path::Path; // >> 02
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use nix::errno::Errno;
-use nix::mount::{MntFlags, MsFlags, mount, umount2}; // >> 04
-use nix::sched::unshare; // >> 05
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sched::unshare;
 use nix::sched::{CloneFlags, clone};
 use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, kill, signal, sigprocmask};
 use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockType, recv, socketpair};
-use nix::sys::statvfs::{FsFlags, statvfs}; // >> 04
+use nix::sys::statvfs::{FsFlags, statvfs};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::Uid; // >> 02
-use nix::unistd::sethostname; // >> 03
-use nix::unistd::{Gid, read, setgroups, setresgid, setresuid, write}; // >> 05
+use nix::unistd::Uid;
+use nix::unistd::sethostname;
+use nix::unistd::{Gid, read, setgroups, setresgid, setresuid, write};
 use nix::unistd::{Pid, execve};
-use nix::unistd::{chdir, pivot_root}; // >> 04
+use nix::unistd::{chdir, pivot_root};
 
 use error::{Cause, EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, EXIT_TOYBOX_FAILED};
 use error::{Error, Result, Stage, fail};
@@ -141,16 +137,15 @@ fn main() {
 fn run() -> Result<i32> {
     let args = parse_args()?;
     let progress = Progress { verbose: args.verbose };
-    progress.stage("checks", || check_host(&args))?; // >> 02
+    progress.stage("checks", || check_host(&args))?;
     let hostname = random_hostname();
     progress.note(&format!("hostname {hostname}"));
-    // before 05: let (_parent_sock, child_sock) = progress.stage("socketpair", create_socketpair)?;
-    let (parent_sock, child_sock) = progress.stage("socketpair", create_socketpair)?; // >> 05
+    let (parent_sock, child_sock) = progress.stage("socketpair", create_socketpair)?;
     let signals = block_signals()?;
     let mut container = progress
         .stage("clone", || clone_child(&args, &hostname, &child_sock, &signals, progress))?;
     drop(child_sock); // so a dead child reads as EOF on our end
-    progress.stage("uid map", || handle_child_uid_map(container.pid, &parent_sock))?; // >> 05
+    progress.stage("uid map", || handle_child_uid_map(container.pid, &parent_sock))?;
     let grace = STOP_GRACE;
     let status =
         progress.stage("wait", || wait_for_child(&mut container, &signals.forwarded, grace))?;
@@ -158,7 +153,6 @@ fn run() -> Result<i32> {
     Ok(status)
 }
 
-// >> 02 checks
 // ---------------------------------------------------------------------------
 // Stage 2: checks, before anything is created.
 // ---------------------------------------------------------------------------
@@ -169,11 +163,9 @@ fn run() -> Result<i32> {
 const MIN_KERNEL: (u32, u32) = (4, 6);
 const MIN_KERNEL_FEATURE: &str = "CLONE_NEWCGROUP (cgroup namespaces)";
 
-// >> 05 user namespace
 /// Inside uids 0..2000 map to 10000..12000 on the host (contained.c's map).
 const USERNS_OFFSET: u32 = 10000;
 const USERNS_COUNT: u32 = 2000;
-// << 05
 
 fn check_host(args: &Args) -> Result<()> {
     let euid = Uid::effective();
@@ -184,12 +176,10 @@ fn check_host(args: &Args) -> Result<()> {
         return Err(fail("checks", what, EXIT_TOYBOX_FAILED));
     }
     check_kernel()?;
-    // >> 05 user namespace
     if args.uid >= USERNS_COUNT {
         let what = format!("uid {} is outside the mapped range 0..{USERNS_COUNT}", args.uid);
         return Err(fail("checks", what, EXIT_TOYBOX_FAILED));
     }
-    // << 05
     let rootfs = &args.mount;
     let meta = fs::metadata(rootfs).stage("checks", format!("rootfs {}", rootfs.display()))?;
     if !meta.is_dir() {
@@ -246,8 +236,6 @@ fn check_command(rootfs: &Path, command: &str) -> Result<()> {
     }
     Ok(())
 }
-
-// << 02
 
 // ---------------------------------------------------------------------------
 // Stage 3: a random, readable hostname. It also names the cgroups.
@@ -328,15 +316,12 @@ impl Drop for Container {
 /// contained.c's flags. CLONE_NEWUSER is not among them: the child unshares
 /// it later, after its mounts, which need the host user namespace's privilege.
 fn namespace_flags() -> CloneFlags {
-    // before 03: CloneFlags::empty()
-    // >> 03 namespaces
     CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWCGROUP
         | CloneFlags::CLONE_NEWPID
         | CloneFlags::CLONE_NEWIPC
         | CloneFlags::CLONE_NEWNET
         | CloneFlags::CLONE_NEWUTS
-    // << 03
 }
 
 const STACK_SIZE: usize = 1024 * 1024;
@@ -390,10 +375,9 @@ fn child_stages(
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(mask), None)
         .stage("signals", "restore signal mask")?;
     close_inherited_fds(Some(sock.as_raw_fd()))?;
-    // before 03: progress.note(&format!("{hostname} stays a name: no UTS namespace to set it in"));
-    progress.stage("hostname", || set_hostname(hostname))?; // >> 03
-    progress.stage("mounts", || setup_mounts(&args.mount))?; // >> 04
-    progress.stage("user namespace", || enter_user_namespace(sock, args.uid))?; // >> 05
+    progress.stage("hostname", || set_hostname(hostname))?;
+    progress.stage("mounts", || setup_mounts(&args.mount))?;
+    progress.stage("user namespace", || enter_user_namespace(sock, args.uid))?;
     die_with_parent(sock)?;
     let env = [];
     progress.note("execve");
@@ -451,14 +435,11 @@ pub(crate) fn die_with_parent(sock: &OwnedFd) -> Result<()> {
     }
 }
 
-// >> 03 namespaces
 /// Only this UTS namespace sees the new name (uts_namespaces(7)).
 fn set_hostname(hostname: &str) -> Result<()> {
     sethostname(hostname).stage("hostname", format!("sethostname({hostname})"))
 }
-// << 03
 
-// >> 04 mounts
 /// Make every mount private so nothing propagates back to the host, bind the
 /// rootfs onto itself (pivot_root needs a mount point), and swap roots.
 /// pivot_root(".", ".") stacks the old root on top of the new one; unmounting
@@ -504,9 +485,7 @@ fn remount_nodev(rootfs: &Path) -> Result<()> {
     mount(none, rootfs, none, flags, none)
         .stage("mounts", format!("remount {} nodev", rootfs.display()))
 }
-// << 04
 
-// >> 05 user namespace
 /// The handshake (user_namespaces(7)): only a process outside the new user
 /// namespace may write its uid_map, so the child unshares, tells the parent,
 /// and waits for the parent's answer before switching to the requested uid.
@@ -561,7 +540,6 @@ fn handle_child_uid_map(pid: Pid, sock: &OwnedFd) -> Result<()> {
     write(sock, &[0]).stage("uid map", "write to child")?;
     Ok(())
 }
-// << 05
 
 // ---------------------------------------------------------------------------
 // Stage 7, continued: capabilities, seccomp, execve.
@@ -658,7 +636,6 @@ fn wait_for_signal(signals: &SigSet, timeout: Option<Duration>) -> Result<Option
 mod tests {
     use super::*;
 
-    // >> 02 checks
     #[test]
     fn kernel_versions_compare_as_numbers() {
         assert_eq!(kernel_version("6.18.44-fc-v657"), (6, 18));
@@ -667,7 +644,6 @@ mod tests {
         assert!(kernel_version("4.4.0-210-generic") < MIN_KERNEL);
         assert!(kernel_version("3.10.0-1160.el7.x86_64") < MIN_KERNEL);
     }
-    // << 02
 
     #[test]
     fn hostnames_are_adjective_noun_hex() {

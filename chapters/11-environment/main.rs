@@ -10,47 +10,41 @@
 //!
 //! `main` is the table of contents: read it first, then each stage in order.
 
-// The chapters under chapters/ are made from this file: a line marked
-// `// >> NN` (or a block between `// >> NN` and `// << NN`) arrives in
-// chapter NN; `// before NN: code` is the code chapters before NN have there.
-
-mod cgroup_v2; // >> 08
+mod cgroup_v2;
 mod error;
-// >> 07 seccomp
 // The filter's rules: build.rs compiles them into the binary, the tests again.
 #[cfg(test)]
 mod seccomp;
-// << 07
 
 use std::ffi::CString;
 use std::fs;
-use std::io::Read; // >> 08
+use std::io::Read;
 use std::io::{self, Write};
-use std::os::fd::BorrowedFd; // >> 08
+use std::os::fd::BorrowedFd;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::DirBuilderExt; // >> 09
-use std::os::unix::fs::PermissionsExt; // >> 02
-use std::path::Path; // >> 02
+use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use caps::CapSet; // >> 06
+use caps::CapSet;
 use clap::Parser;
 use nix::errno::Errno;
-use nix::mount::{MntFlags, MsFlags, mount, umount2}; // >> 04
-use nix::sched::unshare; // >> 05
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sched::unshare;
 use nix::sched::{CloneFlags, clone};
-use nix::sys::resource::{Resource, setrlimit}; // >> 08
+use nix::sys::resource::{Resource, setrlimit};
 use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, kill, signal, sigprocmask};
 use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockType, recv, socketpair};
-use nix::sys::stat::{Mode, SFlag, makedev, mknod}; // >> 09
-use nix::sys::statvfs::{FsFlags, statvfs}; // >> 04
+use nix::sys::stat::{Mode, SFlag, makedev, mknod};
+use nix::sys::statvfs::{FsFlags, statvfs};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::Uid; // >> 02
-use nix::unistd::sethostname; // >> 03
-use nix::unistd::{Gid, read, setgroups, setresgid, setresuid, write}; // >> 05
+use nix::unistd::Uid;
+use nix::unistd::sethostname;
+use nix::unistd::{Gid, read, setgroups, setresgid, setresuid, write};
 use nix::unistd::{Pid, execve};
-use nix::unistd::{chdir, pivot_root}; // >> 04
+use nix::unistd::{chdir, pivot_root};
 
 use error::{Cause, EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, EXIT_TOYBOX_FAILED};
 use error::{Error, Result, Stage, fail};
@@ -88,7 +82,6 @@ struct Args {
     #[arg(short, long)]
     verbose: bool,
 
-    // >> 11 environment
     /// Set a variable in the container's environment; KEY alone copies it
     /// from toybox's own (repeatable)
     #[arg(short, long = "env", value_name = "KEY=VALUE")]
@@ -97,7 +90,7 @@ struct Args {
     /// Working directory inside the container, an absolute path (default /)
     #[arg(short, long = "workdir", value_name = "DIR")]
     workdir: Option<PathBuf>,
-    // << 11
+
     /// Command to run and its arguments; everything after -c belongs to it
     #[arg(short, long = "command", required = true, num_args = 1..,
           allow_hyphen_values = true, value_name = "CMD [ARGS]...")]
@@ -163,36 +156,31 @@ fn main() {
 fn run() -> Result<i32> {
     let args = parse_args()?;
     let progress = Progress { verbose: args.verbose };
-    progress.stage("checks", || check_host(&args))?; // >> 02
+    progress.stage("checks", || check_host(&args))?;
     let hostname = random_hostname();
     progress.note(&format!("hostname {hostname}"));
-    // before 05: let (_parent_sock, child_sock) = progress.stage("socketpair", create_socketpair)?;
-    let (parent_sock, child_sock) = progress.stage("socketpair", create_socketpair)?; // >> 05
-    let mut cgroups = progress.stage("cgroups", || create_cgroups(&hostname))?; // >> 08
-    progress.stage("rlimits", set_rlimits)?; // >> 08
+    let (parent_sock, child_sock) = progress.stage("socketpair", create_socketpair)?;
+    let mut cgroups = progress.stage("cgroups", || create_cgroups(&hostname))?;
+    progress.stage("rlimits", set_rlimits)?;
     let signals = block_signals()?;
     let mut container = progress.stage("clone", || {
-        // before 08: clone_child(&args, &hostname, &child_sock, &signals, progress)
-        clone_child(&args, &hostname, &child_sock, &signals, &mut cgroups, progress) // >> 08
+        clone_child(&args, &hostname, &child_sock, &signals, &mut cgroups, progress)
     })?;
     drop(child_sock); // so a dead child reads as EOF on our end
-    progress.stage("uid map", || handle_child_uid_map(container.pid, &parent_sock))?; // >> 05
+    progress.stage("uid map", || handle_child_uid_map(container.pid, &parent_sock))?;
     let grace = STOP_GRACE;
     let status =
         progress.stage("wait", || wait_for_child(&mut container, &signals.forwarded, grace))?;
     progress.note(&format!("exit status {status}"));
-    // >> 08 cgroups
     // The child is reaped: its cgroups can go. On an error return above, the
     // same Drops run as the locals go out of scope.
     progress.stage("cleanup", || {
         drop(cgroups);
         Ok(())
     })?;
-    // << 08
     Ok(status)
 }
 
-// >> 02 checks
 // ---------------------------------------------------------------------------
 // Stage 2: checks, before anything is created.
 // ---------------------------------------------------------------------------
@@ -203,11 +191,9 @@ fn run() -> Result<i32> {
 const MIN_KERNEL: (u32, u32) = (4, 6);
 const MIN_KERNEL_FEATURE: &str = "CLONE_NEWCGROUP (cgroup namespaces)";
 
-// >> 05 user namespace
 /// Inside uids 0..2000 map to 10000..12000 on the host (contained.c's map).
 const USERNS_OFFSET: u32 = 10000;
 const USERNS_COUNT: u32 = 2000;
-// << 05
 
 fn check_host(args: &Args) -> Result<()> {
     let euid = Uid::effective();
@@ -218,12 +204,10 @@ fn check_host(args: &Args) -> Result<()> {
         return Err(fail("checks", what, EXIT_TOYBOX_FAILED));
     }
     check_kernel()?;
-    // >> 05 user namespace
     if args.uid >= USERNS_COUNT {
         let what = format!("uid {} is outside the mapped range 0..{USERNS_COUNT}", args.uid);
         return Err(fail("checks", what, EXIT_TOYBOX_FAILED));
     }
-    // << 05
     let rootfs = &args.mount;
     let meta = fs::metadata(rootfs).stage("checks", format!("rootfs {}", rootfs.display()))?;
     if !meta.is_dir() {
@@ -235,12 +219,10 @@ fn check_host(args: &Args) -> Result<()> {
     if resolved == Path::new("/") {
         return Err(fail("checks", "rootfs is /: that is the host, not a container", 125));
     }
-    // >> 11 environment
     check_env_and_workdir(args)?;
     if !args.command[0].contains('/') {
         return check_command_in_path(&resolved, &args.command[0], search_path(&args.env));
     }
-    // << 11
     check_command(&resolved, &args.command[0])
 }
 
@@ -287,7 +269,6 @@ fn check_command(rootfs: &Path, command: &str) -> Result<()> {
     Ok(())
 }
 
-// >> 11 environment
 /// A name without a slash is looked up in the container's PATH, inside the
 /// rootfs, the way the shell and execvp(3) look it up.
 fn check_command_in_path(rootfs: &Path, name: &str, path: &str) -> Result<()> {
@@ -312,8 +293,6 @@ fn check_env_and_workdir(args: &Args) -> Result<()> {
     }
     Ok(())
 }
-// << 11
-// << 02
 
 // ---------------------------------------------------------------------------
 // Stage 3: a random, readable hostname. It also names the cgroups.
@@ -350,7 +329,6 @@ fn create_socketpair() -> Result<(OwnedFd, OwnedFd)> {
         .stage("socketpair", "socketpair(AF_UNIX, SOCK_SEQPACKET)")
 }
 
-// >> 08 cgroups
 // ---------------------------------------------------------------------------
 // Stage 5: cgroups and rlimits, in the parent before clone, so that the child
 // is born limited.
@@ -539,7 +517,6 @@ impl Drop for CgroupsV1 {
 fn set_rlimits() -> Result<()> {
     setrlimit(Resource::RLIMIT_NOFILE, 64, 64).stage("rlimits", "setrlimit(RLIMIT_NOFILE, 64)")
 }
-// << 08
 
 // ---------------------------------------------------------------------------
 // Stage 6: clone into new namespaces.
@@ -585,15 +562,12 @@ impl Drop for Container {
 /// contained.c's flags. CLONE_NEWUSER is not among them: the child unshares
 /// it later, after its mounts, which need the host user namespace's privilege.
 fn namespace_flags() -> CloneFlags {
-    // before 03: CloneFlags::empty()
-    // >> 03 namespaces
     CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWCGROUP
         | CloneFlags::CLONE_NEWPID
         | CloneFlags::CLONE_NEWIPC
         | CloneFlags::CLONE_NEWNET
         | CloneFlags::CLONE_NEWUTS
-    // << 03
 }
 
 const STACK_SIZE: usize = 1024 * 1024;
@@ -603,11 +577,10 @@ fn clone_child(
     hostname: &str,
     sock: &OwnedFd,
     signals: &Signals,
-    cgroups: &mut Cgroups, // >> 08
+    cgroups: &mut Cgroups,
     progress: Progress,
 ) -> Result<Container> {
     let child = || run_child(args, hostname, sock, &signals.original, progress);
-    // >> 08 cgroups
     if let Cgroups::V2(group) = cgroups
         && let Some(fd) = group.fd()
     {
@@ -620,7 +593,6 @@ fn clone_child(
             Err(e) => return Err(e).stage("clone", "clone3(CLONE_INTO_CGROUP)"),
         }
     }
-    // << 08
     let mut stack = vec![0u8; STACK_SIZE];
     // SAFETY: without CLONE_VM the child gets its own copy of memory, as with
     // fork(2); it only runs `run_child` and then execs or exits.
@@ -631,7 +603,6 @@ fn clone_child(
     Ok(Container { pid, reaped: false })
 }
 
-// >> 08 cgroups
 /// clone3(2) with CLONE_INTO_CGROUP (Linux 5.7) starts the child inside its
 /// cgroup v2 group: it never runs outside it, and toybox never joins it.
 /// Used like fork (no new stack, no CLONE_VM), it returns twice: the child's
@@ -669,7 +640,6 @@ fn clone3_into_cgroup(cgroup: BorrowedFd) -> std::result::Result<Option<Pid>, Er
         pid => Ok(Some(Pid::from_raw(pid as i32))),
     }
 }
-// << 08
 
 // ---------------------------------------------------------------------------
 // Stage 7: the child. Each step narrows what the command can do; the last
@@ -702,22 +672,18 @@ fn child_stages(
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(mask), None)
         .stage("signals", "restore signal mask")?;
     close_inherited_fds(Some(sock.as_raw_fd()))?;
-    // before 03: progress.note(&format!("{hostname} stays a name: no UTS namespace to set it in"));
-    progress.stage("hostname", || set_hostname(hostname))?; // >> 03
-    progress.stage("mounts", || setup_mounts(&args.mount))?; // >> 04
-    progress.stage("dev", || mount_dev(progress))?; // >> 09
-    progress.stage("proc", || mount_proc_and_sys(progress))?; // >> 10
-    progress.stage("user namespace", || enter_user_namespace(sock, args.uid))?; // >> 05
+    progress.stage("hostname", || set_hostname(hostname))?;
+    progress.stage("mounts", || setup_mounts(&args.mount))?;
+    progress.stage("dev", || mount_dev(progress))?;
+    progress.stage("proc", || mount_proc_and_sys(progress))?;
+    progress.stage("user namespace", || enter_user_namespace(sock, args.uid))?;
     die_with_parent(sock)?;
-    progress.stage("capabilities", drop_capabilities)?; // >> 06
-    progress.stage("seccomp", load_seccomp_filter)?; // >> 07
-    // >> 11 environment
+    progress.stage("capabilities", drop_capabilities)?;
+    progress.stage("seccomp", load_seccomp_filter)?;
     if let Some(dir) = &args.workdir {
         chdir(dir).stage("workdir", format!("chdir {}", dir.display()))?;
     }
-    // << 11
-    // before 11: let env = [];
-    let env = container_env(args.uid, hostname, &args.env); // >> 11
+    let env = container_env(args.uid, hostname, &args.env);
     progress.note("execve");
     exec_command(&args.command, &env)
 }
@@ -773,14 +739,11 @@ pub(crate) fn die_with_parent(sock: &OwnedFd) -> Result<()> {
     }
 }
 
-// >> 03 namespaces
 /// Only this UTS namespace sees the new name (uts_namespaces(7)).
 fn set_hostname(hostname: &str) -> Result<()> {
     sethostname(hostname).stage("hostname", format!("sethostname({hostname})"))
 }
-// << 03
 
-// >> 04 mounts
 /// Make every mount private so nothing propagates back to the host, bind the
 /// rootfs onto itself (pivot_root needs a mount point), and swap roots.
 /// pivot_root(".", ".") stacks the old root on top of the new one; unmounting
@@ -826,9 +789,7 @@ fn remount_nodev(rootfs: &Path) -> Result<()> {
     mount(none, rootfs, none, flags, none)
         .stage("mounts", format!("remount {} nodev", rootfs.display()))
 }
-// << 04
 
-// >> 09 dev
 /// The devices every program expects, as `docker run` gives them:
 /// (name, major, minor) of character devices (devices(7)).
 const DEVICES: &[(&str, u64, u64)] = &[
@@ -907,9 +868,7 @@ fn mount_fs(fstype: &str, target: &str, flags: MsFlags, data: &str) -> Result<()
     mount(Some(fstype), target, Some(fstype), flags, Some(data))
         .stage("mounts", format!("mount {fstype} on {target}"))
 }
-// << 09
 
-// >> 10 proc
 /// What runc hides in /proc and /sys: these reach the host's kernel, not the
 /// container (kernel memory, keyrings, timers, firmware). A directory gets an
 /// empty read-only tmpfs over it, a file /dev/null.
@@ -967,9 +926,7 @@ fn mount_proc_and_sys(progress: Progress) -> Result<()> {
 fn none() -> Option<&'static str> {
     None
 }
-// << 10
 
-// >> 05 user namespace
 /// The handshake (user_namespaces(7)): only a process outside the new user
 /// namespace may write its uid_map, so the child unshares, tells the parent,
 /// and waits for the parent's answer before switching to the requested uid.
@@ -1024,13 +981,11 @@ fn handle_child_uid_map(pid: Pid, sock: &OwnedFd) -> Result<()> {
     write(sock, &[0]).stage("uid map", "write to child")?;
     Ok(())
 }
-// << 05
 
 // ---------------------------------------------------------------------------
 // Stage 7, continued: capabilities, seccomp, execve.
 // ---------------------------------------------------------------------------
 
-// >> 06 capabilities
 /// What root inside the container keeps: the capabilities contained.c
 /// deliberately left alone. Everything else goes, up to the running kernel's
 /// /proc/sys/kernel/cap_last_cap, so capabilities newer than this list
@@ -1082,9 +1037,7 @@ fn drop_capabilities() -> Result<()> {
     caps::clear(None, CapSet::Inheritable).stage("capabilities", "clear inheritable set")?;
     caps::clear(None, CapSet::Ambient).stage("capabilities", "clear ambient set")
 }
-// << 06
 
-// >> 07 seccomp
 /// The filter, as libseccomp compiled the rules in seccomp.rs when toybox was
 /// built (build.rs): classic BPF, eight bytes an instruction. The first
 /// program is syscallz's rules, the second what syscallz cannot name.
@@ -1122,9 +1075,7 @@ fn load_seccomp_filter() -> Result<()> {
     }
     Ok(())
 }
-// << 07
 
-// >> 11 environment
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// What `docker run` starts a command with: PATH, HOSTNAME, HOME, TERM when
@@ -1159,7 +1110,6 @@ fn container_env(uid: u32, hostname: &str, extra: &[String]) -> Vec<String> {
 fn search_path(env: &[String]) -> &str {
     env.iter().rev().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(DEFAULT_PATH)
 }
-// << 11
 
 /// Replace the child with the command. Only a failure returns, and its errno
 /// picks the exit status: ENOENT 127, anything else 126 (`docker run`).
@@ -1171,7 +1121,6 @@ fn exec_command(command: &[String], env: &[String]) -> Result<std::convert::Infa
     // SAFETY: SIG_DFL installs no handler; nothing runs between here and execve.
     unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }
         .stage("exec", "signal(SIGPIPE, SIG_DFL)")?;
-    // >> 11 environment
     // A name without a slash is tried in each PATH directory, as execvp(3)
     // does; a directory where it exists but cannot run decides the status.
     if !command[0].contains('/') {
@@ -1185,7 +1134,6 @@ fn exec_command(command: &[String], env: &[String]) -> Result<std::convert::Infa
         }
         return Err(exec_error(&command[0], last));
     }
-    // << 11
     let Err(errno) = execve(&argv[0], &argv, &envp);
     Err(exec_error(&command[0], errno))
 }
@@ -1267,7 +1215,6 @@ fn wait_for_signal(signals: &SigSet, timeout: Option<Duration>) -> Result<Option
 mod tests {
     use super::*;
 
-    // >> 02 checks
     #[test]
     fn kernel_versions_compare_as_numbers() {
         assert_eq!(kernel_version("6.18.44-fc-v657"), (6, 18));
@@ -1276,7 +1223,6 @@ mod tests {
         assert!(kernel_version("4.4.0-210-generic") < MIN_KERNEL);
         assert!(kernel_version("3.10.0-1160.el7.x86_64") < MIN_KERNEL);
     }
-    // << 02
 
     #[test]
     fn hostnames_are_adjective_noun_hex() {
@@ -1313,7 +1259,6 @@ mod tests {
         }
     }
 
-    // >> 07 seccomp
     /// The programs toybox loads are the rules in seccomp.rs as this
     /// libseccomp compiles them now: build.rs wrote each file it should.
     #[test]
@@ -1333,5 +1278,4 @@ mod tests {
         );
         assert!(SECCOMP_PROGRAMS.iter().all(|p| !p.is_empty() && p.len() % 8 == 0));
     }
-    // << 07
 }

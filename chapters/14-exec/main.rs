@@ -10,9 +10,12 @@
 //!
 //! `main` is the table of contents: read it first, then each stage in order.
 
+// >> 14 markers
 // The chapters under chapters/ are made from this file: a line marked
 // `// >> NN` (or a block between `// >> NN` and `// << NN`) arrives in
 // chapter NN; `// before NN: code` is the code chapters before NN have there.
+// Chapters before the last are written without the markers.
+// << 14
 
 mod cgroup_v2; // >> 08
 mod error;
