@@ -221,3 +221,61 @@ fn diffs_show_only_code() {
         }
     }
 }
+
+/// Words that name a mechanism, with the chapter that brings it: no
+/// chapter's --help or module doc may name one before that chapter.
+const FIRST_NAMED_IN: &[(&str, u32)] = &[
+    ("rootfs", 2),
+    ("namespace", 3),
+    ("pid 1", 3),
+    ("pivot", 4),
+    ("private root", 4),
+    ("uid map", 5),
+    ("user namespace", 5),
+    ("capabilit", 6),
+    ("seccomp", 7),
+    ("cgroup", 8),
+    ("rlimit", 8),
+    ("/dev", 9),
+    ("/proc", 10),
+    ("/sys", 10),
+    ("environment", 11),
+    ("working directory", 11),
+    ("--init", 12),
+    ("reap", 12),
+    ("terminal", 13),
+    ("pty", 13),
+    ("toybox exec", 14),
+    ("toybox ps", 14),
+];
+
+/// Each chapter describes itself: its --help and its module doc (the `//!`
+/// lines of its main.rs) name only mechanisms it has.
+#[test]
+fn snapshots_describe_only_themselves() {
+    let built = Path::new(env!("CARGO_BIN_EXE_toybox")).parent().unwrap_or(Path::new(""));
+    let mut early = Vec::new();
+    for chapter in CHAPTERS {
+        let help = Command::new(built.join(format!("ch{chapter}"))).arg("--help").output();
+        let help = help.map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+        let help = help.unwrap_or_else(|e| panic!("ch{chapter} --help: {e}"));
+        assert!(help.contains("Usage:"), "ch{chapter} --help printed no usage");
+        let main = fs::read_to_string(repo().join("chapters").join(chapter).join("main.rs"));
+        let main = main.unwrap_or_default();
+        let doc: Vec<&str> = main.lines().filter(|l| l.starts_with("//!")).collect();
+        // `[default: ./rootfs]` is a value, not a claim about the chapter.
+        let (mut described, mut rest) = (String::new(), help.as_str());
+        while let Some((before, after)) = rest.split_once("[default: ") {
+            described.push_str(before);
+            rest = after.split_once(']').map_or("", |(_, after)| after);
+        }
+        described.push_str(rest);
+        let text = format!("{described}\n{}", doc.join("\n")).to_lowercase();
+        for &(word, first) in FIRST_NAMED_IN {
+            if number(chapter) < first && text.contains(word) {
+                early.push(format!("{chapter} names {word:?} (chapter {first:02})"));
+            }
+        }
+    }
+    assert!(early.is_empty(), "{}", early.join("\n"));
+}

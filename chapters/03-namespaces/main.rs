@@ -1,12 +1,15 @@
 //! toybox: a Linux container you can read in one sitting.
 //!
 //! It follows contained.c ("Linux containers in 500 lines of code", 2016)
-//! stage by stage. The parent checks the host, names the container, limits it
-//! with cgroups and rlimits, and clones a child into new namespaces. The child
-//! sets its hostname, pivots into the rootfs, mounts a fresh /dev and /proc,
-//! enters a user namespace (the parent writes its uid/gid maps), drops
-//! capabilities, loads a seccomp filter and execs the command. The parent
-//! waits, forwards signals and cleans up.
+//! stage by stage. The parent prepares, clones a child and waits; the child
+//! narrows what it can see and do, then becomes the command:
+//!
+//! - the parent checks the host and the input before it makes anything;
+//! - the parent names the container and clones the child, which closes
+//!   every descriptor it inherited but 0, 1 and 2;
+//! - the child is born into new namespaces and sets its hostname;
+//! - the child execs the command; the parent waits, forwards signals and
+//!   cleans up.
 //!
 //! `main` is the table of contents: read it first, then each stage in order.
 
@@ -38,28 +41,30 @@ use error::{Error, Result, Stage, fail};
 // Stage 1: the command line.
 // ---------------------------------------------------------------------------
 
-const EXIT_STATUS_HELP: &str = "\
-Exit status:
-  the command's own status    when it exits
-  128+N                       when it is killed by signal N
-  125                         toybox itself failed (bad input, a setup stage)
-  126                         the command cannot be executed
-  127                         the command was not found in the rootfs
+/// What `--help` says toybox does: what this chapter's code does, no more.
+const ABOUT: &str = concat!("Run a command ", "in a new container: new namespaces",);
 
-Signals: SIGINT, SIGTERM and SIGHUP sent to toybox are forwarded to the
-container's PID 1. PID 1 ignores signals it has no handler for, so after
-10 s toybox sends SIGKILL (as `docker stop` does).";
+const EXIT_STATUS_HELP: &str = concat!(
+    "Exit status:\n",
+    "  the command's own status    when it exits\n",
+    "  128+N                       when it is killed by signal N\n",
+    "  125                         toybox itself failed (bad input, a setup stage)\n",
+    "  126                         the command cannot be executed\n",
+    "  127                         the command was not found\n",
+    "\n",
+    "Signals: SIGINT, SIGTERM and SIGHUP sent to toybox are forwarded to the\n",
+    "container's PID 1. PID 1 ignores signals it has no handler for, so after\n",
+    "10 s toybox sends SIGKILL (as `docker stop` does).",
+);
 
-/// Run a command in a new container: new namespaces, a private root,
-/// cgroup limits, fewer capabilities and a seccomp filter.
+// The command line; clap makes --help from the doc comments.
 #[derive(Parser)]
-#[command(version, after_help = EXIT_STATUS_HELP)]
+#[command(version, about = ABOUT, after_help = EXIT_STATUS_HELP)]
 struct Args {
-    /// User id inside the container; 0..2000, the range the uid map covers
+    /// User id for the command; not applied yet: it runs as toybox's own
     #[arg(short, long, default_value_t = 0, value_name = "UID")]
     uid: u32,
-
-    /// Root filesystem to run in (a directory, not /)
+    /// Root filesystem the command will run in: checked, not entered yet
     #[arg(short, long = "mount", default_value = "./rootfs", value_name = "DIR")]
     mount: PathBuf,
 
@@ -108,7 +113,6 @@ impl Progress {
     fn note(&self, line: &str) {
         if self.verbose {
             let end = "\n";
-            // A terminal the relay has put in raw mode no longer adds the \r.
             let _ = io::stderr().write_all(format!("=> {line}{end}").as_bytes());
         }
     }
@@ -224,7 +228,7 @@ fn check_command(rootfs: &Path, command: &str) -> Result<()> {
 }
 
 // ---------------------------------------------------------------------------
-// Stage 3: a random, readable hostname. It also names the cgroups.
+// Stage 3: a random, readable hostname; it names the container.
 // ---------------------------------------------------------------------------
 
 const ADJECTIVES: &[&str] = &[
@@ -369,10 +373,9 @@ fn child_stages(
 }
 
 /// A descriptor toybox inherited without close-on-exec would pass into the
-/// container through every namespace, pivot_root and seccomp layer: a
-/// directory the caller had open leads back to the host's filesystem as
-/// /proc/self/fd/N/.. (the hole of runc's CVE-2024-21626; contained.c has
-/// it too). So the child closes everything above 2 but `keep` (its end of
+/// container past every wall built around it: a directory the caller had
+/// open leads back to the host's filesystem as /proc/self/fd/N/.. (the hole
+/// of runc's CVE-2024-21626; contained.c has it too). So the child closes everything above 2 but `keep` (its end of
 /// the socketpair, itself close-on-exec), and the command starts with 0, 1
 /// and 2 only. close_range(2) arrived in Linux 5.9; before it,
 /// /proc/self/fd lists what is open.
@@ -408,7 +411,7 @@ fn close_listed_fds(keep: Option<RawFd>) -> Result<()> {
 }
 
 /// If toybox is killed outright (SIGKILL), the container goes with it
-/// (PR_SET_PDEATHSIG, prctl(2)). Set after the uid change, which clears it.
+/// (PR_SET_PDEATHSIG, prctl(2)).
 /// Should toybox have died already, its end of the socket reads as EOF.
 pub(crate) fn die_with_parent(sock: &OwnedFd) -> Result<()> {
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).stage("clone", "prctl(PR_SET_PDEATHSIG)")?;
@@ -425,7 +428,7 @@ fn set_hostname(hostname: &str) -> Result<()> {
 }
 
 // ---------------------------------------------------------------------------
-// Stage 7, continued: capabilities, seccomp, execve.
+// Stage 7, continued: the last steps, then execve.
 // ---------------------------------------------------------------------------
 
 /// Replace the child with the command. Only a failure returns, and its errno

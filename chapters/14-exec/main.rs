@@ -1,12 +1,52 @@
 //! toybox: a Linux container you can read in one sitting.
 //!
 //! It follows contained.c ("Linux containers in 500 lines of code", 2016)
-//! stage by stage. The parent checks the host, names the container, limits it
-//! with cgroups and rlimits, and clones a child into new namespaces. The child
-//! sets its hostname, pivots into the rootfs, mounts a fresh /dev and /proc,
-//! enters a user namespace (the parent writes its uid/gid maps), drops
-//! capabilities, loads a seccomp filter and execs the command. The parent
-//! waits, forwards signals and cleans up.
+//! stage by stage. The parent prepares, clones a child and waits; the child
+//! narrows what it can see and do, then becomes the command:
+//!
+// >> 02 checks
+//! - the parent checks the host and the input before it makes anything;
+// << 02
+//! - the parent names the container and clones the child, which closes
+//!   every descriptor it inherited but 0, 1 and 2;
+// >> 03 namespaces
+//! - the child is born into new namespaces and sets its hostname;
+// << 03
+// >> 04 mounts
+//! - it pivots into the rootfs, mounted nodev, and lets go of the host's;
+// << 04
+// >> 05 user namespace
+//! - it enters a user namespace, whose uid/gid maps the parent writes;
+// << 05
+// >> 06 capabilities
+//! - it drops capabilities;
+// << 06
+// >> 07 seccomp
+//! - it loads a seccomp filter;
+// << 07
+// >> 08 cgroups
+//! - the parent limits it with cgroups and rlimits before clone;
+// << 08
+// >> 09 dev
+//! - the child mounts a fresh /dev;
+// << 09
+// >> 10 proc
+//! - and /proc and /sys, with what reaches the host's kernel masked;
+// << 10
+// >> 11 environment
+//! - the command gets docker's environment and working directory;
+// << 11
+// >> 12 init
+//! - with --init, a small init runs as PID 1;
+// << 12
+// >> 13 terminal
+//! - with a terminal, the container gets a pseudo-terminal of its own;
+// << 13
+// >> 14 exec
+//! - `toybox exec` and `toybox ps` find it through its record;
+// << 14
+//! - the child execs the command; the parent waits, forwards signals and
+//!   cleans up.
 //!
 //! `main` is the table of contents: read it first, then each stage in order.
 
@@ -66,29 +106,55 @@ use error::{Error, Result, Stage, fail};
 // Stage 1: the command line.
 // ---------------------------------------------------------------------------
 
-const EXIT_STATUS_HELP: &str = "\
-Exit status:
-  the command's own status    when it exits
-  128+N                       when it is killed by signal N
-  125                         toybox itself failed (bad input, a setup stage)
-  126                         the command cannot be executed
-  127                         the command was not found in the rootfs
+/// What `--help` says toybox does: what this chapter's code does, no more.
+const ABOUT: &str = concat!(
+    "Run a command ",
+    // before 03: "in a child process: the skeleton of a container",
+    "in a new container: new namespaces", // >> 03
+    ", a private root",                   // >> 04
+    ", a user namespace",                 // >> 05
+    ", fewer capabilities",               // >> 06
+    ", a seccomp filter",                 // >> 07
+    ", cgroup limits",                    // >> 08
+);
 
-Signals: SIGINT, SIGTERM and SIGHUP sent to toybox are forwarded to the
-container's PID 1. PID 1 ignores signals it has no handler for, so after
-10 s toybox sends SIGKILL (as `docker stop` does).";
+const EXIT_STATUS_HELP: &str = concat!(
+    "Exit status:\n",
+    "  the command's own status    when it exits\n",
+    "  128+N                       when it is killed by signal N\n",
+    "  125                         toybox itself failed (bad input, a setup stage)\n",
+    "  126                         the command cannot be executed\n",
+    // before 04: "  127                         the command was not found\n",
+    "  127                         the command was not found in the rootfs\n", // >> 04
+    "\n",
+    // before 03: "Signals: SIGINT, SIGTERM and SIGHUP sent to toybox are forwarded to the\n",
+    // before 03: "command; if it is still running 10 s later, toybox sends SIGKILL (as\n",
+    // before 03: "`docker stop` does).",
+    // >> 03 namespaces
+    "Signals: SIGINT, SIGTERM and SIGHUP sent to toybox are forwarded to the\n",
+    "container's PID 1. PID 1 ignores signals it has no handler for, so after\n",
+    "10 s toybox sends SIGKILL (as `docker stop` does).",
+    // << 03
+);
 
-/// Run a command in a new container: new namespaces, a private root,
-/// cgroup limits, fewer capabilities and a seccomp filter.
+// The command line; clap makes --help from the doc comments.
 #[derive(Parser)]
-// before 14: #[command(version, after_help = EXIT_STATUS_HELP)]
-#[command(version, after_help = EXIT_STATUS_HELP, subcommand_negates_reqs = true)] // >> 14
+// before 14: #[command(version, about = ABOUT, after_help = EXIT_STATUS_HELP)]
+#[command(version, about = ABOUT, after_help = EXIT_STATUS_HELP, subcommand_negates_reqs = true)] // >> 14
 struct Args {
+    // before 05: /// User id for the command; not applied yet: it runs as toybox's own
+    // >> 05 user namespace
     /// User id inside the container; 0..2000, the range the uid map covers
+    // << 05
     #[arg(short, long, default_value_t = 0, value_name = "UID")]
     uid: u32,
-
+    // before 02: /// Root filesystem: not used yet, the command sees the host's files
+    // >> 02 checks
+    // before 04: /// Root filesystem the command will run in: checked, not entered yet
+    // >> 04 mounts
     /// Root filesystem to run in (a directory, not /)
+    // << 04
+    // << 02
     #[arg(short, long = "mount", default_value = "./rootfs", value_name = "DIR")]
     mount: PathBuf,
 
@@ -184,8 +250,10 @@ impl Progress {
     fn note(&self, line: &str) {
         if self.verbose {
             // before 13: let end = "\n";
+            // >> 13 terminal
             // A terminal the relay has put in raw mode no longer adds the \r.
-            let end = if isatty(io::stderr()).unwrap_or(false) { "\r\n" } else { "\n" }; // >> 13
+            let end = if isatty(io::stderr()).unwrap_or(false) { "\r\n" } else { "\n" };
+            // << 13
             let _ = io::stderr().write_all(format!("=> {line}{end}").as_bytes());
         }
     }
@@ -389,7 +457,7 @@ fn check_env_and_workdir(args: &Args) -> Result<()> {
 // << 02
 
 // ---------------------------------------------------------------------------
-// Stage 3: a random, readable hostname. It also names the cgroups.
+// Stage 3: a random, readable hostname; it names the container.
 // ---------------------------------------------------------------------------
 
 const ADJECTIVES: &[&str] = &[
@@ -668,8 +736,10 @@ impl Drop for Container {
     }
 }
 
+// >> 03 namespaces
 /// contained.c's flags. CLONE_NEWUSER is not among them: the child unshares
 /// it later, after its mounts, which need the host user namespace's privilege.
+// << 03
 fn namespace_flags() -> CloneFlags {
     // before 03: CloneFlags::empty()
     // >> 03 namespaces
@@ -821,10 +891,9 @@ fn child_stages(
 }
 
 /// A descriptor toybox inherited without close-on-exec would pass into the
-/// container through every namespace, pivot_root and seccomp layer: a
-/// directory the caller had open leads back to the host's filesystem as
-/// /proc/self/fd/N/.. (the hole of runc's CVE-2024-21626; contained.c has
-/// it too). So the child closes everything above 2 but `keep` (its end of
+/// container past every wall built around it: a directory the caller had
+/// open leads back to the host's filesystem as /proc/self/fd/N/.. (the hole
+/// of runc's CVE-2024-21626; contained.c has it too). So the child closes everything above 2 but `keep` (its end of
 /// the socketpair, itself close-on-exec), and the command starts with 0, 1
 /// and 2 only. close_range(2) arrived in Linux 5.9; before it,
 /// /proc/self/fd lists what is open.
@@ -860,7 +929,10 @@ fn close_listed_fds(keep: Option<RawFd>) -> Result<()> {
 }
 
 /// If toybox is killed outright (SIGKILL), the container goes with it
-/// (PR_SET_PDEATHSIG, prctl(2)). Set after the uid change, which clears it.
+/// (PR_SET_PDEATHSIG, prctl(2)).
+// >> 05 user namespace
+/// Set after the uid change, which clears it.
+// << 05
 /// Should toybox have died already, its end of the socket reads as EOF.
 pub(crate) fn die_with_parent(sock: &OwnedFd) -> Result<()> {
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).stage("clone", "prctl(PR_SET_PDEATHSIG)")?;
@@ -1125,7 +1197,7 @@ fn handle_child_uid_map(pid: Pid, sock: &OwnedFd) -> Result<()> {
 // << 05
 
 // ---------------------------------------------------------------------------
-// Stage 7, continued: capabilities, seccomp, execve.
+// Stage 7, continued: the last steps, then execve.
 // ---------------------------------------------------------------------------
 
 // >> 06 capabilities
