@@ -81,7 +81,10 @@ impl Group {
     }
 
     /// The fallback where clone3 is missing (before 5.7) or refused: join
-    /// the group as contained.c does, so the child is born inside.
+    /// the group as contained.c does, so the child is born inside. v2 moves
+    /// whole processes only (`cgroup.threads` works only in threaded
+    /// subtrees), so this write pays the wait v1's `tasks` avoids (see
+    /// create_cgroups_v1); CLONE_INTO_CGROUP needs no write at all.
     pub fn join(&mut self) -> Result<()> {
         let own = read(Path::new("/proc/self/cgroup"))?;
         let current = own.lines().find_map(|l| l.strip_prefix("0::")).unwrap_or("/");

@@ -242,10 +242,12 @@ pub fn exec_into(name: &str, uid: Option<u32>, command: &[String]) -> Result<i32
     Ok(status)
 }
 
-/// The cgroup.procs file of every group the container's PID 1 is in, opened
-/// now, while the host's /sys/fs/cgroup is still in view: the forked child
-/// writes itself into them before it joins the container's mount namespace.
+/// The file that joins every group the container's PID 1 is in, opened now,
+/// while the host's /sys/fs/cgroup is still in view: the forked child writes
+/// itself into them before it joins the container's mount namespace.
 /// /proc/<pid>/cgroup names them (cgroups(7)); `0::/path` is the v2 tree.
+/// In v1 that file is `tasks`: the child is one thread, and "0" there skips
+/// the global lock a cgroup.procs write takes (see create_cgroups_v1).
 fn open_cgroups(pid: Pid) -> Result<Vec<(String, OwnedFd)>> {
     let list = format!("/proc/{pid}/cgroup");
     let text = fs::read_to_string(&list).stage("exec", format!("read {list}"))?;
@@ -257,14 +259,14 @@ fn open_cgroups(pid: Pid) -> Result<Vec<(String, OwnedFd)>> {
         else {
             continue;
         };
-        let root = match controllers {
+        let (root, join) = match controllers {
             "" if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() => {
-                "/sys/fs/cgroup".into()
+                ("/sys/fs/cgroup".into(), "cgroup.procs")
             }
-            "" => "/sys/fs/cgroup/unified".to_string(),
-            named => format!("/sys/fs/cgroup/{}", named.trim_start_matches("name=")),
+            "" => ("/sys/fs/cgroup/unified".to_string(), "cgroup.procs"),
+            named => (format!("/sys/fs/cgroup/{}", named.trim_start_matches("name=")), "tasks"),
         };
-        let file = format!("{root}{path}/cgroup.procs");
+        let file = format!("{root}{path}/{join}");
         if !Path::new(&file).exists() {
             continue; // a hierarchy mounted elsewhere, or not at all
         }

@@ -533,9 +533,14 @@ fn create_cgroups_v1(name: &str) -> Result<CgroupsV1> {
         write_setting(&cgroups.groups[at].made, setting)?;
     }
     warn_unlimited("v1", &missing);
+    // `tasks`, not `cgroup.procs`: "0" written to `tasks` moves only the
+    // calling thread, and toybox has one here (cgroups(7)). A write to
+    // cgroup.procs moves a whole thread group under a global lock taken for
+    // writing (cgroup_threadgroup_rwsem, kernel/cgroup/cgroup.c), which
+    // first waits for an RCU grace period: some milliseconds per start.
     for group in &cgroups.groups {
-        let procs = group.made.join("cgroup.procs");
-        fs::write(&procs, "0").stage("cgroups", format!("write {}", procs.display()))?;
+        let tasks = group.made.join("tasks");
+        fs::write(&tasks, "0").stage("cgroups", format!("write {}", tasks.display()))?;
     }
     Ok(cgroups)
 }
@@ -597,17 +602,34 @@ fn v1_current_group(proc_self_cgroup: &str, controller: &str) -> Option<PathBuf>
 impl Drop for CgroupsV1 {
     /// A v1 group can only be removed once it has no tasks: move toybox back
     /// to where it was, then rmdir. By now the container has been reaped.
+    /// Threads toybox started since it joined (the terminal relay's) are in
+    /// the group too: each goes back by its id, and only then does toybox
+    /// itself, by "0" (see create_cgroups_v1: only a tid takes the lock).
     fn drop(&mut self) {
+        let threads = other_threads();
         for group in self.groups.iter().rev() {
-            let procs = group.parent.join("cgroup.procs");
-            if let Err(e) = fs::write(&procs, "0") {
-                eprintln!("toybox: cleanup: write {}: {}", procs.display(), e.describe());
+            let tasks = group.parent.join("tasks");
+            for tid in threads.iter().map(String::as_str).chain(["0"]) {
+                match fs::write(&tasks, tid) {
+                    Err(e) if tid == "0" || e.raw_os_error() != Some(libc::ESRCH) => {
+                        eprintln!("toybox: cleanup: write {}: {}", tasks.display(), e.describe())
+                    }
+                    _ => {} // moved, or a thread that has exited since
+                }
             }
             if let Err(e) = fs::remove_dir(&group.made) {
                 eprintln!("toybox: cleanup: rmdir {}: {}", group.made.display(), e.describe());
             }
         }
     }
+}
+
+/// The ids of toybox's threads other than the calling one (proc(5),
+/// /proc/self/task).
+fn other_threads() -> Vec<String> {
+    let own = nix::unistd::gettid().to_string();
+    let tasks = fs::read_dir("/proc/self/task").into_iter().flatten().flatten();
+    tasks.map(|t| t.file_name().to_string_lossy().into_owned()).filter(|t| *t != own).collect()
 }
 
 /// rlimits are per process and inherited across clone and execve, so they
