@@ -424,7 +424,11 @@ const GIB: &str = "1073741824";
 /// contained.c's table, cgroup v1 file names. The memsw line makes swap count
 /// toward the 1 GiB (memory+swap), so swap cannot stretch the limit.
 /// `optional` marks files a kernel may lack: memsw without swap accounting,
-/// blkio.weight without CFQ (gone in 5.0). contained.c's third memory line,
+/// blkio.weight without CFQ (gone in 5.0), blkio.bfq.weight without BFQ.
+/// Each I/O scheduler reads its own weight, so both are written where both
+/// exist, each a tenth of its default: CFQ's 50 of 500 (contained.c's), and
+/// BFQ's 10 of 100 (Documentation/block/bfq-iosched.rst; range 1..1000).
+/// contained.c's third memory line,
 /// memory.kmem.limit_in_bytes, is left out: since Linux 4.6 every v1 group
 /// charges kernel memory to memory.limit_in_bytes as well, and kernels since
 /// 6.x ignore writes to the kmem file (Documentation/admin-guide/cgroup-v1/memory.rst).
@@ -434,6 +438,7 @@ const CGROUP_V1_SETTINGS: &[CgroupSetting] = &[
     required("cpu", "cpu.shares", "256"),
     required("pids", "pids.max", "64"),
     optional("blkio", "blkio.weight", "50"),
+    optional("blkio", "blkio.bfq.weight", "10"),
 ];
 
 pub(crate) struct CgroupSetting {

@@ -539,11 +539,23 @@ fn cgroup_limits_in_files(lab: &Lab) -> Outcome {
     let running = start_waiting(lab, &["-c", "/probe", "wait-stdin"])?;
     let pid = running.pid;
     let mut problems = Vec::new();
-    let expected = [
+    let mut expected = vec![
         ("memory", "memory.limit_in_bytes", "1073741824"),
         ("cpu", "cpu.shares", "256"),
         ("pids", "pids.max", "64"),
     ];
+    // An I/O weight of a tenth of the default for whichever scheduler's
+    // file the kernel has (CFQ's is gone since 5.0, BFQ's is a module).
+    let blkio = v1_cgroup_dir(pid, "blkio").unwrap_or_default();
+    let weights = [("blkio.weight", "50"), ("blkio.bfq.weight", "10")];
+    let weights: Vec<_> = weights.into_iter().filter(|(f, _)| blkio.join(f).exists()).collect();
+    if weights.is_empty() {
+        println!(
+            "note: no blkio.weight or blkio.bfq.weight in {}: I/O weight unchecked",
+            blkio.display()
+        );
+    }
+    expected.extend(weights.into_iter().map(|(file, want)| ("blkio", file, want)));
     let mut dirs = Vec::new();
     for (controller, file, want) in expected {
         let dir = match v1_cgroup_dir(pid, controller) {
