@@ -486,6 +486,22 @@ impl Cgroups {
 
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
+/// Every container's groups are made in this one parent group, at the top of
+/// each hierarchy (as docker's cgroupfs driver makes `docker/`): one place to
+/// find them, and in v2 one place whose controllers toybox enables. The
+/// parent stays when the containers are gone.
+const CGROUP_PARENT: &str = "toybox";
+
+/// mkdir the parent group, which another toybox may be making at this moment.
+fn make_parent_group(parent: &Path) -> Result<()> {
+    match fs::create_dir(parent) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
+            Err(e).stage("cgroups", format!("mkdir {}", parent.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// A pure cgroup v2 host mounts the unified hierarchy itself at
 /// /sys/fs/cgroup; v1 and hybrid hosts (like systemd's "hybrid" mode, with
 /// cgroup2 at /sys/fs/cgroup/unified) keep the v1 controllers there.
@@ -504,13 +520,14 @@ struct CgroupsV1 {
 struct V1Group {
     controller: &'static str,
     /// The group toybox was in, to move back to before rmdir.
-    parent: PathBuf,
+    from: PathBuf,
     made: PathBuf,
 }
 
-/// contained.c's way for cgroup v1: make a group per controller, write the
-/// limits, then move toybox itself in, so the child it clones starts inside.
-/// A v1 controller that is not mounted gets one warning and no limit.
+/// contained.c's way for cgroup v1: make a group per controller (in the
+/// `toybox` parent at the top of its hierarchy), write the limits, then move
+/// toybox itself in, so the child it clones starts inside. A v1 controller
+/// that is not mounted gets one warning and no limit.
 fn create_cgroups_v1(name: &str) -> Result<CgroupsV1> {
     let current =
         read_kernel_file("/proc/self/cgroup").stage("cgroups", "read /proc/self/cgroup")?;
@@ -523,15 +540,17 @@ fn create_cgroups_v1(name: &str) -> Result<CgroupsV1> {
             Some(at) => at,
             None if missing.contains(&controller) => continue,
             None => {
-                let Some(parent) = v1_current_group(&current, controller) else {
+                let Some(from) = v1_current_group(&current, controller) else {
                     if setting.required {
                         missing.push(controller);
                     }
                     continue;
                 };
+                let parent = Path::new(CGROUP_ROOT).join(controller).join(CGROUP_PARENT);
+                make_parent_group(&parent)?;
                 let made = parent.join(name);
                 fs::create_dir(&made).stage("cgroups", format!("mkdir {}", made.display()))?;
-                cgroups.groups.push(V1Group { controller, parent, made });
+                cgroups.groups.push(V1Group { controller, from, made });
                 cgroups.groups.len() - 1
             }
         };
@@ -613,7 +632,7 @@ impl Drop for CgroupsV1 {
     fn drop(&mut self) {
         let threads = other_threads();
         for group in self.groups.iter().rev() {
-            let tasks = group.parent.join("tasks");
+            let tasks = group.from.join("tasks");
             for tid in threads.iter().map(String::as_str).chain(["0"]) {
                 match fs::write(&tasks, tid) {
                     Err(e) if tid == "0" || e.raw_os_error() != Some(libc::ESRCH) => {
