@@ -439,6 +439,20 @@ const CGROUP_V1_SETTINGS: &[CgroupSetting] = &[
     required("pids", "pids.max", "64"),
     optional("blkio", "blkio.weight", "50"),
     optional("blkio", "blkio.bfq.weight", "10"),
+    // >> 09 dev
+    // Only the devices /dev has (DEVICES below), and the ptys of the new
+    // devpts: ptmx and the pts majors' first (devices(7)). `m` lets toybox
+    // mknod the six nodes; the child is in this group when mount_dev runs.
+    required("devices", "devices.deny", "a"),
+    required("devices", "devices.allow", "c 1:3 rwm"),
+    required("devices", "devices.allow", "c 1:5 rwm"),
+    required("devices", "devices.allow", "c 1:7 rwm"),
+    required("devices", "devices.allow", "c 1:8 rwm"),
+    required("devices", "devices.allow", "c 1:9 rwm"),
+    required("devices", "devices.allow", "c 5:0 rwm"),
+    required("devices", "devices.allow", "c 5:2 rw"),
+    required("devices", "devices.allow", "c 136:* rw"),
+    // << 09
 ];
 
 pub(crate) struct CgroupSetting {
@@ -1467,6 +1481,18 @@ fn run_init(command: &[String], env: &[String]) -> Result<std::convert::Infallib
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // >> 09 dev
+    #[test]
+    fn device_cgroup_allows_every_node_in_dev() {
+        for &(name, major, minor) in DEVICES {
+            let rule = format!("c {major}:{minor} rwm");
+            let allowed =
+                CGROUP_V1_SETTINGS.iter().any(|s| s.file == "devices.allow" && s.value == rule);
+            assert!(allowed, "/dev/{name} ({major}:{minor}) has no `{rule}` in devices.allow");
+        }
+    }
+    // << 09
 
     // >> 02 checks
     #[test]

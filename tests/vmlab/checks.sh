@@ -124,6 +124,17 @@ else
     limit memory-limit memory memory.limit_in_bytes eq 1073741824
     limit pids-limit pids pids.max eq 64
     limit cpu-limit cpu cpu.shares eq 256
+    # The devices group allows /dev's six nodes and the ptys, nothing else.
+    want=$(printf '%s\n' 'c 1:3 rwm' 'c 1:5 rwm' 'c 1:7 rwm' 'c 1:8 rwm' 'c 1:9 rwm' 'c 5:0 rwm' 'c 5:2 rw' 'c 136:* rw' | sort | tr '\n' ';')
+    dir=$(cg_dir devices "$name")
+    got=$(sort "$dir/devices.list" 2>/dev/null | tr '\n' ';')
+    if ! has_controller devices; then
+        skip devices-list "kernel has no devices controller (/proc/cgroups)"
+    elif [ "$got" = "$want" ]; then
+        pass devices-list
+    else
+        fail devices-list "'$dir/devices.list' is '$got', want '$want'"
+    fi
 fi
 # The container's processes are in that group (else its limits are moot).
 dir=$(cg_dir memory "$name")
