@@ -366,6 +366,32 @@ pub(crate) const fn optional(
     CgroupSetting { controller, file, value, required: false }
 }
 
+// >> 09 dev
+/// A devices.allow row of the table as numbers, for v2's BPF program:
+/// a character device's major, its minor (None for `*`), and the access
+/// allowed (mknod 1, read 2, write 4).
+pub(crate) struct DeviceRule {
+    pub major: u32,
+    pub minor: Option<u32>,
+    pub access: u32,
+}
+
+pub(crate) fn device_rules() -> Vec<DeviceRule> {
+    let rows = CGROUP_V1_SETTINGS.iter().filter(|s| s.file == "devices.allow");
+    rows.filter_map(|row| {
+        let (numbers, letters) = row.value.strip_prefix("c ")?.split_once(' ')?;
+        let (major, minor) = numbers.split_once(':')?;
+        let bit = |letter, bit| if letters.contains(letter) { bit } else { 0 };
+        Some(DeviceRule {
+            major: major.parse().ok()?,
+            minor: minor.parse().ok(),
+            access: bit('m', 1) | bit('r', 2) | bit('w', 4),
+        })
+    })
+    .collect()
+}
+// << 09
+
 /// The groups toybox made; dropping this removes them.
 enum Cgroups {
     #[allow(dead_code)] // held for its Drop
@@ -1238,6 +1264,21 @@ mod tests {
     use super::*;
 
     // >> 09 dev
+    #[test]
+    fn device_rules_read_every_allow_row() {
+        let rows = CGROUP_V1_SETTINGS.iter().filter(|s| s.file == "devices.allow").count();
+        let rules = device_rules();
+        assert_eq!(rules.len(), rows);
+        assert!(rules.iter().any(|r| r.major == 136 && r.minor.is_none() && r.access == 6));
+        assert!(rules.iter().any(|r| r.major == 1 && r.minor == Some(3) && r.access == 7));
+        // Every jump of the v2 program lands inside it.
+        let program = cgroup_v2::device_program(&rules);
+        for (at, insn) in program.iter().enumerate() {
+            let (code, off) = cgroup_v2::insn_jump(insn);
+            assert!(code != 0x55 || at + 1 + off as usize <= program.len() - 2);
+        }
+    }
+
     #[test]
     fn device_cgroup_allows_every_node_in_dev() {
         for &(name, major, minor) in DEVICES {

@@ -148,20 +148,22 @@ if [ "$rc" -ne 0 ]; then fail limits-container "sh -c 'sleep 5' gave $rc, want 0
 # --- Two containers overlap: the first exits while the second runs, and the
 # second keeps every limit (nothing the first undoes on its way out reaches
 # the second's group).
-# start LABEL SECONDS: a container that sleeps, in the background ($bg), once
-# its child has said "=> execve" (every limit is in place by then).
+# start LABEL CMD [ARGS...]: a container in the background ($bg), once its
+# child has said "=> execve" (every limit is in place by then).
 start() {
-    timeout 120 "$toybox" -v -m "$rootfs" -c /bin/sleep "$2" </dev/null >"$work/$1.out" 2>"$work/$1.err" &
+    label=$1
+    shift
+    timeout 120 "$toybox" -v -m "$rootfs" -c "$@" </dev/null >"$work/$label.out" 2>"$work/$label.err" &
     bg=$!
     tries=0
-    while ! grep -q execve "$work/$1.err" && kill -0 "$bg" 2>/dev/null && [ "$tries" -lt 300 ]; do
+    while ! grep -q execve "$work/$label.err" && kill -0 "$bg" 2>/dev/null && [ "$tries" -lt 300 ]; do
         usleep 100000
         tries=$((tries + 1))
     done
 }
-start first 2
+start first /bin/sleep 2
 first=$bg
-start second 6
+start second /bin/sleep 6
 second=$bg
 wait "$first"
 rc=$?
@@ -183,6 +185,32 @@ wait "$second"
 rc=$?
 record second
 [ "$rc" -eq 0 ] || fail overlap-second "sleep 6 gave $rc, want 0: $(said second)"
+
+# --- Devices: only /dev's nodes and the ptys open (v1: the devices group;
+# v2: a BPF program on the group). The guest makes a /dev/kmsg node (1:11)
+# in the running container's /dev; opened write-only it needs no privilege,
+# so only the cgroup can refuse it.
+start devices /bin/sh -c 'exec 2>&1; echo started; while [ ! -e /dev/probe-kmsg ]; do sleep 0.1; done
+    (: >/dev/probe-kmsg) && echo kmsg opened; head -c 1 /dev/zero >/dev/null && echo zero ok
+    exec 3<>/dev/ptmx && echo ptmx ok'
+name3=$(named "$work/devices.err")
+# The container's shell in its group (on v1 toybox is there too; its
+# `sleep 0.1`s come and go).
+pid=
+for p in $(cat "$(cg_dir memory "$name3")/cgroup.procs" 2>/dev/null); do
+    ! grep -q probe-kmsg "/proc/$p/cmdline" 2>/dev/null || pid=$p
+done
+tries=0
+while ! grep -q started "$work/devices.out" && [ "$tries" -lt 100 ]; do usleep 100000; tries=$((tries + 1)); done
+if [ -n "$pid" ]; then mknod -m 666 "/proc/$pid/root/dev/probe-kmsg" c 1 11; else kill "$bg"; fi
+wait "$bg"
+rc=$?
+record devices
+got=$(tr '\n' ';' <"$work/devices.out")
+case "$got" in
+*"probe-kmsg: Operation not permitted;zero ok;ptmx ok;") pass devices-refused ;;
+*) fail devices-refused "exit $rc, container said '$got', want the 1:11 node refused and /dev/zero, /dev/ptmx open: $(said devices)" ;;
+esac
 
 # --- The limits hold. The probe touches memory 64 MiB at a time and is
 # OOM-killed (128+9) before 1 GiB, and after at least 512 MiB.
