@@ -141,7 +141,9 @@ int main(int argc, char **argv)
 			snprintf(path, sizeof path, "%s/%s/%s", root, group, setting[0]);
 			put(path, setting[1]);
 		}
-		snprintf(path, sizeof path, "%s/%s/cgroup.procs", root, group);
+		/* v1: "0" to tasks moves this one thread and skips the global
+		 * lock a cgroup.procs write takes (as toybox does). */
+		snprintf(path, sizeof path, "%s/%s/%s", root, group, v2 ? "cgroup.procs" : "tasks");
 		put(path, "0");
 	}
 	struct rlimit64 { unsigned long cur, max; } nofile = { 64, 64 };
@@ -162,7 +164,7 @@ int main(int argc, char **argv)
 	waitpid(pid, &status, 0);
 	for (int i = 0; i < groups; i++) {
 		hierarchy(root, sizeof root, v2, i);
-		snprintf(path, sizeof path, "%s/cgroup.procs", root);
+		snprintf(path, sizeof path, "%s/%s", root, v2 ? "cgroup.procs" : "tasks");
 		put(path, "0");
 		snprintf(path, sizeof path, "%s/%s", root, group);
 		rmdir(path);

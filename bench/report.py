@@ -39,6 +39,21 @@ for name in failed:
     lines.append(f"| {name} | failed: exit {rounds[name][0][3]} | | | | | |")
 lines += ["", "Peak RSS is `ru_maxrss` from wait4(2): the runtime or, if larger, a process it waited for."]
 
+# The same commands, each right after a run of runc (bench/timer.c's `after`).
+orders = [("random order each round", rounds)]
+try:
+    orders.append(("each right after runc", runs(f"{out}/after-runc.txt")))
+except FileNotFoundError:
+    pass
+lines += ["", "toybox against the floor by order (medians, ms):", "",
+          "| order | toybox | floor | floor+mounts | toybox × floor |", "|---|---|---|---|---|"]
+for label, table in orders:
+    med = {n: statistics.median(run[0] for run in r) for n, r in table.items()
+           if all(run[3] == 0 for run in r)}
+    cell = lambda n: f"{med[n]:.2f}" if n in med else "-"
+    ratio = f"{med['toybox'] / med['floor']:.2f}" if "toybox" in med and "floor" in med else "-"
+    lines.append(f"| {label} | {cell('toybox')} | {cell('floor')} | {cell('floor+mounts')} | {ratio} |")
+
 bursts = runs(f"{out}/bursts.txt")
 lines += ["", "Started at once (5 bursts each; latency is each container's start to exit):", "",
           "| runtime | at once | median latency ms | CPU ms per container | failed | distinct hostnames |",

@@ -11,6 +11,9 @@
 #   crun/runc an OCI bundle made by `runc spec` (no terminal, + cgroup ns)
 #   chroot    no container at all
 #
+# Twice: in a new random order each round, and each command right after a
+# run of runc (bench/timer.c's `after` mode).
+#
 # Also: peak RSS, 8 and 32 containers started at once, toybox's own time by
 # stage (from -v), and what clone(2) costs per namespace (bench/clonens.c).
 # Writes target/bench/ (raw data) and bench/results.md + bench/results.svg
@@ -96,6 +99,11 @@ awk '$6 != 0 { print "bench: " $1 " exits " $6 " (left out of the table)"; bad =
 
 say "$rounds rounds, interleaved"
 in_bench_ns "$out/timer" rounds "$rounds" "$commands" >"$out/rounds.txt"
+
+# As a script or CI job would: every command right after another runtime's
+# run, cgroup work and all (runc's writes to cgroup.procs, its rmdirs).
+say "$rounds rounds, each command right after runc"
+in_bench_ns "$out/timer" after "$rounds" "$commands" runc >"$out/after-runc.txt"
 
 say "bursts of 8 and 32"
 : >"$out/bursts.txt"

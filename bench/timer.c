@@ -4,6 +4,10 @@
  *                           Round by round, every command once (in a new
  *                           random order each round), so drift on a noisy
  *                           machine hits every command alike.
+ *   timer after N FILE NAME  The same, but every other command runs right
+ *                           after one run of NAME (untimed, unreported): a
+ *                           script or CI job that starts containers with
+ *                           another runtime in between.
  *   timer burst N NAME ARGV...   N copies at once; each one's stdout is kept.
  *
  * Output, one line per run: name wall_ns user_us sys_us maxrss_kib status [stdout]
@@ -64,7 +68,15 @@ static void report(struct command *c, long long wall, struct rusage *ru, int sta
 	       output ? " " : "", output ? output : "");
 }
 
-static int rounds(int n, const char *file)
+static long long run_once(struct command *c, struct rusage *ru, int *status)
+{
+	long long t0 = now_ns();
+	pid_t pid = start(c, -1);
+	wait4(pid, status, 0, ru);
+	return now_ns() - t0;
+}
+
+static int rounds(int n, const char *file, const char *before)
 {
 	static struct command commands[64];
 	static char line[4096 * 4];
@@ -84,6 +96,14 @@ static int rounds(int n, const char *file)
 		c->argv[argc] = NULL;
 	}
 	fclose(f);
+	struct command *first = NULL;
+	for (int k = 0; before && k < count; k++)
+		if (!strcmp(commands[k].name, before))
+			first = &commands[k];
+	if (before && !first) {
+		fprintf(stderr, "timer: no command named %s in %s\n", before, file);
+		return 2;
+	}
 	/* A fresh order every round (a fixed seed, so runs repeat): with a
 	 * rotation each command would always follow the same neighbour, and
 	 * what one leaves behind (runc's cgroup removals, pending RCU work)
@@ -102,10 +122,12 @@ static int rounds(int n, const char *file)
 			struct command *c = &commands[order[k]];
 			struct rusage ru;
 			int status;
-			long long t0 = now_ns();
-			pid_t pid = start(c, -1);
-			wait4(pid, &status, 0, &ru);
-			report(c, now_ns() - t0, &ru, status, NULL);
+			if (c == first)
+				continue;
+			if (first)
+				run_once(first, &ru, &status);
+			long long wall = run_once(c, &ru, &status);
+			report(c, wall, &ru, status, NULL);
 		}
 		fflush(stdout);
 	}
@@ -151,9 +173,11 @@ static int burst(int n, char **argv)
 int main(int argc, char **argv)
 {
 	if (argc == 4 && !strcmp(argv[1], "rounds"))
-		return rounds(atoi(argv[2]), argv[3]);
+		return rounds(atoi(argv[2]), argv[3], NULL);
+	if (argc == 5 && !strcmp(argv[1], "after"))
+		return rounds(atoi(argv[2]), argv[3], argv[4]);
 	if (argc >= 5 && !strcmp(argv[1], "burst"))
 		return burst(atoi(argv[2]), argv + 3);
-	fprintf(stderr, "usage: timer rounds N FILE | timer burst N NAME ARGV...\n");
+	fprintf(stderr, "usage: timer rounds N FILE | timer after N FILE NAME | timer burst N NAME ARGV...\n");
 	return 2;
 }

@@ -4,9 +4,13 @@
 //! One tree at /sys/fs/cgroup. A controller works in a group only if every
 //! ancestor lists it in `cgroup.subtree_control`, and a group with processes
 //! cannot hand controllers to children ("no internal processes"; the root is
-//! exempt). So toybox makes its group directly under the root, enables there
-//! the controllers it needs and that were not on, and turns those off again
-//! when it leaves. The child is cloned straight into the group with
+//! exempt). So, as runtimes with a cgroupfs driver do, every container's
+//! group is made in one parent, /sys/fs/cgroup/toybox, which holds no
+//! process and whose subtree_control lists the controllers toybox needs.
+//! Those are enabled once and left on: turning one off while another
+//! container is starting would race it, and the root belongs to the host's
+//! init. The root only gains what the parent needs and never loses any.
+//! The child is cloned straight into its group with
 //! clone3(CLONE_INTO_CGROUP), so it never runs a line outside it.
 
 use std::fs;
@@ -40,8 +44,6 @@ pub struct Group {
     pub path: PathBuf,
     /// The group's directory once made, for clone3's `cgroup` field.
     fd: Option<OwnedFd>,
-    /// Controllers this run turned on in the root's subtree_control.
-    enabled: Vec<&'static str>,
     /// Where toybox was, if it had to join the group itself (no clone3).
     joined_from: Option<PathBuf>,
 }
@@ -49,22 +51,17 @@ pub struct Group {
 pub fn create(name: &str) -> Result<Group> {
     let root = Path::new(CGROUP_ROOT);
     let available = read(&root.join("cgroup.controllers"))?;
-    let active = read(&root.join("cgroup.subtree_control"))?;
     let mut wanted: Vec<&'static str> = SETTINGS.iter().map(|s| s.controller).collect();
     wanted.dedup();
     let missing: Vec<&str> = wanted.iter().copied().filter(|c| !has_word(&available, c)).collect();
     crate::warn_unlimited("v2", &missing);
+    wanted.retain(|c| !missing.contains(c));
 
-    let path = root.join(name);
-    let mut group = Group { path, fd: None, enabled: Vec::new(), joined_from: None };
-    for controller in wanted.iter().copied().filter(|c| !missing.contains(c)) {
-        if !has_word(&active, controller) {
-            let file = root.join("cgroup.subtree_control");
-            fs::write(&file, format!("+{controller}"))
-                .stage("cgroups", format!("write +{controller} to {}", file.display()))?;
-            group.enabled.push(controller);
-        }
-    }
+    let parent = root.join(crate::CGROUP_PARENT);
+    enable_controllers(root, &wanted)?;
+    crate::make_parent_group(&parent)?;
+    enable_controllers(&parent, &wanted)?;
+    let mut group = Group { path: parent.join(name), fd: None, joined_from: None };
     fs::create_dir(&group.path).stage("cgroups", format!("mkdir {}", group.path.display()))?;
     let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
     let fd = open(&group.path, flags, Mode::empty());
@@ -81,7 +78,10 @@ impl Group {
     }
 
     /// The fallback where clone3 is missing (before 5.7) or refused: join
-    /// the group as contained.c does, so the child is born inside.
+    /// the group as contained.c does, so the child is born inside. v2 moves
+    /// whole processes only (`cgroup.threads` works only in threaded
+    /// subtrees), so this write pays the wait v1's `tasks` avoids (see
+    /// create_cgroups_v1); CLONE_INTO_CGROUP needs no write at all.
     pub fn join(&mut self) -> Result<()> {
         let own = read(Path::new("/proc/self/cgroup"))?;
         let current = own.lines().find_map(|l| l.strip_prefix("0::")).unwrap_or("/");
@@ -98,7 +98,6 @@ impl Drop for Group {
     /// `populated 0` in cgroup.events, which the kernel signals with POLLPRI.
     fn drop(&mut self) {
         if self.fd.is_none() {
-            disable_controllers(&self.enabled);
             return; // the group was never made
         }
         if let Some(from) = &self.joined_from {
@@ -113,7 +112,6 @@ impl Drop for Group {
         if let Err(e) = fs::remove_dir(&self.path) {
             eprintln!("toybox: cleanup: rmdir {}: {}", self.path.display(), e.describe());
         }
-        disable_controllers(&self.enabled);
     }
 }
 
@@ -133,24 +131,17 @@ fn wait_until_empty(group: &Path) -> Result<()> {
     }
 }
 
-/// Undo only what this run enabled, and only once the root has no other
-/// child group that could be using it (another container, say).
-fn disable_controllers(enabled: &[&str]) {
-    let root = Path::new(CGROUP_ROOT);
-    let others = fs::read_dir(root).map(|d| d.flatten().any(|e| e.path().is_dir())).unwrap_or(true);
-    if others {
-        return;
+/// Enable in `group`'s subtree_control those of `controllers` it lacks.
+/// Writing one already on changes nothing, and another toybox may be doing
+/// the same at once: only a "+", never a "-", so neither can undo the other.
+fn enable_controllers(group: &Path, controllers: &[&str]) -> Result<()> {
+    let file = group.join("cgroup.subtree_control");
+    let active = read(&file)?;
+    for controller in controllers.iter().filter(|c| !has_word(&active, c)) {
+        fs::write(&file, format!("+{controller}"))
+            .stage("cgroups", format!("write +{controller} to {}", file.display()))?;
     }
-    for controller in enabled {
-        let file = root.join("cgroup.subtree_control");
-        if let Err(e) = fs::write(&file, format!("-{controller}")) {
-            eprintln!(
-                "toybox: cleanup: write -{controller} to {}: {}",
-                file.display(),
-                e.describe()
-            );
-        }
-    }
+    Ok(())
 }
 
 fn read(path: &Path) -> Result<String> {

@@ -4,14 +4,18 @@
 //! One tree at /sys/fs/cgroup. A controller works in a group only if every
 //! ancestor lists it in `cgroup.subtree_control`, and a group with processes
 //! cannot hand controllers to children ("no internal processes"; the root is
-//! exempt). So toybox makes its group directly under the root, enables there
-//! the controllers it needs and that were not on, and turns those off again
-//! when it leaves. The child is cloned straight into the group with
+//! exempt). So, as runtimes with a cgroupfs driver do, every container's
+//! group is made in one parent, /sys/fs/cgroup/toybox, which holds no
+//! process and whose subtree_control lists the controllers toybox needs.
+//! Those are enabled once and left on: turning one off while another
+//! container is starting would race it, and the root belongs to the host's
+//! init. The root only gains what the parent needs and never loses any.
+//! The child is cloned straight into its group with
 //! clone3(CLONE_INTO_CGROUP), so it never runs a line outside it.
 
 use std::fs;
 use std::io::{Read, Seek};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{OFlag, open};
@@ -40,8 +44,6 @@ pub struct Group {
     pub path: PathBuf,
     /// The group's directory once made, for clone3's `cgroup` field.
     fd: Option<OwnedFd>,
-    /// Controllers this run turned on in the root's subtree_control.
-    enabled: Vec<&'static str>,
     /// Where toybox was, if it had to join the group itself (no clone3).
     joined_from: Option<PathBuf>,
 }
@@ -49,22 +51,17 @@ pub struct Group {
 pub fn create(name: &str) -> Result<Group> {
     let root = Path::new(CGROUP_ROOT);
     let available = read(&root.join("cgroup.controllers"))?;
-    let active = read(&root.join("cgroup.subtree_control"))?;
     let mut wanted: Vec<&'static str> = SETTINGS.iter().map(|s| s.controller).collect();
     wanted.dedup();
     let missing: Vec<&str> = wanted.iter().copied().filter(|c| !has_word(&available, c)).collect();
     crate::warn_unlimited("v2", &missing);
+    wanted.retain(|c| !missing.contains(c));
 
-    let path = root.join(name);
-    let mut group = Group { path, fd: None, enabled: Vec::new(), joined_from: None };
-    for controller in wanted.iter().copied().filter(|c| !missing.contains(c)) {
-        if !has_word(&active, controller) {
-            let file = root.join("cgroup.subtree_control");
-            fs::write(&file, format!("+{controller}"))
-                .stage("cgroups", format!("write +{controller} to {}", file.display()))?;
-            group.enabled.push(controller);
-        }
-    }
+    let parent = root.join(crate::CGROUP_PARENT);
+    enable_controllers(root, &wanted)?;
+    crate::make_parent_group(&parent)?;
+    enable_controllers(&parent, &wanted)?;
+    let mut group = Group { path: parent.join(name), fd: None, joined_from: None };
     fs::create_dir(&group.path).stage("cgroups", format!("mkdir {}", group.path.display()))?;
     let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
     let fd = open(&group.path, flags, Mode::empty());
@@ -72,6 +69,7 @@ pub fn create(name: &str) -> Result<Group> {
     for setting in SETTINGS.iter().filter(|s| !missing.contains(&s.controller)) {
         crate::write_setting(&group.path, setting)?;
     }
+    attach_device_filter(&group.path)?;
     Ok(group)
 }
 
@@ -81,7 +79,10 @@ impl Group {
     }
 
     /// The fallback where clone3 is missing (before 5.7) or refused: join
-    /// the group as contained.c does, so the child is born inside.
+    /// the group as contained.c does, so the child is born inside. v2 moves
+    /// whole processes only (`cgroup.threads` works only in threaded
+    /// subtrees), so this write pays the wait v1's `tasks` avoids (see
+    /// create_cgroups_v1); CLONE_INTO_CGROUP needs no write at all.
     pub fn join(&mut self) -> Result<()> {
         let own = read(Path::new("/proc/self/cgroup"))?;
         let current = own.lines().find_map(|l| l.strip_prefix("0::")).unwrap_or("/");
@@ -98,7 +99,6 @@ impl Drop for Group {
     /// `populated 0` in cgroup.events, which the kernel signals with POLLPRI.
     fn drop(&mut self) {
         if self.fd.is_none() {
-            disable_controllers(&self.enabled);
             return; // the group was never made
         }
         if let Some(from) = &self.joined_from {
@@ -113,7 +113,6 @@ impl Drop for Group {
         if let Err(e) = fs::remove_dir(&self.path) {
             eprintln!("toybox: cleanup: rmdir {}: {}", self.path.display(), e.describe());
         }
-        disable_controllers(&self.enabled);
     }
 }
 
@@ -133,24 +132,17 @@ fn wait_until_empty(group: &Path) -> Result<()> {
     }
 }
 
-/// Undo only what this run enabled, and only once the root has no other
-/// child group that could be using it (another container, say).
-fn disable_controllers(enabled: &[&str]) {
-    let root = Path::new(CGROUP_ROOT);
-    let others = fs::read_dir(root).map(|d| d.flatten().any(|e| e.path().is_dir())).unwrap_or(true);
-    if others {
-        return;
+/// Enable in `group`'s subtree_control those of `controllers` it lacks.
+/// Writing one already on changes nothing, and another toybox may be doing
+/// the same at once: only a "+", never a "-", so neither can undo the other.
+fn enable_controllers(group: &Path, controllers: &[&str]) -> Result<()> {
+    let file = group.join("cgroup.subtree_control");
+    let active = read(&file)?;
+    for controller in controllers.iter().filter(|c| !has_word(&active, c)) {
+        fs::write(&file, format!("+{controller}"))
+            .stage("cgroups", format!("write +{controller} to {}", file.display()))?;
     }
-    for controller in enabled {
-        let file = root.join("cgroup.subtree_control");
-        if let Err(e) = fs::write(&file, format!("-{controller}")) {
-            eprintln!(
-                "toybox: cleanup: write -{controller} to {}: {}",
-                file.display(),
-                e.describe()
-            );
-        }
-    }
+    Ok(())
 }
 
 fn read(path: &Path) -> Result<String> {
@@ -159,4 +151,113 @@ fn read(path: &Path) -> Result<String> {
 
 fn has_word(list: &str, word: &str) -> bool {
     list.split_whitespace().any(|w| w == word)
+}
+
+/// cgroup v2 has no devices files: the kernel asks a BPF program attached to
+/// the group (BPF_PROG_TYPE_CGROUP_DEVICE; cgroup-v2.rst, "Device
+/// controller") about every open and mknod of a device node, and it returns
+/// 1 to allow, 0 to refuse. toybox writes the program out from v1's
+/// devices.allow rows, so both versions allow the same devices.
+fn attach_device_filter(group: &Path) -> Result<()> {
+    let program = device_program(&crate::device_rules());
+    let (insns, license) = (program.as_ptr() as u64, c"GPL".as_ptr() as u64);
+    // The start of union bpf_attr for BPF_PROG_LOAD (bpf(2)): prog_type
+    // BPF_PROG_TYPE_CGROUP_DEVICE, insn_cnt, insns, license, no log.
+    let load = [15, program.len() as u32, insns as u32, (insns >> 32) as u32];
+    let load = [load, [license as u32, (license >> 32) as u32, 0, 0]].concat();
+    let prog = bpf(BPF_PROG_LOAD, &load).stage("cgroups", "bpf(BPF_PROG_LOAD, devices)")?;
+    // SAFETY: BPF_PROG_LOAD returns a new descriptor, ours to close.
+    let prog = unsafe { OwnedFd::from_raw_fd(prog) };
+    // BPF_PROG_ATTACH wants a readable descriptor of the group, not O_PATH.
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    let dir =
+        open(group, flags, Mode::empty()).stage("cgroups", format!("open {}", group.display()))?;
+    // target_fd, attach_bpf_fd, attach_type BPF_CGROUP_DEVICE, attach_flags.
+    let attach = [dir.as_raw_fd() as u32, prog.as_raw_fd() as u32, 6, 0];
+    let what = format!("bpf(BPF_PROG_ATTACH, {})", group.display());
+    bpf(BPF_PROG_ATTACH, &attach).stage("cgroups", what)?;
+    Ok(()) // the group holds the program now; both descriptors may close
+}
+
+const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_PROG_ATTACH: libc::c_long = 8;
+
+fn bpf(cmd: libc::c_long, attr: &[u32]) -> std::io::Result<i32> {
+    let size = std::mem::size_of_val(attr);
+    // SAFETY: attr is the start of a union bpf_attr, `size` bytes; the
+    // pointers in it (instructions, license) outlive the call.
+    let rc = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_ptr(), size) };
+    match rc {
+        -1 => Err(std::io::Error::last_os_error()),
+        rc => Ok(rc as i32),
+    }
+}
+
+/// One eBPF instruction (struct bpf_insn): opcode, dst and src registers,
+/// offset, immediate.
+#[repr(C)]
+pub struct Insn {
+    code: u8,
+    regs: u8,
+    off: i16,
+    imm: i32,
+}
+
+#[cfg(test)]
+pub fn insn_jump(insn: &Insn) -> (u8, i16) {
+    (insn.code, insn.off)
+}
+
+const fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
+    Insn { code, regs: dst | (src << 4), off, imm }
+}
+
+/// The program. Its context (struct bpf_cgroup_dev_ctx) is three u32s:
+/// access_type (the access bits << 16 | the device type), major, minor.
+/// Access bits are mknod 1, read 2, write 4, as v1's `m`, `r`, `w`; the
+/// type of a character device is 2. Each rule is a few compares that jump
+/// past it on a mismatch, or allow; after the last comes "refuse".
+pub fn device_program(rules: &[crate::DeviceRule]) -> Vec<Insn> {
+    const LDX_W: u8 = 0x61; // dst = *(u32 *)(src + off)
+    const AND: u8 = 0x57; // dst &= imm
+    const RSH: u8 = 0x77; // dst >>= imm
+    const MOV: u8 = 0xb7; // dst = imm
+    const MOV_X: u8 = 0xbf; // dst = src
+    const JNE: u8 = 0x55; // if dst != imm, skip off instructions
+    const EXIT: u8 = 0x95; // return r0
+    let mut program = vec![
+        insn(LDX_W, 2, 1, 0, 0), // r2 = access_type
+        insn(MOV_X, 3, 2, 0, 0),
+        insn(AND, 3, 0, 0, 0xffff), // r3 = type
+        insn(RSH, 2, 0, 0, 16),     // r2 = access
+        insn(LDX_W, 4, 1, 4, 0),    // r4 = major
+        insn(LDX_W, 5, 1, 8, 0),    // r5 = minor
+    ];
+    let mut body = Vec::new();
+    for rule in rules.iter().rev() {
+        // Built from the last rule back, so each knows how far "next" is.
+        let mut this = vec![insn(JNE, 4, 0, 0, rule.major as i32)];
+        if let Some(minor) = rule.minor {
+            this.push(insn(JNE, 5, 0, 0, minor as i32));
+        }
+        this.push(insn(MOV_X, 6, 2, 0, 0));
+        this.push(insn(AND, 6, 0, 0, !(rule.access as i32))); // access not allowed
+        this.push(insn(JNE, 6, 0, 2, 0));
+        this.push(insn(MOV, 0, 0, 0, 1));
+        this.push(insn(EXIT, 0, 0, 0, 0));
+        let len = this.len() as i16;
+        for (at, step) in this.iter_mut().enumerate() {
+            if step.code == JNE && step.off == 0 {
+                step.off = len - at as i16 - 1; // to the next rule
+            }
+        }
+        this.append(&mut body);
+        body = this;
+    }
+    let to_refuse = body.len() as i16;
+    program.push(insn(JNE, 3, 0, to_refuse, 2)); // not a character device
+    program.append(&mut body);
+    program.push(insn(MOV, 0, 0, 0, 0));
+    program.push(insn(EXIT, 0, 0, 0, 0));
+    program
 }

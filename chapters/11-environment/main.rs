@@ -359,7 +359,11 @@ const GIB: &str = "1073741824";
 /// contained.c's table, cgroup v1 file names. The memsw line makes swap count
 /// toward the 1 GiB (memory+swap), so swap cannot stretch the limit.
 /// `optional` marks files a kernel may lack: memsw without swap accounting,
-/// blkio.weight without CFQ (gone in 5.0). contained.c's third memory line,
+/// blkio.weight without CFQ (gone in 5.0), blkio.bfq.weight without BFQ.
+/// Each I/O scheduler reads its own weight, so both are written where both
+/// exist, each a tenth of its default: CFQ's 50 of 500 (contained.c's), and
+/// BFQ's 10 of 100 (Documentation/block/bfq-iosched.rst; range 1..1000).
+/// contained.c's third memory line,
 /// memory.kmem.limit_in_bytes, is left out: since Linux 4.6 every v1 group
 /// charges kernel memory to memory.limit_in_bytes as well, and kernels since
 /// 6.x ignore writes to the kmem file (Documentation/admin-guide/cgroup-v1/memory.rst).
@@ -369,6 +373,19 @@ const CGROUP_V1_SETTINGS: &[CgroupSetting] = &[
     required("cpu", "cpu.shares", "256"),
     required("pids", "pids.max", "64"),
     optional("blkio", "blkio.weight", "50"),
+    optional("blkio", "blkio.bfq.weight", "10"),
+    // Only the devices /dev has (DEVICES below), and the ptys of the new
+    // devpts: ptmx and the pts majors' first (devices(7)). `m` lets toybox
+    // mknod the six nodes; the child is in this group when mount_dev runs.
+    required("devices", "devices.deny", "a"),
+    required("devices", "devices.allow", "c 1:3 rwm"),
+    required("devices", "devices.allow", "c 1:5 rwm"),
+    required("devices", "devices.allow", "c 1:7 rwm"),
+    required("devices", "devices.allow", "c 1:8 rwm"),
+    required("devices", "devices.allow", "c 1:9 rwm"),
+    required("devices", "devices.allow", "c 5:0 rwm"),
+    required("devices", "devices.allow", "c 5:2 rw"),
+    required("devices", "devices.allow", "c 136:* rw"),
 ];
 
 pub(crate) struct CgroupSetting {
@@ -394,6 +411,30 @@ pub(crate) const fn optional(
     CgroupSetting { controller, file, value, required: false }
 }
 
+/// A devices.allow row of the table as numbers, for v2's BPF program:
+/// a character device's major, its minor (None for `*`), and the access
+/// allowed (mknod 1, read 2, write 4).
+pub(crate) struct DeviceRule {
+    pub major: u32,
+    pub minor: Option<u32>,
+    pub access: u32,
+}
+
+pub(crate) fn device_rules() -> Vec<DeviceRule> {
+    let rows = CGROUP_V1_SETTINGS.iter().filter(|s| s.file == "devices.allow");
+    rows.filter_map(|row| {
+        let (numbers, letters) = row.value.strip_prefix("c ")?.split_once(' ')?;
+        let (major, minor) = numbers.split_once(':')?;
+        let bit = |letter, bit| if letters.contains(letter) { bit } else { 0 };
+        Some(DeviceRule {
+            major: major.parse().ok()?,
+            minor: minor.parse().ok(),
+            access: bit('m', 1) | bit('r', 2) | bit('w', 4),
+        })
+    })
+    .collect()
+}
+
 /// The groups toybox made; dropping this removes them.
 enum Cgroups {
     #[allow(dead_code)] // held for its Drop
@@ -402,6 +443,22 @@ enum Cgroups {
 }
 
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+/// Every container's groups are made in this one parent group, at the top of
+/// each hierarchy (as docker's cgroupfs driver makes `docker/`): one place to
+/// find them, and in v2 one place whose controllers toybox enables. The
+/// parent stays when the containers are gone.
+const CGROUP_PARENT: &str = "toybox";
+
+/// mkdir the parent group, which another toybox may be making at this moment.
+fn make_parent_group(parent: &Path) -> Result<()> {
+    match fs::create_dir(parent) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
+            Err(e).stage("cgroups", format!("mkdir {}", parent.display()))
+        }
+        _ => Ok(()),
+    }
+}
 
 /// A pure cgroup v2 host mounts the unified hierarchy itself at
 /// /sys/fs/cgroup; v1 and hybrid hosts (like systemd's "hybrid" mode, with
@@ -421,13 +478,14 @@ struct CgroupsV1 {
 struct V1Group {
     controller: &'static str,
     /// The group toybox was in, to move back to before rmdir.
-    parent: PathBuf,
+    from: PathBuf,
     made: PathBuf,
 }
 
-/// contained.c's way for cgroup v1: make a group per controller, write the
-/// limits, then move toybox itself in, so the child it clones starts inside.
-/// A v1 controller that is not mounted gets one warning and no limit.
+/// contained.c's way for cgroup v1: make a group per controller (in the
+/// `toybox` parent at the top of its hierarchy), write the limits, then move
+/// toybox itself in, so the child it clones starts inside. A v1 controller
+/// that is not mounted gets one warning and no limit.
 fn create_cgroups_v1(name: &str) -> Result<CgroupsV1> {
     let current =
         read_kernel_file("/proc/self/cgroup").stage("cgroups", "read /proc/self/cgroup")?;
@@ -440,24 +498,31 @@ fn create_cgroups_v1(name: &str) -> Result<CgroupsV1> {
             Some(at) => at,
             None if missing.contains(&controller) => continue,
             None => {
-                let Some(parent) = v1_current_group(&current, controller) else {
+                let Some(from) = v1_current_group(&current, controller) else {
                     if setting.required {
                         missing.push(controller);
                     }
                     continue;
                 };
+                let parent = Path::new(CGROUP_ROOT).join(controller).join(CGROUP_PARENT);
+                make_parent_group(&parent)?;
                 let made = parent.join(name);
                 fs::create_dir(&made).stage("cgroups", format!("mkdir {}", made.display()))?;
-                cgroups.groups.push(V1Group { controller, parent, made });
+                cgroups.groups.push(V1Group { controller, from, made });
                 cgroups.groups.len() - 1
             }
         };
         write_setting(&cgroups.groups[at].made, setting)?;
     }
     warn_unlimited("v1", &missing);
+    // `tasks`, not `cgroup.procs`: "0" written to `tasks` moves only the
+    // calling thread, and toybox has one here (cgroups(7)). A write to
+    // cgroup.procs moves a whole thread group under a global lock taken for
+    // writing (cgroup_threadgroup_rwsem, kernel/cgroup/cgroup.c), which
+    // first waits for an RCU grace period: some milliseconds per start.
     for group in &cgroups.groups {
-        let procs = group.made.join("cgroup.procs");
-        fs::write(&procs, "0").stage("cgroups", format!("write {}", procs.display()))?;
+        let tasks = group.made.join("tasks");
+        fs::write(&tasks, "0").stage("cgroups", format!("write {}", tasks.display()))?;
     }
     Ok(cgroups)
 }
@@ -519,17 +584,34 @@ fn v1_current_group(proc_self_cgroup: &str, controller: &str) -> Option<PathBuf>
 impl Drop for CgroupsV1 {
     /// A v1 group can only be removed once it has no tasks: move toybox back
     /// to where it was, then rmdir. By now the container has been reaped.
+    /// Threads toybox started since it joined (the terminal relay's) are in
+    /// the group too: each goes back by its id, and only then does toybox
+    /// itself, by "0" (see create_cgroups_v1: only a tid takes the lock).
     fn drop(&mut self) {
+        let threads = other_threads();
         for group in self.groups.iter().rev() {
-            let procs = group.parent.join("cgroup.procs");
-            if let Err(e) = fs::write(&procs, "0") {
-                eprintln!("toybox: cleanup: write {}: {}", procs.display(), e.describe());
+            let tasks = group.from.join("tasks");
+            for tid in threads.iter().map(String::as_str).chain(["0"]) {
+                match fs::write(&tasks, tid) {
+                    Err(e) if tid == "0" || e.raw_os_error() != Some(libc::ESRCH) => {
+                        eprintln!("toybox: cleanup: write {}: {}", tasks.display(), e.describe())
+                    }
+                    _ => {} // moved, or a thread that has exited since
+                }
             }
             if let Err(e) = fs::remove_dir(&group.made) {
                 eprintln!("toybox: cleanup: rmdir {}: {}", group.made.display(), e.describe());
             }
         }
     }
+}
+
+/// The ids of toybox's threads other than the calling one (proc(5),
+/// /proc/self/task).
+fn other_threads() -> Vec<String> {
+    let own = nix::unistd::gettid().to_string();
+    let tasks = fs::read_dir("/proc/self/task").into_iter().flatten().flatten();
+    tasks.map(|t| t.file_name().to_string_lossy().into_owned()).filter(|t| *t != own).collect()
 }
 
 /// rlimits are per process and inherited across clone and execve, so they
@@ -1234,6 +1316,31 @@ fn wait_for_signal(signals: &SigSet, timeout: Option<Duration>) -> Result<Option
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn device_rules_read_every_allow_row() {
+        let rows = CGROUP_V1_SETTINGS.iter().filter(|s| s.file == "devices.allow").count();
+        let rules = device_rules();
+        assert_eq!(rules.len(), rows);
+        assert!(rules.iter().any(|r| r.major == 136 && r.minor.is_none() && r.access == 6));
+        assert!(rules.iter().any(|r| r.major == 1 && r.minor == Some(3) && r.access == 7));
+        // Every jump of the v2 program lands inside it.
+        let program = cgroup_v2::device_program(&rules);
+        for (at, insn) in program.iter().enumerate() {
+            let (code, off) = cgroup_v2::insn_jump(insn);
+            assert!(code != 0x55 || at + 1 + off as usize <= program.len() - 2);
+        }
+    }
+
+    #[test]
+    fn device_cgroup_allows_every_node_in_dev() {
+        for &(name, major, minor) in DEVICES {
+            let rule = format!("c {major}:{minor} rwm");
+            let allowed =
+                CGROUP_V1_SETTINGS.iter().any(|s| s.file == "devices.allow" && s.value == rule);
+            assert!(allowed, "/dev/{name} ({major}:{minor}) has no `{rule}` in devices.allow");
+        }
+    }
 
     #[test]
     fn kernel_versions_compare_as_numbers() {

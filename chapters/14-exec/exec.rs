@@ -5,7 +5,7 @@
 use std::fs;
 use std::io::ErrorKind;
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nix::sched::{CloneFlags, setns};
@@ -102,6 +102,8 @@ fn start_time(pid: Pid) -> Option<u64> {
 /// The record of a container that is still running. A record whose PID 1 is
 /// gone (toybox was killed with SIGKILL, the machine crashed) is stale: it and
 /// the container's cgroups, empty by now, are removed by whoever finds it.
+/// Should a group still hold a process on its way out, the record stays for
+/// the next run to try again.
 fn running(path: &Path) -> Option<State> {
     let state = read_record(path);
     if let Some(state) = &state
@@ -109,11 +111,29 @@ fn running(path: &Path) -> Option<State> {
     {
         return Some(state.clone());
     }
-    for dir in state.iter().flat_map(|s| s.cgroups.iter().rev()) {
-        let _ = fs::remove_dir(dir);
+    let mut removed = true;
+    if let Some(state) = &state {
+        for dir in state.cgroups.iter().rev().filter(|dir| is_container_group(dir, &state.name)) {
+            match fs::remove_dir(dir) {
+                Err(e) if e.kind() != ErrorKind::NotFound => removed = false,
+                _ => {}
+            }
+        }
     }
-    let _ = fs::remove_file(path);
+    if removed {
+        let _ = fs::remove_file(path);
+    }
     None
+}
+
+/// Only a group toybox makes is removed on a record's word:
+/// /sys/fs/cgroup/[CONTROLLER/]toybox/NAME, NAME the record's own.
+fn is_container_group(dir: &Path, name: &str) -> bool {
+    let parent = dir.parent().unwrap_or(dir);
+    dir.starts_with(crate::CGROUP_ROOT)
+        && dir.file_name() == Some(name.as_ref())
+        && parent.file_name() == Some(crate::CGROUP_PARENT.as_ref())
+        && dir.components().all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
 }
 
 /// Every toybox run looks for records a killed toybox left behind.
@@ -244,10 +264,12 @@ pub fn exec_into(name: &str, uid: Option<u32>, command: &[String]) -> Result<i32
     Ok(status)
 }
 
-/// The cgroup.procs file of every group the container's PID 1 is in, opened
-/// now, while the host's /sys/fs/cgroup is still in view: the forked child
-/// writes itself into them before it joins the container's mount namespace.
+/// The file that joins every group the container's PID 1 is in, opened now,
+/// while the host's /sys/fs/cgroup is still in view: the forked child writes
+/// itself into them before it joins the container's mount namespace.
 /// /proc/<pid>/cgroup names them (cgroups(7)); `0::/path` is the v2 tree.
+/// In v1 that file is `tasks`: the child is one thread, and "0" there skips
+/// the global lock a cgroup.procs write takes (see create_cgroups_v1).
 fn open_cgroups(pid: Pid) -> Result<Vec<(String, OwnedFd)>> {
     let list = format!("/proc/{pid}/cgroup");
     let text = fs::read_to_string(&list).stage("exec", format!("read {list}"))?;
@@ -259,14 +281,14 @@ fn open_cgroups(pid: Pid) -> Result<Vec<(String, OwnedFd)>> {
         else {
             continue;
         };
-        let root = match controllers {
+        let (root, join) = match controllers {
             "" if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() => {
-                "/sys/fs/cgroup".into()
+                ("/sys/fs/cgroup".into(), "cgroup.procs")
             }
-            "" => "/sys/fs/cgroup/unified".to_string(),
-            named => format!("/sys/fs/cgroup/{}", named.trim_start_matches("name=")),
+            "" => ("/sys/fs/cgroup/unified".to_string(), "cgroup.procs"),
+            named => (format!("/sys/fs/cgroup/{}", named.trim_start_matches("name=")), "tasks"),
         };
-        let file = format!("{root}{path}/cgroup.procs");
+        let file = format!("{root}{path}/{join}");
         if !Path::new(&file).exists() {
             continue; // a hierarchy mounted elsewhere, or not at all
         }

@@ -8,9 +8,12 @@ rootfs=/rootfs
 work=/tmp/checks
 mkdir -p "$work"
 : >"$work/containers"
-# v2: toybox enables the controllers it needs in the root's subtree_control
-# and must turn off again exactly those it turned on.
+# v2: toybox enables the controllers its parent group (/sys/fs/cgroup/toybox)
+# needs in the root's subtree_control, and never turns one off there.
 [ "$mode" != v2 ] || subtree_before=$(cat /sys/fs/cgroup/cgroup.subtree_control)
+
+# WORD is one of the words of LIST.
+has_word() { case " $2 " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
 pass() { echo "PASS $1"; }
 fail() { echo "FAIL $1: $2"; }
@@ -25,8 +28,9 @@ has_controller() { awk -v c="$1" '$1 == c && $4 == 1 { found = 1 } END { exit !f
 # Where groups of CONTROLLER live: the one v2 tree, or the v1 hierarchy.
 cg_root() { if [ "$mode" = v2 ]; then echo /sys/fs/cgroup; else echo "/sys/fs/cgroup/$1"; fi; }
 
-# The group toybox made for container NAME under CONTROLLER's tree.
-cg_dir() { find "$(cg_root "$1")" -type d -name "$2" 2>/dev/null | head -n 1; }
+# The group toybox made for container NAME under CONTROLLER's tree: always in
+# the one parent group, toybox/, at the top of the tree.
+cg_dir() { find "$(cg_root "$1")/toybox" -maxdepth 1 -type d -name "$2" 2>/dev/null | head -n 1; }
 
 # The name toybox gave the container in $work/LABEL.err: "=> hostname NAME"
 # (not the child's "=> hostname ... done (N µs)" stage line).
@@ -87,9 +91,10 @@ while ! grep -q execve "$work/limits.err" && kill -0 "$bg" 2>/dev/null && [ "$tr
 done
 name=$(named "$work/limits.err")
 
-# limit CHECK CONTROLLER FILE OP VALUE: FILE in NAME's group compares OP VALUE.
+# limit CHECK CONTROLLER FILE OP VALUE [NAME]: FILE in the group of NAME
+# (default $name) compares OP VALUE (test(1)'s -OP, or "is": the same text).
 limit() {
-    check=$1 controller=$2 file=$3 op=$4 want=$5
+    check=$1 controller=$2 file=$3 op=$4 want=$5 name=${6:-$name}
     if ! has_controller "$controller"; then
         skip "$check" "kernel has no $controller controller (/proc/cgroups)"
         return
@@ -100,10 +105,12 @@ limit() {
     fi
     dir=$(cg_dir "$controller" "$name")
     if [ -z "$dir" ]; then
-        fail "$check" "no directory named $name under $(cg_root "$controller")"
+        fail "$check" "no directory named $name under $(cg_root "$controller")/toybox"
     elif [ ! -f "$dir/$file" ]; then
         fail "$check" "$dir/$file does not exist (parent's cgroup.subtree_control: '$(cat "$dir/../cgroup.subtree_control" 2>/dev/null)')"
-    elif [ "$(cat "$dir/$file")" -"$op" "$want" ] 2>/dev/null; then
+    elif [ "$op" = is ] && [ "$(cat "$dir/$file")" = "$want" ]; then
+        pass "$check"
+    elif [ "$op" != is ] && [ "$(cat "$dir/$file")" -"$op" "$want" ] 2>/dev/null; then
         pass "$check"
     else
         fail "$check" "$dir/$file is $(cat "$dir/$file"), want -$op $want"
@@ -117,6 +124,17 @@ else
     limit memory-limit memory memory.limit_in_bytes eq 1073741824
     limit pids-limit pids pids.max eq 64
     limit cpu-limit cpu cpu.shares eq 256
+    # The devices group allows /dev's six nodes and the ptys, nothing else.
+    want=$(printf '%s\n' 'c 1:3 rwm' 'c 1:5 rwm' 'c 1:7 rwm' 'c 1:8 rwm' 'c 1:9 rwm' 'c 5:0 rwm' 'c 5:2 rw' 'c 136:* rw' | sort | tr '\n' ';')
+    dir=$(cg_dir devices "$name")
+    got=$(sort "$dir/devices.list" 2>/dev/null | tr '\n' ';')
+    if ! has_controller devices; then
+        skip devices-list "kernel has no devices controller (/proc/cgroups)"
+    elif [ "$got" = "$want" ]; then
+        pass devices-list
+    else
+        fail devices-list "'$dir/devices.list' is '$got', want '$want'"
+    fi
 fi
 # The container's processes are in that group (else its limits are moot).
 dir=$(cg_dir memory "$name")
@@ -126,6 +144,73 @@ wait "$bg"
 rc=$?
 record limits
 if [ "$rc" -ne 0 ]; then fail limits-container "sh -c 'sleep 5' gave $rc, want 0: $(said limits)"; fi
+
+# --- Two containers overlap: the first exits while the second runs, and the
+# second keeps every limit (nothing the first undoes on its way out reaches
+# the second's group).
+# start LABEL CMD [ARGS...]: a container in the background ($bg), once its
+# child has said "=> execve" (every limit is in place by then).
+start() {
+    label=$1
+    shift
+    timeout 120 "$toybox" -v -m "$rootfs" -c "$@" </dev/null >"$work/$label.out" 2>"$work/$label.err" &
+    bg=$!
+    tries=0
+    while ! grep -q execve "$work/$label.err" && kill -0 "$bg" 2>/dev/null && [ "$tries" -lt 300 ]; do
+        usleep 100000
+        tries=$((tries + 1))
+    done
+}
+start first /bin/sleep 2
+first=$bg
+start second /bin/sleep 6
+second=$bg
+wait "$first"
+rc=$?
+record first
+[ "$rc" -eq 0 ] || fail overlap-first "sleep 2 gave $rc, want 0: $(said first)"
+name2=$(named "$work/second.err")
+if [ "$mode" = v2 ]; then
+    limit overlap-memory memory memory.max eq 1073741824 "$name2"
+    limit overlap-pids pids pids.max eq 64 "$name2"
+    limit overlap-cpu cpu cpu.weight eq 25 "$name2"
+    # (/proc/cgroups lists the io controller by its v1 name, blkio.)
+    limit overlap-io blkio io.weight is "default 10" "$name2"
+else
+    limit overlap-memory memory memory.limit_in_bytes eq 1073741824 "$name2"
+    limit overlap-pids pids pids.max eq 64 "$name2"
+    limit overlap-cpu cpu cpu.shares eq 256 "$name2"
+fi
+wait "$second"
+rc=$?
+record second
+[ "$rc" -eq 0 ] || fail overlap-second "sleep 6 gave $rc, want 0: $(said second)"
+
+# --- Devices: only /dev's nodes and the ptys open (v1: the devices group;
+# v2: a BPF program on the group). The guest makes a /dev/kmsg node (1:11)
+# in the running container's /dev; opened write-only it needs no privilege,
+# so only the cgroup can refuse it.
+start devices /bin/sh -c 'exec 2>&1; echo started; while [ ! -e /dev/probe-kmsg ]; do sleep 0.1; done
+    (: >/dev/probe-kmsg) && echo kmsg opened; head -c 1 /dev/zero >/dev/null && echo zero ok
+    exec 3<>/dev/ptmx && echo ptmx ok'
+name3=$(named "$work/devices.err")
+# The container's shell in its group (on v1 toybox is there too; its
+# `sleep 0.1`s come and go).
+pid=
+for p in $(cat "$(cg_dir memory "$name3")/cgroup.procs" 2>/dev/null); do
+    ! grep -q probe-kmsg "/proc/$p/cmdline" 2>/dev/null || pid=$p
+done
+tries=0
+while ! grep -q started "$work/devices.out" && [ "$tries" -lt 100 ]; do usleep 100000; tries=$((tries + 1)); done
+if [ -n "$pid" ]; then mknod -m 666 "/proc/$pid/root/dev/probe-kmsg" c 1 11; else kill "$bg"; fi
+wait "$bg"
+rc=$?
+record devices
+got=$(tr '\n' ';' <"$work/devices.out")
+case "$got" in
+*"probe-kmsg: Operation not permitted;zero ok;ptmx ok;") pass devices-refused ;;
+*) fail devices-refused "exit $rc, container said '$got', want the 1:11 node refused and /dev/zero, /dev/ptmx open: $(said devices)" ;;
+esac
 
 # --- The limits hold. The probe touches memory 64 MiB at a time and is
 # OOM-killed (128+9) before 1 GiB, and after at least 512 MiB.
@@ -195,12 +280,20 @@ else
     fail cgroups-removed "of $runs named containers, left behind:${left:- (no container was named)}"
 fi
 
+# v2: the root lost no controller, and gained only those the parent group
+# hands on to the containers (its own subtree_control), which stay on.
 if [ "$mode" = v2 ]; then
     subtree_after=$(cat /sys/fs/cgroup/cgroup.subtree_control)
-    if [ "$subtree_after" = "$subtree_before" ]; then
-        pass subtree-control-restored
+    parent=$(cat /sys/fs/cgroup/toybox/cgroup.subtree_control 2>/dev/null)
+    lost= gained=
+    for c in $subtree_before; do has_word "$c" "$subtree_after" || lost="$lost $c"; done
+    for c in $subtree_after; do
+        has_word "$c" "$subtree_before" || has_word "$c" "$parent" || gained="$gained $c"
+    done
+    if [ -n "$parent" ] && [ -z "$lost$gained" ]; then
+        pass root-subtree-control
     else
-        fail subtree-control-restored "root cgroup.subtree_control was '$subtree_before', is '$subtree_after'"
+        fail root-subtree-control "root was '$subtree_before', is '$subtree_after'; toybox/ enables '$parent'; lost '$lost', gained beyond the parent's '$gained'"
     fi
 fi
 
