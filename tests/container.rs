@@ -717,18 +717,6 @@ fn cgroup_limits_in_files(lab: &Lab) -> Outcome {
     expect(problems.is_empty(), || problems.join("\n"))
 }
 
-/// The name `toybox ps` gives the container whose PID 1 is `pid`.
-fn container_name(pid: u32) -> Result<String, String> {
-    let ps = Command::new(TOYBOX).arg("ps").output().map_err(|e| e.to_string())?;
-    let ps = String::from_utf8_lossy(&ps.stdout).to_string();
-    let pid = pid.to_string();
-    ps.lines()
-        .find(|l| l.split_whitespace().nth(1) == Some(pid.as_str()))
-        .and_then(|l| l.split_whitespace().next())
-        .map(str::to_string)
-        .ok_or(format!("toybox ps does not list pid {pid}:\n{ps}"))
-}
-
 /// The v1 devices group lets the container open /dev's six nodes and its
 /// ptys, and no other device: from the host, a node of /dev/kmsg (1:11) is
 /// made in the container's /dev (a tmpfs, not nodev); opened write-only it
