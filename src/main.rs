@@ -1166,12 +1166,15 @@ fn mount_fs(fstype: &str, target: &str, flags: MsFlags, data: &str) -> Result<()
 // << 09
 
 // >> 10 proc
-/// What runc hides in /proc and /sys: these reach the host's kernel, not the
-/// container (kernel memory, keyrings, timers, firmware). A directory gets an
-/// empty read-only tmpfs over it, a file /dev/null.
+/// What docker hides in /proc and /sys: these reach the host's kernel, not
+/// the container (kernel memory, keyrings, timers, firmware). powercap's
+/// energy counters and the per-CPU interrupt counts are side channels into
+/// the host's work (PLATYPUS; moby's thermal-interrupt advisory, 2025). A
+/// directory gets an empty read-only tmpfs over it, a file /dev/null.
 const MASKED_PATHS: &[&str] = &[
     "/proc/acpi",
     "/proc/asound",
+    "/proc/interrupts",
     "/proc/kcore",
     "/proc/keys",
     "/proc/latency_stats",
@@ -1179,6 +1182,7 @@ const MASKED_PATHS: &[&str] = &[
     "/proc/timer_stats",
     "/proc/sched_debug",
     "/proc/scsi",
+    "/sys/devices/virtual/powercap",
     "/sys/firmware",
 ];
 

@@ -1286,19 +1286,26 @@ fn proc_shows_only_the_container(lab: &Lab) -> Outcome {
     })
 }
 
-/// runc's masks, tried as root inside: masked files read as empty, the
-/// read-only ones refuse writes, and the container cannot unmount either.
-/// Only files this host's kernel has can be tried (the VM lab tries kcore
-/// and sysrq-trigger on Debian's kernel).
+/// docker's masks, tried as root inside: masked files read as empty, masked
+/// directories list nothing, the read-only ones refuse writes, and the
+/// container cannot unmount either. Only paths this host's kernel has can be
+/// tried; the others are named as skipped (the VM lab tries kcore and
+/// sysrq-trigger on Debian's kernel).
 fn proc_sensitive_files_masked(lab: &Lab) -> Outcome {
-    let masked: Vec<&str> = ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug"]
-        .into_iter()
-        .filter(|p| Path::new(p).exists())
-        .collect();
+    let files =
+        ["/proc/interrupts", "/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug"];
+    let dirs = ["/proc/acpi", "/sys/firmware", "/sys/devices/virtual/powercap"];
+    let mut masked = Vec::new();
     let mut script = String::new();
-    for file in &masked {
+    let files = files.into_iter().map(|f| (f, "cat"));
+    for (path, count) in files.chain(dirs.into_iter().map(|d| (d, "ls -A"))) {
+        if !Path::new(path).exists() {
+            println!("SKIP proc_sensitive_files_masked {path}: this host's kernel has none");
+            continue;
+        }
+        masked.push(path);
         script += &format!(
-            "echo {file} $(cat {file} | wc -c); umount {file} 2>/dev/null && echo unmounted {file}; "
+            "echo {path} $({count} {path} | wc -c); umount {path} 2>/dev/null && echo unmounted {path}; "
         );
     }
     script += "echo x > /proc/sys/kernel/hostname 2>/dev/null && echo wrote /proc/sys; ";

@@ -145,7 +145,7 @@ fn resize_on_winch(winch: SigSet, pty: OwnedFd) {
 }
 
 /// TIOCGWINSZ on the user's terminal, TIOCSWINSZ on the pty: the kernel
-/// then sends SIGWINCH to the container's foreground job (tty_ioctl(4)).
+/// then sends SIGWINCH to the container's foreground job (ioctl_tty(2)).
 fn copy_window_size(from: RawFd, to: RawFd) {
     let mut size = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
     // SAFETY: both ioctls read or write one struct winsize.
