@@ -1108,9 +1108,9 @@ fn handle_child_uid_map(pid: Pid, sock: &OwnedFd) -> Result<()> {
 // ---------------------------------------------------------------------------
 
 /// What root inside the container keeps: the capabilities contained.c
-/// deliberately left alone. Everything else goes, up to the running kernel's
-/// /proc/sys/kernel/cap_last_cap, so capabilities newer than this list
-/// (CAP_PERFMON, CAP_BPF, CAP_CHECKPOINT_RESTORE, ...) are dropped too.
+/// deliberately left alone. Everything else goes: drop_capabilities probes
+/// numbers until the kernel answers EINVAL, so capabilities newer than this
+/// list (CAP_PERFMON, CAP_BPF, CAP_CHECKPOINT_RESTORE, ...) are dropped too.
 const KEPT_CAPABILITIES: &[caps::Capability] = &[
     caps::Capability::CAP_CHOWN,
     caps::Capability::CAP_DAC_OVERRIDE,
