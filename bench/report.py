@@ -39,12 +39,14 @@ for name in failed:
     lines.append(f"| {name} | failed: exit {rounds[name][0][3]} | | | | | |")
 lines += ["", "Peak RSS is `ru_maxrss` from wait4(2): the runtime or, if larger, a process it waited for."]
 
-# The same commands, each right after a run of runc (bench/timer.c's `after`).
+# The same commands, each right after a run of runc (bench/timer.c's `after`),
+# and each after the machine idled (`idle`).
 orders = [("random order each round", rounds)]
-try:
-    orders.append(("each right after runc", runs(f"{out}/after-runc.txt")))
-except FileNotFoundError:
-    pass
+for label, name in [("each right after runc", "after-runc"), ("each after 300 ms idle", "idle")]:
+    try:
+        orders.append((label, runs(f"{out}/{name}.txt")))
+    except FileNotFoundError:
+        pass
 lines += ["", "toybox against the floor by order (medians, ms):", "",
           "| order | toybox | floor | floor+mounts | toybox × floor |", "|---|---|---|---|---|"]
 for label, table in orders:

@@ -11,8 +11,9 @@
 #   crun/runc an OCI bundle made by `runc spec` (no terminal, + cgroup ns)
 #   chroot    no container at all
 #
-# Twice: in a new random order each round, and each command right after a
-# run of runc (bench/timer.c's `after` mode).
+# Three ways: in a new random order each round; each command right after a
+# run of runc (bench/timer.c's `after` mode); and each after 300 ms idle
+# (`idle`), as a user starts a container now and then.
 #
 # Also: peak RSS, 8 and 32 containers started at once, toybox's own time by
 # stage (from -v), and what clone(2) costs per namespace (bench/clonens.c).
@@ -104,6 +105,13 @@ in_bench_ns "$out/timer" rounds "$rounds" "$commands" >"$out/rounds.txt"
 # run, cgroup work and all (runc's writes to cgroup.procs, its rmdirs).
 say "$rounds rounds, each command right after runc"
 in_bench_ns "$out/timer" after "$rounds" "$commands" runc >"$out/after-runc.txt"
+
+# As a user who starts a container now and then: each after 300 ms of
+# nothing. Fewer rounds (the waiting dominates) and only the container rows.
+idle_rounds=$(( rounds < 40 ? rounds : 40 ))
+grep -E '^(toybox|floor|floor\+mounts|bwrap|crun|runc)	' "$commands" >"$out/idle-commands.tsv"
+say "$idle_rounds rounds, each command after 300 ms idle"
+in_bench_ns "$out/timer" idle "$idle_rounds" "$out/idle-commands.tsv" 300 >"$out/idle.txt"
 
 say "bursts of 8 and 32"
 : >"$out/bursts.txt"

@@ -8,6 +8,11 @@
  *                           after one run of NAME (untimed, unreported): a
  *                           script or CI job that starts containers with
  *                           another runtime in between.
+ *   timer idle N FILE MS    The same, but every command starts after MS ms
+ *                           with nothing running: a user who starts a
+ *                           container now and then. Kernel work that stays
+ *                           warm in a tight loop (an RCU grace period before
+ *                           a global lock, say) is paid again each time.
  *   timer burst N NAME ARGV...   N copies at once; each one's stdout is kept.
  *
  * Output, one line per run: name wall_ns user_us sys_us maxrss_kib status [stdout]
@@ -76,7 +81,7 @@ static long long run_once(struct command *c, struct rusage *ru, int *status)
 	return now_ns() - t0;
 }
 
-static int rounds(int n, const char *file, const char *before)
+static int rounds(int n, const char *file, const char *before, int idle_ms)
 {
 	static struct command commands[64];
 	static char line[4096 * 4];
@@ -126,6 +131,8 @@ static int rounds(int n, const char *file, const char *before)
 				continue;
 			if (first)
 				run_once(first, &ru, &status);
+			if (idle_ms)
+				usleep(idle_ms * 1000);
 			long long wall = run_once(c, &ru, &status);
 			report(c, wall, &ru, status, NULL);
 		}
@@ -173,11 +180,14 @@ static int burst(int n, char **argv)
 int main(int argc, char **argv)
 {
 	if (argc == 4 && !strcmp(argv[1], "rounds"))
-		return rounds(atoi(argv[2]), argv[3], NULL);
+		return rounds(atoi(argv[2]), argv[3], NULL, 0);
 	if (argc == 5 && !strcmp(argv[1], "after"))
-		return rounds(atoi(argv[2]), argv[3], argv[4]);
+		return rounds(atoi(argv[2]), argv[3], argv[4], 0);
+	if (argc == 5 && !strcmp(argv[1], "idle"))
+		return rounds(atoi(argv[2]), argv[3], NULL, atoi(argv[4]));
 	if (argc >= 5 && !strcmp(argv[1], "burst"))
 		return burst(atoi(argv[2]), argv + 3);
-	fprintf(stderr, "usage: timer rounds N FILE | timer after N FILE NAME | timer burst N NAME ARGV...\n");
+	fprintf(stderr, "usage: timer rounds N FILE | timer after N FILE NAME | timer idle N FILE MS | "
+			"timer burst N NAME ARGV...\n");
 	return 2;
 }
