@@ -12,7 +12,7 @@ export RUSTFMT ?= $(dir $(CARGO))rustfmt
 # .cargo/config.toml builds for the host's triple, so binaries land here.
 BIN_DIR = target/$(shell $(RUSTC) -vV 2>/dev/null | sed -n 's/^host: //p')/release
 
-.PHONY: all deps test-deps build rootfs shell test lint chapters bench clean
+.PHONY: all deps test-deps build rootfs probe shell test lint chapters bench clean
 
 all: build rootfs
 
@@ -31,6 +31,13 @@ build: deps
 
 rootfs:
 	rootfs-scripts/busybox-rootfs.sh $(ROOTFS)
+
+# The tests' rootfs with the static probe (tests/probe/probe.c) as /probe,
+# without running the suite: the notes' probe commands (chapter 07's audit)
+# use it. The suite makes the same tree when it starts.
+probe: deps
+	rootfs-scripts/busybox-rootfs.sh target/test-rootfs
+	cc -static -O2 -o target/test-rootfs/probe tests/probe/probe.c -lpthread
 
 shell: build rootfs
 	./toybox -u 0 -m $(ROOTFS) -c /bin/sh

@@ -1531,6 +1531,85 @@ fn chapter_08_limits(lab: &Lab) -> Outcome {
     )
 }
 
+/// A transcript in the chapter notes marked `<!-- checked -->` is what its
+/// commands print now: each `$ ` or `# ` line runs again (as root, `sudo`
+/// dropped, stdout and stderr together) in a directory where `./rootfs` is
+/// the test rootfs and `./target` the build's, and its output must be the
+/// lines under it. Only transcripts whose output cannot vary are marked.
+fn notes_transcripts_match(lab: &Lab) -> Outcome {
+    let dir = repo_root().join("target/transcripts");
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
+    let link = |to: &Path, name: &str| std::os::unix::fs::symlink(to, dir.join(name));
+    link(&lab.rootfs, "rootfs").map_err(|e| e.to_string())?;
+    link(&repo_root().join("target"), "target").map_err(|e| e.to_string())?;
+    let before = take_snapshot(lab);
+    let (mut checked, mut wrong) = (0, Vec::new());
+    let mut notes: Vec<PathBuf> = fs::read_dir(repo_root().join("chapters"))
+        .map_err(|e| e.to_string())?
+        .flatten()
+        .flat_map(|chapter| ["README.md", "README.zh-CN.md"].map(|n| chapter.path().join(n)))
+        .filter(|path| path.exists())
+        .collect();
+    notes.sort();
+    for path in &notes {
+        let text = fs::read_to_string(path).map_err(|e| e.to_string())?;
+        let mut lines = text.lines();
+        while let Some(line) = lines.next() {
+            if line.trim() != "<!-- checked -->" {
+                continue;
+            }
+            let block: Vec<&str> = lines
+                .by_ref()
+                .skip_while(|l| l.starts_with("```"))
+                .take_while(|l| !l.starts_with("```"))
+                .collect();
+            for (command, want) in transcript_commands(&block) {
+                checked += 1;
+                let output = Command::new("bash")
+                    .args(["-c", &format!("({command}) 2>&1")])
+                    .current_dir(&dir)
+                    .stdin(Stdio::null())
+                    .output()
+                    .map_err(|e| e.to_string())?;
+                let got = String::from_utf8_lossy(&output.stdout);
+                let got: Vec<&str> = got.lines().map(str::trim_end).collect();
+                if got != want {
+                    let name = path.strip_prefix(repo_root()).unwrap_or(path).display();
+                    wrong.push(format!("{name}: {command}\n  want {want:?}\n  got  {got:?}"));
+                }
+            }
+        }
+    }
+    let run = Run { code: Some(0), stdout: String::new(), stderr: wrong.join("\n") };
+    expect_nothing_left(lab, &before, &run)?;
+    let _ = fs::remove_dir_all(&dir);
+    expect(checked > 0, || "no transcript in the notes is marked <!-- checked -->".into())?;
+    expect(wrong.is_empty(), || {
+        format!("{checked} commands checked; these differ:\n{}", wrong.join("\n"))
+    })
+}
+
+/// The commands of a transcript block (prompt and `sudo` taken off) and
+/// the output lines under each.
+fn transcript_commands<'a>(block: &[&'a str]) -> Vec<(String, Vec<&'a str>)> {
+    let mut commands: Vec<(String, Vec<&str>)> = Vec::new();
+    for line in block {
+        match line.strip_prefix("$ ").or_else(|| line.strip_prefix("# ")) {
+            Some(command) => {
+                let command = command.strip_prefix("sudo ").unwrap_or(command);
+                commands.push((command.replace(" sudo ", " "), Vec::new()));
+            }
+            None => {
+                if let Some((_, output)) = commands.last_mut() {
+                    output.push(line.trim_end());
+                }
+            }
+        }
+    }
+    commands
+}
+
 // ---------------------------------------------------------------------------
 
 type TestFn = fn(&Lab) -> Outcome;
@@ -1581,6 +1660,7 @@ const TESTS: &[(&str, TestFn)] = &[
     ("chapter_07_seccomp", chapter_07_seccomp),
     ("chapter_08_limits", chapter_08_limits),
     ("devices_limited_by_cgroup", devices_limited_by_cgroup),
+    ("notes_transcripts_match", notes_transcripts_match),
     ("vm_lab_pure_cgroup_v2", vm_lab_pure_cgroup_v2),
     ("vm_lab_pure_cgroup_v1", vm_lab_pure_cgroup_v1),
 ];
