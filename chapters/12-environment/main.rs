@@ -13,8 +13,10 @@
 //! - it drops capabilities;
 //! - it loads a seccomp filter;
 //! - the parent limits it with cgroups and rlimits before clone;
+//! - on a cgroup v2 host, it clones the child straight into its group;
 //! - the child mounts a fresh /dev;
 //! - and /proc and /sys, with what reaches the host's kernel masked;
+//! - the command gets docker's environment and working directory;
 //! - the child execs the command; the parent waits, forwards signals and
 //!   cleans up.
 //!
@@ -101,6 +103,15 @@ struct Args {
     /// Print each stage and how long it took
     #[arg(short, long)]
     verbose: bool,
+
+    /// Set a variable in the container's environment; KEY alone copies it
+    /// from toybox's own (repeatable)
+    #[arg(short, long = "env", value_name = "KEY=VALUE")]
+    env: Vec<String>,
+
+    /// Working directory inside the container, an absolute path (default /)
+    #[arg(short, long = "workdir", value_name = "DIR")]
+    workdir: Option<PathBuf>,
 
     /// Command to run and its arguments; everything after -c belongs to it
     #[arg(short, long = "command", required = true, num_args = 1..,
@@ -229,6 +240,10 @@ fn check_host(args: &Args) -> Result<()> {
     if resolved == Path::new("/") {
         return Err(fail("checks", "rootfs is /: that is the host, not a container", 125));
     }
+    check_env_and_workdir(args)?;
+    if !args.command[0].contains('/') {
+        return check_command_in_path(&resolved, &args.command[0], search_path(&args.env));
+    }
     check_command(&resolved, &args.command[0])
 }
 
@@ -271,6 +286,31 @@ fn check_command(rootfs: &Path, command: &str) -> Result<()> {
     if !executable {
         let what = format!("command {command} in {} is not an executable file", rootfs.display());
         return Err(fail("checks", what, EXIT_CANNOT_EXECUTE));
+    }
+    Ok(())
+}
+
+/// A name without a slash is looked up in the container's PATH, inside the
+/// rootfs, the way the shell and execvp(3) look it up.
+fn check_command_in_path(rootfs: &Path, name: &str, path: &str) -> Result<()> {
+    for dir in path.split(':').filter(|dir| dir.starts_with('/')) {
+        let candidate = format!("{}/{name}", dir.trim_end_matches('/'));
+        if fs::symlink_metadata(rootfs.join(&candidate[1..])).is_ok() {
+            return check_command(rootfs, &candidate);
+        }
+    }
+    let what = format!("command {name} not found in PATH {path} in {}", rootfs.display());
+    Err(fail("checks", what, EXIT_NOT_FOUND))
+}
+
+fn check_env_and_workdir(args: &Args) -> Result<()> {
+    if let Some(entry) = args.env.iter().find(|e| e.is_empty() || e.starts_with('=')) {
+        let what = format!("-e {entry:?}: want KEY=VALUE or KEY");
+        return Err(fail("checks", what, EXIT_TOYBOX_FAILED));
+    }
+    if let Some(dir) = args.workdir.as_ref().filter(|dir| !dir.is_absolute()) {
+        let what = format!("-w {}: the working directory must be an absolute path", dir.display());
+        return Err(fail("checks", what, EXIT_TOYBOX_FAILED));
     }
     Ok(())
 }
@@ -326,8 +366,8 @@ const GIB: &str = "1073741824";
 /// BFQ's 10 of 100 (Documentation/block/bfq-iosched.rst; range 1..1000).
 /// contained.c's third memory line,
 /// memory.kmem.limit_in_bytes, is left out: since Linux 4.6 every v1 group
-/// charges kernel memory to memory.limit_in_bytes as well, and kernels since
-/// 6.x ignore writes to the kmem file (Documentation/admin-guide/cgroup-v1/memory.rst).
+/// charges kernel memory to memory.limit_in_bytes as well, and since 5.16
+/// the kernel ignores the kmem limit (Documentation/admin-guide/cgroup-v1/memory.rst).
 const CGROUP_V1_SETTINGS: &[CgroupSetting] = &[
     required("memory", "memory.limit_in_bytes", GIB),
     optional("memory", "memory.memsw.limit_in_bytes", GIB),
@@ -407,8 +447,8 @@ const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
 /// Every container's groups are made in this one parent group, at the top of
 /// each hierarchy (as docker's cgroupfs driver makes `docker/`): one place to
-/// find them, and in v2 one place whose controllers toybox enables. The
-/// parent stays when the containers are gone.
+/// find them. The parent stays when the containers are gone.
+/// In v2 it is also the one place whose controllers toybox enables.
 const CGROUP_PARENT: &str = "toybox";
 
 /// mkdir the parent group, which another toybox may be making at this moment.
@@ -743,7 +783,10 @@ fn child_stages(
     die_with_parent(sock)?;
     progress.stage("capabilities", drop_capabilities)?;
     progress.stage("seccomp", load_seccomp_filter)?;
-    let env = [];
+    if let Some(dir) = &args.workdir {
+        chdir(dir).stage("workdir", format!("chdir {}", dir.display()))?;
+    }
+    let env = container_env(args.uid, hostname, &args.env);
     progress.note("execve");
     exec_command(&args.command, &env)
 }
@@ -1140,6 +1183,41 @@ fn load_seccomp_filter() -> Result<()> {
     Ok(())
 }
 
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// What `docker run` starts a command with: PATH, HOSTNAME, HOME, TERM when
+/// there is a terminal, then every -e, a later one replacing an earlier one.
+/// Nothing else of toybox's own environment leaks in.
+fn container_env(uid: u32, hostname: &str, extra: &[String]) -> Vec<String> {
+    let home = if uid == 0 { "/root" } else { "/" };
+    let mut env = vec![
+        format!("PATH={DEFAULT_PATH}"),
+        format!("HOSTNAME={hostname}"),
+        format!("HOME={home}"),
+    ];
+    if nix::unistd::isatty(io::stdin()).unwrap_or(false) {
+        env.push("TERM=xterm".to_string());
+    }
+    for entry in extra {
+        let entry = match entry.split_once('=') {
+            Some(_) => entry.clone(),
+            None => match std::env::var(entry) {
+                Ok(value) => format!("{entry}={value}"),
+                Err(_) => continue, // docker run -e KEY: unset stays unset
+            },
+        };
+        let key = &entry[..=entry.find('=').unwrap_or(0)];
+        env.retain(|old| !old.starts_with(key));
+        env.push(entry);
+    }
+    env
+}
+
+/// The PATH the command is looked up in: the last -e PATH=, or the default.
+fn search_path(env: &[String]) -> &str {
+    env.iter().rev().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(DEFAULT_PATH)
+}
+
 /// Replace the child with the command. Only a failure returns, and its errno
 /// picks the exit status: ENOENT 127, anything else 126 (`docker run`).
 fn exec_command(command: &[String], env: &[String]) -> Result<std::convert::Infallible> {
@@ -1150,6 +1228,19 @@ fn exec_command(command: &[String], env: &[String]) -> Result<std::convert::Infa
     // SAFETY: SIG_DFL installs no handler; nothing runs between here and execve.
     unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }
         .stage("exec", "signal(SIGPIPE, SIG_DFL)")?;
+    // A name without a slash is tried in each PATH directory, as execvp(3)
+    // does; a directory where it exists but cannot run decides the status.
+    if !command[0].contains('/') {
+        let mut last = Errno::ENOENT;
+        for dir in search_path(env).split(':') {
+            let path = CString::new(format!("{dir}/{}", command[0])).unwrap_or_default();
+            let Err(errno) = execve(&path, &argv, &envp);
+            if errno != Errno::ENOENT {
+                last = errno;
+            }
+        }
+        return Err(exec_error(&command[0], last));
+    }
     let Err(errno) = execve(&argv[0], &argv, &envp);
     Err(exec_error(&command[0], errno))
 }

@@ -4,100 +4,58 @@
 //! stage by stage. The parent prepares, clones a child and waits; the child
 //! narrows what it can see and do, then becomes the command:
 //!
-// >> 02 checks
 //! - the parent checks the host and the input before it makes anything;
-// << 02
 //! - the parent names the container and clones the child, which closes
 //!   every descriptor it inherited but 0, 1 and 2;
-// >> 03 namespaces
 //! - the child is born into new namespaces and sets its hostname;
-// << 03
-// >> 04 mounts
 //! - it pivots into the rootfs, mounted nodev, and lets go of the host's;
-// << 04
-// >> 05 user namespace
 //! - it enters a user namespace, whose uid/gid maps the parent writes;
-// << 05
-// >> 06 capabilities
 //! - it drops capabilities;
-// << 06
-// >> 07 seccomp
 //! - it loads a seccomp filter;
-// << 07
-// >> 08 cgroups
 //! - the parent limits it with cgroups and rlimits before clone;
-// << 08
-// >> 09 dev
+//! - on a cgroup v2 host, it clones the child straight into its group;
 //! - the child mounts a fresh /dev;
-// << 09
-// >> 10 proc
 //! - and /proc and /sys, with what reaches the host's kernel masked;
-// << 10
-// >> 11 environment
-//! - the command gets docker's environment and working directory;
-// << 11
-// >> 12 init
-//! - with --init, a small init runs as PID 1;
-// << 12
-// >> 13 terminal
-//! - with a terminal, the container gets a pseudo-terminal of its own;
-// << 13
-// >> 14 exec
-//! - `toybox exec` and `toybox ps` find it through its record;
-// << 14
 //! - the child execs the command; the parent waits, forwards signals and
 //!   cleans up.
 //!
 //! `main` is the table of contents: read it first, then each stage in order.
 
-// >> 14 markers
-// The chapters under chapters/ are made from this file: a line marked
-// `// >> NN` (or a block between `// >> NN` and `// << NN`) arrives in
-// chapter NN; `// before NN: code` is the code chapters before NN have there.
-// Chapters before the last are written without the markers.
-// << 14
-
-mod cgroup_v2; // >> 08
+mod cgroup_v2;
 mod error;
-mod exec; // >> 14
-// >> 07 seccomp
 // The filter's rules: build.rs compiles them into the binary, the tests again.
 #[cfg(test)]
 mod seccomp;
-// << 07
-mod terminal; // >> 13
 
 use std::ffi::CString;
 use std::fs;
-use std::io::Read; // >> 08
+use std::io::Read;
 use std::io::{self, Write};
-use std::os::fd::BorrowedFd; // >> 08
+use std::os::fd::BorrowedFd;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::DirBuilderExt; // >> 09
-use std::os::unix::fs::PermissionsExt; // >> 02
-use std::path::Path; // >> 02
+use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use caps::CapSet; // >> 06
+use caps::CapSet;
 use clap::Parser;
 use nix::errno::Errno;
-use nix::mount::{MntFlags, MsFlags, mount, umount2}; // >> 04
-use nix::sched::unshare; // >> 05
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sched::unshare;
 use nix::sched::{CloneFlags, clone};
-use nix::sys::resource::{Resource, setrlimit}; // >> 08
+use nix::sys::resource::{Resource, setrlimit};
 use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, kill, signal, sigprocmask};
 use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockType, recv, socketpair};
-use nix::sys::stat::{Mode, SFlag, makedev, mknod}; // >> 09
-use nix::sys::statvfs::{FsFlags, statvfs}; // >> 04
+use nix::sys::stat::{Mode, SFlag, makedev, mknod};
+use nix::sys::statvfs::{FsFlags, statvfs};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::Uid; // >> 02
-use nix::unistd::isatty; // >> 13
-use nix::unistd::sethostname; // >> 03
-use nix::unistd::{ForkResult, fork}; // >> 12
-use nix::unistd::{Gid, read, setgroups, setresgid, setresuid, write}; // >> 05
+use nix::unistd::Uid;
+use nix::unistd::sethostname;
+use nix::unistd::{Gid, read, setgroups, setresgid, setresuid, write};
 use nix::unistd::{Pid, execve};
-use nix::unistd::{chdir, pivot_root}; // >> 04
+use nix::unistd::{chdir, pivot_root};
 
 use error::{Cause, EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, EXIT_TOYBOX_FAILED};
 use error::{Error, Result, Stage, fail};
@@ -109,13 +67,12 @@ use error::{Error, Result, Stage, fail};
 /// What `--help` says toybox does: what this chapter's code does, no more.
 const ABOUT: &str = concat!(
     "Run a command ",
-    // before 03: "in a child process: the skeleton of a container",
-    "in a new container: new namespaces", // >> 03
-    ", a private root",                   // >> 04
-    ", a user namespace",                 // >> 05
-    ", fewer capabilities",               // >> 06
-    ", a seccomp filter",                 // >> 07
-    ", cgroup limits",                    // >> 08
+    "in a new container: new namespaces",
+    ", a private root",
+    ", a user namespace",
+    ", fewer capabilities",
+    ", a seccomp filter",
+    ", cgroup limits",
 );
 
 const EXIT_STATUS_HELP: &str = concat!(
@@ -124,37 +81,21 @@ const EXIT_STATUS_HELP: &str = concat!(
     "  128+N                       when it is killed by signal N\n",
     "  125                         toybox itself failed (bad input, a setup stage)\n",
     "  126                         the command cannot be executed\n",
-    // before 04: "  127                         the command was not found\n",
-    "  127                         the command was not found in the rootfs\n", // >> 04
+    "  127                         the command was not found in the rootfs\n",
     "\n",
-    // before 03: "Signals: SIGINT, SIGTERM and SIGHUP sent to toybox are forwarded to the\n",
-    // before 03: "command; if it is still running 10 s later, toybox sends SIGKILL (as\n",
-    // before 03: "`docker stop` does).",
-    // >> 03 namespaces
     "Signals: SIGINT, SIGTERM and SIGHUP sent to toybox are forwarded to the\n",
     "container's PID 1. PID 1 ignores signals it has no handler for, so after\n",
     "10 s toybox sends SIGKILL (as `docker stop` does).",
-    // << 03
 );
 
 // The command line; clap makes --help from the doc comments.
 #[derive(Parser)]
-// before 14: #[command(version, about = ABOUT, after_help = EXIT_STATUS_HELP)]
-#[command(version, about = ABOUT, after_help = EXIT_STATUS_HELP, subcommand_negates_reqs = true)] // >> 14
+#[command(version, about = ABOUT, after_help = EXIT_STATUS_HELP)]
 struct Args {
-    // before 05: /// User id for the command; not applied yet: it runs as toybox's own
-    // >> 05 user namespace
     /// User id inside the container; 0..2000, the range the uid map covers
-    // << 05
     #[arg(short, long, default_value_t = 0, value_name = "UID")]
     uid: u32,
-    // before 02: /// Root filesystem: not used yet, the command sees the host's files
-    // >> 02 checks
-    // before 04: /// Root filesystem the command will run in: checked, not entered yet
-    // >> 04 mounts
     /// Root filesystem to run in (a directory, not /)
-    // << 04
-    // << 02
     #[arg(short, long = "mount", default_value = "./rootfs", value_name = "DIR")]
     mount: PathBuf,
 
@@ -162,58 +103,11 @@ struct Args {
     #[arg(short, long)]
     verbose: bool,
 
-    // >> 11 environment
-    /// Set a variable in the container's environment; KEY alone copies it
-    /// from toybox's own (repeatable)
-    #[arg(short, long = "env", value_name = "KEY=VALUE")]
-    env: Vec<String>,
-
-    /// Working directory inside the container, an absolute path (default /)
-    #[arg(short, long = "workdir", value_name = "DIR")]
-    workdir: Option<PathBuf>,
-    // << 11
-
-    // >> 12 init
-    /// Run a minimal init as PID 1 that starts the command, passes signals on
-    /// and reaps zombies (like docker run --init)
-    #[arg(long)]
-    init: bool,
-
-    /// Seconds the container has after a forwarded SIGINT/SIGTERM/SIGHUP
-    /// before SIGKILL
-    #[arg(long, default_value_t = STOP_GRACE.as_secs(), value_name = "SECONDS")]
-    stop_timeout: u64,
-    // << 12
-    #[command(subcommand)] // >> 14
-    subcommand: Option<Subcommand>, // >> 14
     /// Command to run and its arguments; everything after -c belongs to it
     #[arg(short, long = "command", required = true, num_args = 1..,
           allow_hyphen_values = true, value_name = "CMD [ARGS]...")]
     command: Vec<String>,
 }
-
-// >> 14 exec
-#[derive(clap::Subcommand)]
-enum Subcommand {
-    /// Run a command in a running container: its namespaces, cgroups, uid,
-    /// capabilities and seccomp filter
-    Exec {
-        /// User id inside the container (default: the container's own)
-        #[arg(short, long, value_name = "UID")]
-        uid: Option<u32>,
-
-        /// The container's name, as `toybox ps` lists it
-        name: String,
-
-        /// Command to run and its arguments; everything after -c belongs to it
-        #[arg(short, long = "command", required = true, num_args = 1..,
-              allow_hyphen_values = true, value_name = "CMD [ARGS]...")]
-        command: Vec<String>,
-    },
-    /// List the running containers
-    Ps,
-}
-// << 14
 
 /// clap exits 2 on bad usage; a container runtime answers 125 (`docker run`).
 fn parse_args() -> Result<Args> {
@@ -249,11 +143,7 @@ impl Progress {
     /// One write(2) per line, so the parent's and the child's lines never interleave.
     fn note(&self, line: &str) {
         if self.verbose {
-            // before 13: let end = "\n";
-            // >> 13 terminal
-            // A terminal the relay has put in raw mode no longer adds the \r.
-            let end = if isatty(io::stderr()).unwrap_or(false) { "\r\n" } else { "\n" };
-            // << 13
+            let end = "\n";
             let _ = io::stderr().write_all(format!("=> {line}{end}").as_bytes());
         }
     }
@@ -277,63 +167,31 @@ fn main() {
 fn run() -> Result<i32> {
     let args = parse_args()?;
     let progress = Progress { verbose: args.verbose };
-    // >> 14 exec
-    match &args.subcommand {
-        Some(Subcommand::Exec { uid, name, command }) => {
-            return exec::exec_into(name, *uid, command);
-        }
-        Some(Subcommand::Ps) => return exec::list(),
-        None => {}
-    }
-    // << 14
-    progress.stage("checks", || check_host(&args))?; // >> 02
+    progress.stage("checks", || check_host(&args))?;
     let hostname = random_hostname();
     progress.note(&format!("hostname {hostname}"));
-    // before 05: let (_parent_sock, child_sock) = progress.stage("socketpair", create_socketpair)?;
-    let (parent_sock, child_sock) = progress.stage("socketpair", create_socketpair)?; // >> 05
-    exec::remove_stale_records(); // >> 14
-    let mut cgroups = progress.stage("cgroups", || create_cgroups(&hostname))?; // >> 08
-    progress.stage("rlimits", set_rlimits)?; // >> 08
+    let (parent_sock, child_sock) = progress.stage("socketpair", create_socketpair)?;
+    let mut cgroups = progress.stage("cgroups", || create_cgroups(&hostname))?;
+    progress.stage("rlimits", set_rlimits)?;
     let signals = block_signals()?;
     let mut container = progress.stage("clone", || {
-        // before 08: clone_child(&args, &hostname, &child_sock, &signals, progress)
-        clone_child(&args, &hostname, &child_sock, &signals, &mut cgroups, progress) // >> 08
+        clone_child(&args, &hostname, &child_sock, &signals, &mut cgroups, progress)
     })?;
     drop(child_sock); // so a dead child reads as EOF on our end
-    // >> 14 exec
-    let record =
-        exec::write_record(&hostname, container.pid, args.uid, &args.command, &cgroups.dirs())?;
-    // << 14
-    progress.stage("uid map", || handle_child_uid_map(container.pid, &parent_sock))?; // >> 05
-    // >> 13 terminal
-    let terminal = match terminal::wanted() {
-        true => Some(progress.stage("terminal", || terminal::relay_parent(&parent_sock))?),
-        false => None,
-    };
-    // << 13
-    // before 12: let grace = STOP_GRACE;
-    let grace = Duration::from_secs(args.stop_timeout); // >> 12
+    progress.stage("uid map", || handle_child_uid_map(container.pid, &parent_sock))?;
+    let grace = STOP_GRACE;
     let status =
         progress.stage("wait", || wait_for_child(&mut container, &signals.forwarded, grace))?;
-    // >> 13 terminal
-    if let Some(relay) = terminal {
-        relay.finish(); // the container's last output, then the user's terminal back
-    }
-    // << 13
     progress.note(&format!("exit status {status}"));
-    // >> 08 cgroups
     // The child is reaped: its cgroups can go. On an error return above, the
     // same Drops run as the locals go out of scope.
     progress.stage("cleanup", || {
-        drop(record); // >> 14
         drop(cgroups);
         Ok(())
     })?;
-    // << 08
     Ok(status)
 }
 
-// >> 02 checks
 // ---------------------------------------------------------------------------
 // Stage 2: checks, before anything is created.
 // ---------------------------------------------------------------------------
@@ -344,11 +202,9 @@ fn run() -> Result<i32> {
 const MIN_KERNEL: (u32, u32) = (4, 6);
 const MIN_KERNEL_FEATURE: &str = "CLONE_NEWCGROUP (cgroup namespaces)";
 
-// >> 05 user namespace
 /// Inside uids 0..2000 map to 10000..12000 on the host (contained.c's map).
 const USERNS_OFFSET: u32 = 10000;
 const USERNS_COUNT: u32 = 2000;
-// << 05
 
 fn check_host(args: &Args) -> Result<()> {
     let euid = Uid::effective();
@@ -359,12 +215,10 @@ fn check_host(args: &Args) -> Result<()> {
         return Err(fail("checks", what, EXIT_TOYBOX_FAILED));
     }
     check_kernel()?;
-    // >> 05 user namespace
     if args.uid >= USERNS_COUNT {
         let what = format!("uid {} is outside the mapped range 0..{USERNS_COUNT}", args.uid);
         return Err(fail("checks", what, EXIT_TOYBOX_FAILED));
     }
-    // << 05
     let rootfs = &args.mount;
     let meta = fs::metadata(rootfs).stage("checks", format!("rootfs {}", rootfs.display()))?;
     if !meta.is_dir() {
@@ -376,12 +230,6 @@ fn check_host(args: &Args) -> Result<()> {
     if resolved == Path::new("/") {
         return Err(fail("checks", "rootfs is /: that is the host, not a container", 125));
     }
-    // >> 11 environment
-    check_env_and_workdir(args)?;
-    if !args.command[0].contains('/') {
-        return check_command_in_path(&resolved, &args.command[0], search_path(&args.env));
-    }
-    // << 11
     check_command(&resolved, &args.command[0])
 }
 
@@ -428,34 +276,6 @@ fn check_command(rootfs: &Path, command: &str) -> Result<()> {
     Ok(())
 }
 
-// >> 11 environment
-/// A name without a slash is looked up in the container's PATH, inside the
-/// rootfs, the way the shell and execvp(3) look it up.
-fn check_command_in_path(rootfs: &Path, name: &str, path: &str) -> Result<()> {
-    for dir in path.split(':').filter(|dir| dir.starts_with('/')) {
-        let candidate = format!("{}/{name}", dir.trim_end_matches('/'));
-        if fs::symlink_metadata(rootfs.join(&candidate[1..])).is_ok() {
-            return check_command(rootfs, &candidate);
-        }
-    }
-    let what = format!("command {name} not found in PATH {path} in {}", rootfs.display());
-    Err(fail("checks", what, EXIT_NOT_FOUND))
-}
-
-fn check_env_and_workdir(args: &Args) -> Result<()> {
-    if let Some(entry) = args.env.iter().find(|e| e.is_empty() || e.starts_with('=')) {
-        let what = format!("-e {entry:?}: want KEY=VALUE or KEY");
-        return Err(fail("checks", what, EXIT_TOYBOX_FAILED));
-    }
-    if let Some(dir) = args.workdir.as_ref().filter(|dir| !dir.is_absolute()) {
-        let what = format!("-w {}: the working directory must be an absolute path", dir.display());
-        return Err(fail("checks", what, EXIT_TOYBOX_FAILED));
-    }
-    Ok(())
-}
-// << 11
-// << 02
-
 // ---------------------------------------------------------------------------
 // Stage 3: a random, readable hostname; it names the container.
 // ---------------------------------------------------------------------------
@@ -491,7 +311,6 @@ fn create_socketpair() -> Result<(OwnedFd, OwnedFd)> {
         .stage("socketpair", "socketpair(AF_UNIX, SOCK_SEQPACKET)")
 }
 
-// >> 08 cgroups
 // ---------------------------------------------------------------------------
 // Stage 5: cgroups and rlimits, in the parent before clone, so that the child
 // is born limited.
@@ -508,8 +327,8 @@ const GIB: &str = "1073741824";
 /// BFQ's 10 of 100 (Documentation/block/bfq-iosched.rst; range 1..1000).
 /// contained.c's third memory line,
 /// memory.kmem.limit_in_bytes, is left out: since Linux 4.6 every v1 group
-/// charges kernel memory to memory.limit_in_bytes as well, and kernels since
-/// 6.x ignore writes to the kmem file (Documentation/admin-guide/cgroup-v1/memory.rst).
+/// charges kernel memory to memory.limit_in_bytes as well, and since 5.16
+/// the kernel ignores the kmem limit (Documentation/admin-guide/cgroup-v1/memory.rst).
 const CGROUP_V1_SETTINGS: &[CgroupSetting] = &[
     required("memory", "memory.limit_in_bytes", GIB),
     optional("memory", "memory.memsw.limit_in_bytes", GIB),
@@ -517,7 +336,6 @@ const CGROUP_V1_SETTINGS: &[CgroupSetting] = &[
     required("pids", "pids.max", "64"),
     optional("blkio", "blkio.weight", "50"),
     optional("blkio", "blkio.bfq.weight", "10"),
-    // >> 09 dev
     // Only the devices /dev has (DEVICES below), and the ptys of the new
     // devpts: ptmx and the pts majors' first (devices(7)). `m` lets toybox
     // mknod the six nodes; the child is in this group when mount_dev runs.
@@ -530,7 +348,6 @@ const CGROUP_V1_SETTINGS: &[CgroupSetting] = &[
     required("devices", "devices.allow", "c 5:0 rwm"),
     required("devices", "devices.allow", "c 5:2 rw"),
     required("devices", "devices.allow", "c 136:* rw"),
-    // << 09
 ];
 
 pub(crate) struct CgroupSetting {
@@ -556,7 +373,6 @@ pub(crate) const fn optional(
     CgroupSetting { controller, file, value, required: false }
 }
 
-// >> 09 dev
 /// A devices.allow row of the table as numbers, for v2's BPF program:
 /// a character device's major, its minor (None for `*`), and the access
 /// allowed (mknod 1, read 2, write 4).
@@ -580,7 +396,6 @@ pub(crate) fn device_rules() -> Vec<DeviceRule> {
     })
     .collect()
 }
-// << 09
 
 /// The groups toybox made; dropping this removes them.
 enum Cgroups {
@@ -589,25 +404,12 @@ enum Cgroups {
     V2(cgroup_v2::Group),
 }
 
-// >> 14 exec
-impl Cgroups {
-    /// The directories made, for the container's record: should toybox be
-    /// killed outright, whoever finds the record stale removes them.
-    fn dirs(&self) -> Vec<PathBuf> {
-        match self {
-            Cgroups::V1(v1) => v1.groups.iter().map(|group| group.made.clone()).collect(),
-            Cgroups::V2(group) => vec![group.path.clone()],
-        }
-    }
-}
-// << 14
-
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
 /// Every container's groups are made in this one parent group, at the top of
 /// each hierarchy (as docker's cgroupfs driver makes `docker/`): one place to
-/// find them, and in v2 one place whose controllers toybox enables. The
-/// parent stays when the containers are gone.
+/// find them. The parent stays when the containers are gone.
+/// In v2 it is also the one place whose controllers toybox enables.
 const CGROUP_PARENT: &str = "toybox";
 
 /// mkdir the parent group, which another toybox may be making at this moment.
@@ -779,7 +581,6 @@ fn other_threads() -> Vec<String> {
 fn set_rlimits() -> Result<()> {
     setrlimit(Resource::RLIMIT_NOFILE, 64, 64).stage("rlimits", "setrlimit(RLIMIT_NOFILE, 64)")
 }
-// << 08
 
 // ---------------------------------------------------------------------------
 // Stage 6: clone into new namespaces.
@@ -822,20 +623,15 @@ impl Drop for Container {
     }
 }
 
-// >> 03 namespaces
 /// contained.c's flags. CLONE_NEWUSER is not among them: the child unshares
 /// it later, after its mounts, which need the host user namespace's privilege.
-// << 03
 fn namespace_flags() -> CloneFlags {
-    // before 03: CloneFlags::empty()
-    // >> 03 namespaces
     CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWCGROUP
         | CloneFlags::CLONE_NEWPID
         | CloneFlags::CLONE_NEWIPC
         | CloneFlags::CLONE_NEWNET
         | CloneFlags::CLONE_NEWUTS
-    // << 03
 }
 
 const STACK_SIZE: usize = 1024 * 1024;
@@ -845,11 +641,10 @@ fn clone_child(
     hostname: &str,
     sock: &OwnedFd,
     signals: &Signals,
-    cgroups: &mut Cgroups, // >> 08
+    cgroups: &mut Cgroups,
     progress: Progress,
 ) -> Result<Container> {
     let child = || run_child(args, hostname, sock, &signals.original, progress);
-    // >> 08 cgroups
     if let Cgroups::V2(group) = cgroups
         && let Some(fd) = group.fd()
     {
@@ -862,7 +657,6 @@ fn clone_child(
             Err(e) => return Err(e).stage("clone", "clone3(CLONE_INTO_CGROUP)"),
         }
     }
-    // << 08
     let mut stack = vec![0u8; STACK_SIZE];
     // SAFETY: without CLONE_VM the child gets its own copy of memory, as with
     // fork(2); it only runs `run_child` and then execs or exits.
@@ -873,7 +667,6 @@ fn clone_child(
     Ok(Container { pid, reaped: false })
 }
 
-// >> 08 cgroups
 /// clone3(2) with CLONE_INTO_CGROUP (Linux 5.7) starts the child inside its
 /// cgroup v2 group: it never runs outside it, and toybox never joins it.
 /// Used like fork (no new stack, no CLONE_VM), it returns twice: the child's
@@ -911,7 +704,6 @@ fn clone3_into_cgroup(cgroup: BorrowedFd) -> std::result::Result<Option<Pid>, Er
         pid => Ok(Some(Pid::from_raw(pid as i32))),
     }
 }
-// << 08
 
 // ---------------------------------------------------------------------------
 // Stage 7: the child. Each step narrows what the command can do; the last
@@ -944,34 +736,15 @@ fn child_stages(
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(mask), None)
         .stage("signals", "restore signal mask")?;
     close_inherited_fds(Some(sock.as_raw_fd()))?;
-    // before 03: progress.note(&format!("{hostname} stays a name: no UTS namespace to set it in"));
-    progress.stage("hostname", || set_hostname(hostname))?; // >> 03
-    progress.stage("mounts", || setup_mounts(&args.mount))?; // >> 04
-    progress.stage("dev", || mount_dev(progress))?; // >> 09
-    progress.stage("proc", || mount_proc_and_sys(progress))?; // >> 10
-    progress.stage("user namespace", || enter_user_namespace(sock, args.uid))?; // >> 05
+    progress.stage("hostname", || set_hostname(hostname))?;
+    progress.stage("mounts", || setup_mounts(&args.mount))?;
+    progress.stage("dev", || mount_dev(progress))?;
+    progress.stage("proc", || mount_proc_and_sys(progress))?;
+    progress.stage("user namespace", || enter_user_namespace(sock, args.uid))?;
     die_with_parent(sock)?;
-    // >> 13 terminal
-    // After the uid switch, so the pty belongs to the container's user.
-    if terminal::wanted() {
-        progress.stage("terminal", || terminal::attach_child(sock))?;
-    }
-    // << 13
-    progress.stage("capabilities", drop_capabilities)?; // >> 06
-    progress.stage("seccomp", load_seccomp_filter)?; // >> 07
-    // >> 11 environment
-    if let Some(dir) = &args.workdir {
-        chdir(dir).stage("workdir", format!("chdir {}", dir.display()))?;
-    }
-    // << 11
-    // before 11: let env = [];
-    let env = container_env(args.uid, hostname, &args.env); // >> 11
-    // >> 12 init
-    if args.init {
-        progress.note("init");
-        return run_init(&args.command, &env);
-    }
-    // << 12
+    progress.stage("capabilities", drop_capabilities)?;
+    progress.stage("seccomp", load_seccomp_filter)?;
+    let env = [];
     progress.note("execve");
     exec_command(&args.command, &env)
 }
@@ -1016,9 +789,7 @@ fn close_listed_fds(keep: Option<RawFd>) -> Result<()> {
 
 /// If toybox is killed outright (SIGKILL), the container goes with it
 /// (PR_SET_PDEATHSIG, prctl(2)).
-// >> 05 user namespace
 /// Set after the uid change, which clears it.
-// << 05
 /// Should toybox have died already, its end of the socket reads as EOF.
 pub(crate) fn die_with_parent(sock: &OwnedFd) -> Result<()> {
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).stage("clone", "prctl(PR_SET_PDEATHSIG)")?;
@@ -1029,14 +800,11 @@ pub(crate) fn die_with_parent(sock: &OwnedFd) -> Result<()> {
     }
 }
 
-// >> 03 namespaces
 /// Only this UTS namespace sees the new name (uts_namespaces(7)).
 fn set_hostname(hostname: &str) -> Result<()> {
     sethostname(hostname).stage("hostname", format!("sethostname({hostname})"))
 }
-// << 03
 
-// >> 04 mounts
 /// Make every mount private so nothing propagates back to the host, bind the
 /// rootfs onto itself (pivot_root needs a mount point), and swap roots.
 /// pivot_root(".", ".") stacks the old root on top of the new one; unmounting
@@ -1082,9 +850,7 @@ fn remount_nodev(rootfs: &Path) -> Result<()> {
     mount(none, rootfs, none, flags, none)
         .stage("mounts", format!("remount {} nodev", rootfs.display()))
 }
-// << 04
 
-// >> 09 dev
 /// The devices every program expects, as `docker run` gives them:
 /// (name, major, minor) of character devices (devices(7)).
 const DEVICES: &[(&str, u64, u64)] = &[
@@ -1163,9 +929,7 @@ fn mount_fs(fstype: &str, target: &str, flags: MsFlags, data: &str) -> Result<()
     mount(Some(fstype), target, Some(fstype), flags, Some(data))
         .stage("mounts", format!("mount {fstype} on {target}"))
 }
-// << 09
 
-// >> 10 proc
 /// What docker hides in /proc and /sys: these reach the host's kernel, not
 /// the container (kernel memory, keyrings, timers, firmware). powercap's
 /// energy counters and the per-CPU interrupt counts are side channels into
@@ -1227,9 +991,7 @@ fn mount_proc_and_sys(progress: Progress) -> Result<()> {
 fn none() -> Option<&'static str> {
     None
 }
-// << 10
 
-// >> 05 user namespace
 /// The handshake (user_namespaces(7)): only a process outside the new user
 /// namespace may write its uid_map, so the child unshares, tells the parent,
 /// and waits for the parent's answer before switching to the requested uid.
@@ -1284,13 +1046,11 @@ fn handle_child_uid_map(pid: Pid, sock: &OwnedFd) -> Result<()> {
     write(sock, &[0]).stage("uid map", "write to child")?;
     Ok(())
 }
-// << 05
 
 // ---------------------------------------------------------------------------
 // Stage 7, continued: the last steps, then execve.
 // ---------------------------------------------------------------------------
 
-// >> 06 capabilities
 /// What root inside the container keeps: the capabilities contained.c
 /// deliberately left alone. Everything else goes: drop_capabilities probes
 /// numbers until the kernel answers EINVAL, so capabilities newer than this
@@ -1342,9 +1102,7 @@ fn drop_capabilities() -> Result<()> {
     caps::clear(None, CapSet::Inheritable).stage("capabilities", "clear inheritable set")?;
     caps::clear(None, CapSet::Ambient).stage("capabilities", "clear ambient set")
 }
-// << 06
 
-// >> 07 seccomp
 /// The filter, as libseccomp compiled the rules in seccomp.rs when toybox was
 /// built (build.rs): classic BPF, eight bytes an instruction. The first
 /// program is syscallz's rules, the second what syscallz cannot name.
@@ -1382,44 +1140,6 @@ fn load_seccomp_filter() -> Result<()> {
     }
     Ok(())
 }
-// << 07
-
-// >> 11 environment
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-/// What `docker run` starts a command with: PATH, HOSTNAME, HOME, TERM when
-/// there is a terminal, then every -e, a later one replacing an earlier one.
-/// Nothing else of toybox's own environment leaks in.
-fn container_env(uid: u32, hostname: &str, extra: &[String]) -> Vec<String> {
-    let home = if uid == 0 { "/root" } else { "/" };
-    let mut env = vec![
-        format!("PATH={DEFAULT_PATH}"),
-        format!("HOSTNAME={hostname}"),
-        format!("HOME={home}"),
-    ];
-    if nix::unistd::isatty(io::stdin()).unwrap_or(false) {
-        env.push("TERM=xterm".to_string());
-    }
-    for entry in extra {
-        let entry = match entry.split_once('=') {
-            Some(_) => entry.clone(),
-            None => match std::env::var(entry) {
-                Ok(value) => format!("{entry}={value}"),
-                Err(_) => continue, // docker run -e KEY: unset stays unset
-            },
-        };
-        let key = &entry[..=entry.find('=').unwrap_or(0)];
-        env.retain(|old| !old.starts_with(key));
-        env.push(entry);
-    }
-    env
-}
-
-/// The PATH the command is looked up in: the last -e PATH=, or the default.
-fn search_path(env: &[String]) -> &str {
-    env.iter().rev().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(DEFAULT_PATH)
-}
-// << 11
 
 /// Replace the child with the command. Only a failure returns, and its errno
 /// picks the exit status: ENOENT 127, anything else 126 (`docker run`).
@@ -1431,21 +1151,6 @@ fn exec_command(command: &[String], env: &[String]) -> Result<std::convert::Infa
     // SAFETY: SIG_DFL installs no handler; nothing runs between here and execve.
     unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }
         .stage("exec", "signal(SIGPIPE, SIG_DFL)")?;
-    // >> 11 environment
-    // A name without a slash is tried in each PATH directory, as execvp(3)
-    // does; a directory where it exists but cannot run decides the status.
-    if !command[0].contains('/') {
-        let mut last = Errno::ENOENT;
-        for dir in search_path(env).split(':') {
-            let path = CString::new(format!("{dir}/{}", command[0])).unwrap_or_default();
-            let Err(errno) = execve(&path, &argv, &envp);
-            if errno != Errno::ENOENT {
-                last = errno;
-            }
-        }
-        return Err(exec_error(&command[0], last));
-    }
-    // << 11
     let Err(errno) = execve(&argv[0], &argv, &envp);
     Err(exec_error(&command[0], errno))
 }
@@ -1523,61 +1228,10 @@ fn wait_for_signal(signals: &SigSet, timeout: Option<Duration>) -> Result<Option
     }
 }
 
-// >> 12 init
-// ---------------------------------------------------------------------------
-// --init: PID 1 as an init process.
-// ---------------------------------------------------------------------------
-
-/// `--init` makes PID 1 this small init instead of the command, as `docker
-/// run --init` (tini) does. A command written as an ordinary program makes a
-/// poor PID 1: it dies of no signal it has no handler for, and orphans that
-/// exit stay zombies, since reaping them is PID 1's job (pid_namespaces(7)).
-/// The init forks the command, passes the forwarded signals on to it, reaps
-/// every child that exits, and ends with the command's status; the kernel
-/// then kills whatever is left in the namespace.
-fn run_init(command: &[String], env: &[String]) -> Result<std::convert::Infallible> {
-    // The same signals toybox itself waits for, the same way.
-    let signals = block_signals()?;
-    // SAFETY: the container's process has one thread, so fork(2) is safe.
-    let command_pid = match unsafe { fork() }.stage("init", "fork")? {
-        ForkResult::Child => {
-            // The blocked mask survives execve: give the command a clean one.
-            sigprocmask(SigmaskHow::SIG_SETMASK, Some(&signals.original), None)
-                .stage("init", "restore signal mask")?;
-            return exec_command(command, env);
-        }
-        ForkResult::Parent { child } => child,
-    };
-    loop {
-        match wait_for_signal(&signals.forwarded, None)? {
-            Some(Signal::SIGCHLD) => {
-                while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-                    let code = match status {
-                        WaitStatus::Exited(pid, code) if pid == command_pid => code,
-                        WaitStatus::Signaled(pid, signal, _) if pid == command_pid => {
-                            128 + signal as i32
-                        }
-                        WaitStatus::StillAlive => break,
-                        _ => continue, // an orphan reaped
-                    };
-                    // SAFETY: _exit(2) ends PID 1, and with it the namespace.
-                    unsafe { libc::_exit(code) };
-                }
-            }
-            Some(signal) => {
-                let _ = kill(command_pid, signal); // it may have exited already
-            }
-            None => {}
-        }
-    }
-}
-// << 12
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    // >> 09 dev
     #[test]
     fn device_rules_read_every_allow_row() {
         let rows = CGROUP_V1_SETTINGS.iter().filter(|s| s.file == "devices.allow").count();
@@ -1602,9 +1256,7 @@ mod tests {
             assert!(allowed, "/dev/{name} ({major}:{minor}) has no `{rule}` in devices.allow");
         }
     }
-    // << 09
 
-    // >> 02 checks
     #[test]
     fn kernel_versions_compare_as_numbers() {
         assert_eq!(kernel_version("6.18.44-fc-v657"), (6, 18));
@@ -1613,7 +1265,6 @@ mod tests {
         assert!(kernel_version("4.4.0-210-generic") < MIN_KERNEL);
         assert!(kernel_version("3.10.0-1160.el7.x86_64") < MIN_KERNEL);
     }
-    // << 02
 
     #[test]
     fn hostnames_are_adjective_noun_hex() {
@@ -1650,7 +1301,6 @@ mod tests {
         }
     }
 
-    // >> 07 seccomp
     /// The programs toybox loads are the rules in seccomp.rs as this
     /// libseccomp compiles them now: build.rs wrote each file it should.
     #[test]
@@ -1670,5 +1320,4 @@ mod tests {
         );
         assert!(SECCOMP_PROGRAMS.iter().all(|p| !p.is_empty() && p.len() % 8 == 0));
     }
-    // << 07
 }

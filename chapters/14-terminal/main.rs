@@ -13,9 +13,12 @@
 //! - it drops capabilities;
 //! - it loads a seccomp filter;
 //! - the parent limits it with cgroups and rlimits before clone;
+//! - on a cgroup v2 host, it clones the child straight into its group;
 //! - the child mounts a fresh /dev;
 //! - and /proc and /sys, with what reaches the host's kernel masked;
 //! - the command gets docker's environment and working directory;
+//! - with --init, a small init runs as PID 1;
+//! - with a terminal, the container gets a pseudo-terminal of its own;
 //! - the child execs the command; the parent waits, forwards signals and
 //!   cleans up.
 //!
@@ -26,6 +29,7 @@ mod error;
 // The filter's rules: build.rs compiles them into the binary, the tests again.
 #[cfg(test)]
 mod seccomp;
+mod terminal;
 
 use std::ffi::CString;
 use std::fs;
@@ -52,7 +56,9 @@ use nix::sys::stat::{Mode, SFlag, makedev, mknod};
 use nix::sys::statvfs::{FsFlags, statvfs};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Uid;
+use nix::unistd::isatty;
 use nix::unistd::sethostname;
+use nix::unistd::{ForkResult, fork};
 use nix::unistd::{Gid, read, setgroups, setresgid, setresuid, write};
 use nix::unistd::{Pid, execve};
 use nix::unistd::{chdir, pivot_root};
@@ -112,6 +118,15 @@ struct Args {
     #[arg(short, long = "workdir", value_name = "DIR")]
     workdir: Option<PathBuf>,
 
+    /// Run a minimal init as PID 1 that starts the command, passes signals on
+    /// and reaps zombies (like docker run --init)
+    #[arg(long)]
+    init: bool,
+
+    /// Seconds the container has after a forwarded SIGINT/SIGTERM/SIGHUP
+    /// before SIGKILL
+    #[arg(long, default_value_t = STOP_GRACE.as_secs(), value_name = "SECONDS")]
+    stop_timeout: u64,
     /// Command to run and its arguments; everything after -c belongs to it
     #[arg(short, long = "command", required = true, num_args = 1..,
           allow_hyphen_values = true, value_name = "CMD [ARGS]...")]
@@ -152,7 +167,8 @@ impl Progress {
     /// One write(2) per line, so the parent's and the child's lines never interleave.
     fn note(&self, line: &str) {
         if self.verbose {
-            let end = "\n";
+            // A terminal the relay has put in raw mode no longer adds the \r.
+            let end = if isatty(io::stderr()).unwrap_or(false) { "\r\n" } else { "\n" };
             let _ = io::stderr().write_all(format!("=> {line}{end}").as_bytes());
         }
     }
@@ -188,9 +204,16 @@ fn run() -> Result<i32> {
     })?;
     drop(child_sock); // so a dead child reads as EOF on our end
     progress.stage("uid map", || handle_child_uid_map(container.pid, &parent_sock))?;
-    let grace = STOP_GRACE;
+    let terminal = match terminal::wanted() {
+        true => Some(progress.stage("terminal", || terminal::relay_parent(&parent_sock))?),
+        false => None,
+    };
+    let grace = Duration::from_secs(args.stop_timeout);
     let status =
         progress.stage("wait", || wait_for_child(&mut container, &signals.forwarded, grace))?;
+    if let Some(relay) = terminal {
+        relay.finish(); // the container's last output, then the user's terminal back
+    }
     progress.note(&format!("exit status {status}"));
     // The child is reaped: its cgroups can go. On an error return above, the
     // same Drops run as the locals go out of scope.
@@ -365,8 +388,8 @@ const GIB: &str = "1073741824";
 /// BFQ's 10 of 100 (Documentation/block/bfq-iosched.rst; range 1..1000).
 /// contained.c's third memory line,
 /// memory.kmem.limit_in_bytes, is left out: since Linux 4.6 every v1 group
-/// charges kernel memory to memory.limit_in_bytes as well, and kernels since
-/// 6.x ignore writes to the kmem file (Documentation/admin-guide/cgroup-v1/memory.rst).
+/// charges kernel memory to memory.limit_in_bytes as well, and since 5.16
+/// the kernel ignores the kmem limit (Documentation/admin-guide/cgroup-v1/memory.rst).
 const CGROUP_V1_SETTINGS: &[CgroupSetting] = &[
     required("memory", "memory.limit_in_bytes", GIB),
     optional("memory", "memory.memsw.limit_in_bytes", GIB),
@@ -446,8 +469,8 @@ const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
 /// Every container's groups are made in this one parent group, at the top of
 /// each hierarchy (as docker's cgroupfs driver makes `docker/`): one place to
-/// find them, and in v2 one place whose controllers toybox enables. The
-/// parent stays when the containers are gone.
+/// find them. The parent stays when the containers are gone.
+/// In v2 it is also the one place whose controllers toybox enables.
 const CGROUP_PARENT: &str = "toybox";
 
 /// mkdir the parent group, which another toybox may be making at this moment.
@@ -780,12 +803,20 @@ fn child_stages(
     progress.stage("proc", || mount_proc_and_sys(progress))?;
     progress.stage("user namespace", || enter_user_namespace(sock, args.uid))?;
     die_with_parent(sock)?;
+    // After the uid switch, so the pty belongs to the container's user.
+    if terminal::wanted() {
+        progress.stage("terminal", || terminal::attach_child(sock))?;
+    }
     progress.stage("capabilities", drop_capabilities)?;
     progress.stage("seccomp", load_seccomp_filter)?;
     if let Some(dir) = &args.workdir {
         chdir(dir).stage("workdir", format!("chdir {}", dir.display()))?;
     }
     let env = container_env(args.uid, hostname, &args.env);
+    if args.init {
+        progress.note("init");
+        return run_init(&args.command, &env);
+    }
     progress.note("execve");
     exec_command(&args.command, &env)
 }
@@ -1313,6 +1344,54 @@ fn wait_for_signal(signals: &SigSet, timeout: Option<Duration>) -> Result<Option
             -1 if Errno::last() == Errno::EINTR => continue,
             -1 => return Err(Errno::last()).stage("wait", "sigtimedwait"),
             n => return Signal::try_from(n).map(Some).stage("wait", "sigtimedwait"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// --init: PID 1 as an init process.
+// ---------------------------------------------------------------------------
+
+/// `--init` makes PID 1 this small init instead of the command, as `docker
+/// run --init` (tini) does. A command written as an ordinary program makes a
+/// poor PID 1: it dies of no signal it has no handler for, and orphans that
+/// exit stay zombies, since reaping them is PID 1's job (pid_namespaces(7)).
+/// The init forks the command, passes the forwarded signals on to it, reaps
+/// every child that exits, and ends with the command's status; the kernel
+/// then kills whatever is left in the namespace.
+fn run_init(command: &[String], env: &[String]) -> Result<std::convert::Infallible> {
+    // The same signals toybox itself waits for, the same way.
+    let signals = block_signals()?;
+    // SAFETY: the container's process has one thread, so fork(2) is safe.
+    let command_pid = match unsafe { fork() }.stage("init", "fork")? {
+        ForkResult::Child => {
+            // The blocked mask survives execve: give the command a clean one.
+            sigprocmask(SigmaskHow::SIG_SETMASK, Some(&signals.original), None)
+                .stage("init", "restore signal mask")?;
+            return exec_command(command, env);
+        }
+        ForkResult::Parent { child } => child,
+    };
+    loop {
+        match wait_for_signal(&signals.forwarded, None)? {
+            Some(Signal::SIGCHLD) => {
+                while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                    let code = match status {
+                        WaitStatus::Exited(pid, code) if pid == command_pid => code,
+                        WaitStatus::Signaled(pid, signal, _) if pid == command_pid => {
+                            128 + signal as i32
+                        }
+                        WaitStatus::StillAlive => break,
+                        _ => continue, // an orphan reaped
+                    };
+                    // SAFETY: _exit(2) ends PID 1, and with it the namespace.
+                    unsafe { libc::_exit(code) };
+                }
+            }
+            Some(signal) => {
+                let _ = kill(command_pid, signal); // it may have exited already
+            }
+            None => {}
         }
     }
 }

@@ -13,11 +13,11 @@
 //! - it drops capabilities;
 //! - it loads a seccomp filter;
 //! - the parent limits it with cgroups and rlimits before clone;
+//! - on a cgroup v2 host, it clones the child straight into its group;
 //! - the child mounts a fresh /dev;
 //! - and /proc and /sys, with what reaches the host's kernel masked;
 //! - the command gets docker's environment and working directory;
 //! - with --init, a small init runs as PID 1;
-//! - with a terminal, the container gets a pseudo-terminal of its own;
 //! - the child execs the command; the parent waits, forwards signals and
 //!   cleans up.
 //!
@@ -28,7 +28,6 @@ mod error;
 // The filter's rules: build.rs compiles them into the binary, the tests again.
 #[cfg(test)]
 mod seccomp;
-mod terminal;
 
 use std::ffi::CString;
 use std::fs;
@@ -55,7 +54,6 @@ use nix::sys::stat::{Mode, SFlag, makedev, mknod};
 use nix::sys::statvfs::{FsFlags, statvfs};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Uid;
-use nix::unistd::isatty;
 use nix::unistd::sethostname;
 use nix::unistd::{ForkResult, fork};
 use nix::unistd::{Gid, read, setgroups, setresgid, setresuid, write};
@@ -166,8 +164,7 @@ impl Progress {
     /// One write(2) per line, so the parent's and the child's lines never interleave.
     fn note(&self, line: &str) {
         if self.verbose {
-            // A terminal the relay has put in raw mode no longer adds the \r.
-            let end = if isatty(io::stderr()).unwrap_or(false) { "\r\n" } else { "\n" };
+            let end = "\n";
             let _ = io::stderr().write_all(format!("=> {line}{end}").as_bytes());
         }
     }
@@ -203,16 +200,9 @@ fn run() -> Result<i32> {
     })?;
     drop(child_sock); // so a dead child reads as EOF on our end
     progress.stage("uid map", || handle_child_uid_map(container.pid, &parent_sock))?;
-    let terminal = match terminal::wanted() {
-        true => Some(progress.stage("terminal", || terminal::relay_parent(&parent_sock))?),
-        false => None,
-    };
     let grace = Duration::from_secs(args.stop_timeout);
     let status =
         progress.stage("wait", || wait_for_child(&mut container, &signals.forwarded, grace))?;
-    if let Some(relay) = terminal {
-        relay.finish(); // the container's last output, then the user's terminal back
-    }
     progress.note(&format!("exit status {status}"));
     // The child is reaped: its cgroups can go. On an error return above, the
     // same Drops run as the locals go out of scope.
@@ -387,8 +377,8 @@ const GIB: &str = "1073741824";
 /// BFQ's 10 of 100 (Documentation/block/bfq-iosched.rst; range 1..1000).
 /// contained.c's third memory line,
 /// memory.kmem.limit_in_bytes, is left out: since Linux 4.6 every v1 group
-/// charges kernel memory to memory.limit_in_bytes as well, and kernels since
-/// 6.x ignore writes to the kmem file (Documentation/admin-guide/cgroup-v1/memory.rst).
+/// charges kernel memory to memory.limit_in_bytes as well, and since 5.16
+/// the kernel ignores the kmem limit (Documentation/admin-guide/cgroup-v1/memory.rst).
 const CGROUP_V1_SETTINGS: &[CgroupSetting] = &[
     required("memory", "memory.limit_in_bytes", GIB),
     optional("memory", "memory.memsw.limit_in_bytes", GIB),
@@ -468,8 +458,8 @@ const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
 /// Every container's groups are made in this one parent group, at the top of
 /// each hierarchy (as docker's cgroupfs driver makes `docker/`): one place to
-/// find them, and in v2 one place whose controllers toybox enables. The
-/// parent stays when the containers are gone.
+/// find them. The parent stays when the containers are gone.
+/// In v2 it is also the one place whose controllers toybox enables.
 const CGROUP_PARENT: &str = "toybox";
 
 /// mkdir the parent group, which another toybox may be making at this moment.
@@ -802,10 +792,6 @@ fn child_stages(
     progress.stage("proc", || mount_proc_and_sys(progress))?;
     progress.stage("user namespace", || enter_user_namespace(sock, args.uid))?;
     die_with_parent(sock)?;
-    // After the uid switch, so the pty belongs to the container's user.
-    if terminal::wanted() {
-        progress.stage("terminal", || terminal::attach_child(sock))?;
-    }
     progress.stage("capabilities", drop_capabilities)?;
     progress.stage("seccomp", load_seccomp_filter)?;
     if let Some(dir) = &args.workdir {

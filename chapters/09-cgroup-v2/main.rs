@@ -13,10 +13,7 @@
 //! - it drops capabilities;
 //! - it loads a seccomp filter;
 //! - the parent limits it with cgroups and rlimits before clone;
-//! - the child mounts a fresh /dev;
-//! - and /proc and /sys, with what reaches the host's kernel masked;
-//! - the command gets docker's environment and working directory;
-//! - with --init, a small init runs as PID 1;
+//! - on a cgroup v2 host, it clones the child straight into its group;
 //! - the child execs the command; the parent waits, forwards signals and
 //!   cleans up.
 //!
@@ -34,7 +31,6 @@ use std::io::Read;
 use std::io::{self, Write};
 use std::os::fd::BorrowedFd;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::path::PathBuf;
@@ -49,12 +45,10 @@ use nix::sched::{CloneFlags, clone};
 use nix::sys::resource::{Resource, setrlimit};
 use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, kill, signal, sigprocmask};
 use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockType, recv, socketpair};
-use nix::sys::stat::{Mode, SFlag, makedev, mknod};
 use nix::sys::statvfs::{FsFlags, statvfs};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Uid;
 use nix::unistd::sethostname;
-use nix::unistd::{ForkResult, fork};
 use nix::unistd::{Gid, read, setgroups, setresgid, setresuid, write};
 use nix::unistd::{Pid, execve};
 use nix::unistd::{chdir, pivot_root};
@@ -105,24 +99,6 @@ struct Args {
     #[arg(short, long)]
     verbose: bool,
 
-    /// Set a variable in the container's environment; KEY alone copies it
-    /// from toybox's own (repeatable)
-    #[arg(short, long = "env", value_name = "KEY=VALUE")]
-    env: Vec<String>,
-
-    /// Working directory inside the container, an absolute path (default /)
-    #[arg(short, long = "workdir", value_name = "DIR")]
-    workdir: Option<PathBuf>,
-
-    /// Run a minimal init as PID 1 that starts the command, passes signals on
-    /// and reaps zombies (like docker run --init)
-    #[arg(long)]
-    init: bool,
-
-    /// Seconds the container has after a forwarded SIGINT/SIGTERM/SIGHUP
-    /// before SIGKILL
-    #[arg(long, default_value_t = STOP_GRACE.as_secs(), value_name = "SECONDS")]
-    stop_timeout: u64,
     /// Command to run and its arguments; everything after -c belongs to it
     #[arg(short, long = "command", required = true, num_args = 1..,
           allow_hyphen_values = true, value_name = "CMD [ARGS]...")]
@@ -199,7 +175,7 @@ fn run() -> Result<i32> {
     })?;
     drop(child_sock); // so a dead child reads as EOF on our end
     progress.stage("uid map", || handle_child_uid_map(container.pid, &parent_sock))?;
-    let grace = Duration::from_secs(args.stop_timeout);
+    let grace = STOP_GRACE;
     let status =
         progress.stage("wait", || wait_for_child(&mut container, &signals.forwarded, grace))?;
     progress.note(&format!("exit status {status}"));
@@ -250,10 +226,6 @@ fn check_host(args: &Args) -> Result<()> {
     if resolved == Path::new("/") {
         return Err(fail("checks", "rootfs is /: that is the host, not a container", 125));
     }
-    check_env_and_workdir(args)?;
-    if !args.command[0].contains('/') {
-        return check_command_in_path(&resolved, &args.command[0], search_path(&args.env));
-    }
     check_command(&resolved, &args.command[0])
 }
 
@@ -296,31 +268,6 @@ fn check_command(rootfs: &Path, command: &str) -> Result<()> {
     if !executable {
         let what = format!("command {command} in {} is not an executable file", rootfs.display());
         return Err(fail("checks", what, EXIT_CANNOT_EXECUTE));
-    }
-    Ok(())
-}
-
-/// A name without a slash is looked up in the container's PATH, inside the
-/// rootfs, the way the shell and execvp(3) look it up.
-fn check_command_in_path(rootfs: &Path, name: &str, path: &str) -> Result<()> {
-    for dir in path.split(':').filter(|dir| dir.starts_with('/')) {
-        let candidate = format!("{}/{name}", dir.trim_end_matches('/'));
-        if fs::symlink_metadata(rootfs.join(&candidate[1..])).is_ok() {
-            return check_command(rootfs, &candidate);
-        }
-    }
-    let what = format!("command {name} not found in PATH {path} in {}", rootfs.display());
-    Err(fail("checks", what, EXIT_NOT_FOUND))
-}
-
-fn check_env_and_workdir(args: &Args) -> Result<()> {
-    if let Some(entry) = args.env.iter().find(|e| e.is_empty() || e.starts_with('=')) {
-        let what = format!("-e {entry:?}: want KEY=VALUE or KEY");
-        return Err(fail("checks", what, EXIT_TOYBOX_FAILED));
-    }
-    if let Some(dir) = args.workdir.as_ref().filter(|dir| !dir.is_absolute()) {
-        let what = format!("-w {}: the working directory must be an absolute path", dir.display());
-        return Err(fail("checks", what, EXIT_TOYBOX_FAILED));
     }
     Ok(())
 }
@@ -376,8 +323,8 @@ const GIB: &str = "1073741824";
 /// BFQ's 10 of 100 (Documentation/block/bfq-iosched.rst; range 1..1000).
 /// contained.c's third memory line,
 /// memory.kmem.limit_in_bytes, is left out: since Linux 4.6 every v1 group
-/// charges kernel memory to memory.limit_in_bytes as well, and kernels since
-/// 6.x ignore writes to the kmem file (Documentation/admin-guide/cgroup-v1/memory.rst).
+/// charges kernel memory to memory.limit_in_bytes as well, and since 5.16
+/// the kernel ignores the kmem limit (Documentation/admin-guide/cgroup-v1/memory.rst).
 const CGROUP_V1_SETTINGS: &[CgroupSetting] = &[
     required("memory", "memory.limit_in_bytes", GIB),
     optional("memory", "memory.memsw.limit_in_bytes", GIB),
@@ -385,18 +332,6 @@ const CGROUP_V1_SETTINGS: &[CgroupSetting] = &[
     required("pids", "pids.max", "64"),
     optional("blkio", "blkio.weight", "50"),
     optional("blkio", "blkio.bfq.weight", "10"),
-    // Only the devices /dev has (DEVICES below), and the ptys of the new
-    // devpts: ptmx and the pts majors' first (devices(7)). `m` lets toybox
-    // mknod the six nodes; the child is in this group when mount_dev runs.
-    required("devices", "devices.deny", "a"),
-    required("devices", "devices.allow", "c 1:3 rwm"),
-    required("devices", "devices.allow", "c 1:5 rwm"),
-    required("devices", "devices.allow", "c 1:7 rwm"),
-    required("devices", "devices.allow", "c 1:8 rwm"),
-    required("devices", "devices.allow", "c 1:9 rwm"),
-    required("devices", "devices.allow", "c 5:0 rwm"),
-    required("devices", "devices.allow", "c 5:2 rw"),
-    required("devices", "devices.allow", "c 136:* rw"),
 ];
 
 pub(crate) struct CgroupSetting {
@@ -422,30 +357,6 @@ pub(crate) const fn optional(
     CgroupSetting { controller, file, value, required: false }
 }
 
-/// A devices.allow row of the table as numbers, for v2's BPF program:
-/// a character device's major, its minor (None for `*`), and the access
-/// allowed (mknod 1, read 2, write 4).
-pub(crate) struct DeviceRule {
-    pub major: u32,
-    pub minor: Option<u32>,
-    pub access: u32,
-}
-
-pub(crate) fn device_rules() -> Vec<DeviceRule> {
-    let rows = CGROUP_V1_SETTINGS.iter().filter(|s| s.file == "devices.allow");
-    rows.filter_map(|row| {
-        let (numbers, letters) = row.value.strip_prefix("c ")?.split_once(' ')?;
-        let (major, minor) = numbers.split_once(':')?;
-        let bit = |letter, bit| if letters.contains(letter) { bit } else { 0 };
-        Some(DeviceRule {
-            major: major.parse().ok()?,
-            minor: minor.parse().ok(),
-            access: bit('m', 1) | bit('r', 2) | bit('w', 4),
-        })
-    })
-    .collect()
-}
-
 /// The groups toybox made; dropping this removes them.
 enum Cgroups {
     #[allow(dead_code)] // held for its Drop
@@ -457,8 +368,8 @@ const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
 /// Every container's groups are made in this one parent group, at the top of
 /// each hierarchy (as docker's cgroupfs driver makes `docker/`): one place to
-/// find them, and in v2 one place whose controllers toybox enables. The
-/// parent stays when the containers are gone.
+/// find them. The parent stays when the containers are gone.
+/// In v2 it is also the one place whose controllers toybox enables.
 const CGROUP_PARENT: &str = "toybox";
 
 /// mkdir the parent group, which another toybox may be making at this moment.
@@ -787,20 +698,11 @@ fn child_stages(
     close_inherited_fds(Some(sock.as_raw_fd()))?;
     progress.stage("hostname", || set_hostname(hostname))?;
     progress.stage("mounts", || setup_mounts(&args.mount))?;
-    progress.stage("dev", || mount_dev(progress))?;
-    progress.stage("proc", || mount_proc_and_sys(progress))?;
     progress.stage("user namespace", || enter_user_namespace(sock, args.uid))?;
     die_with_parent(sock)?;
     progress.stage("capabilities", drop_capabilities)?;
     progress.stage("seccomp", load_seccomp_filter)?;
-    if let Some(dir) = &args.workdir {
-        chdir(dir).stage("workdir", format!("chdir {}", dir.display()))?;
-    }
-    let env = container_env(args.uid, hostname, &args.env);
-    if args.init {
-        progress.note("init");
-        return run_init(&args.command, &env);
-    }
+    let env = [];
     progress.note("execve");
     exec_command(&args.command, &env)
 }
@@ -905,147 +807,6 @@ fn remount_nodev(rootfs: &Path) -> Result<()> {
     let none: Option<&str> = None;
     mount(none, rootfs, none, flags, none)
         .stage("mounts", format!("remount {} nodev", rootfs.display()))
-}
-
-/// The devices every program expects, as `docker run` gives them:
-/// (name, major, minor) of character devices (devices(7)).
-const DEVICES: &[(&str, u64, u64)] = &[
-    ("null", 1, 3),
-    ("zero", 1, 5),
-    ("full", 1, 7),
-    ("random", 1, 8),
-    ("urandom", 1, 9),
-    ("tty", 5, 0),
-];
-
-/// (link, target): the pty multiplexer of the new devpts, and the fd links.
-const DEV_LINKS: &[(&str, &str)] = &[
-    ("/dev/ptmx", "pts/ptmx"),
-    ("/dev/fd", "/proc/self/fd"),
-    ("/dev/stdin", "/proc/self/fd/0"),
-    ("/dev/stdout", "/proc/self/fd/1"),
-    ("/dev/stderr", "/proc/self/fd/2"),
-];
-
-/// A fresh /dev on a small tmpfs: nothing of the host's /dev comes along.
-/// The nodes are made with mknod, which needs CAP_MKNOD in the initial user
-/// namespace, so this runs before the child enters its own. devpts is a new
-/// instance with its own ptmx: the host's terminals are not in it
-/// (devpts(5)). /dev/shm is a tmpfs of its own for POSIX shared memory.
-fn mount_dev(progress: Progress) -> Result<()> {
-    let nosuid_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
-    make_mount_point("/dev", progress)?;
-    mount_fs("tmpfs", "/dev", nosuid_noexec, "mode=755,size=64k")?;
-    for &(name, major, minor) in DEVICES {
-        let path = format!("/dev/{name}");
-        let mode = Mode::from_bits_truncate(0o666);
-        mknod(path.as_str(), SFlag::S_IFCHR, mode, makedev(major, minor))
-            .stage("dev", format!("mknod {path}"))?;
-        chmod(&path, 0o666)?; // mknod(2) applies the umask
-    }
-    for (dir, mode) in [("/dev/pts", 0o755), ("/dev/shm", 0o1777)] {
-        fs::create_dir(dir).stage("dev", format!("mkdir {dir}"))?;
-        chmod(dir, mode)?;
-    }
-    mount_fs("devpts", "/dev/pts", nosuid_noexec, "newinstance,ptmxmode=0666,mode=0620")?;
-    mount_fs("tmpfs", "/dev/shm", nosuid_noexec | MsFlags::MS_NODEV, "mode=1777,size=64m")?;
-    for &(link, target) in DEV_LINKS {
-        std::os::unix::fs::symlink(target, link).stage("dev", format!("symlink {link}"))?;
-    }
-    Ok(())
-}
-
-fn chmod(path: &str, mode: u32) -> Result<()> {
-    let permissions = fs::Permissions::from_mode(mode);
-    fs::set_permissions(path, permissions).stage("dev", format!("chmod {mode:o} {path}"))
-}
-
-/// Many unpacked images and hand-made rootfs have no /dev, /proc or /sys.
-/// As runc does, toybox makes the missing mount point, in the rootfs: after
-/// pivot_root "/" is the rootfs, so the path cannot lead out of it. Anything
-/// else already there, a symlink included, is refused rather than followed.
-fn make_mount_point(path: &str, progress: Progress) -> Result<()> {
-    match fs::symlink_metadata(path) {
-        Ok(meta) if meta.is_dir() => Ok(()),
-        Ok(_) => Err(fail("mounts", format!("{path} in the rootfs is not a directory"), 125)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            fs::DirBuilder::new()
-                .mode(0o755)
-                .create(path)
-                .stage("mounts", format!("mkdir {path}"))?;
-            progress.note(&format!("mkdir {path}: the rootfs had no mount point there"));
-            Ok(())
-        }
-        Err(e) => Err(e).stage("mounts", format!("stat {path}")),
-    }
-}
-
-/// mount(2) a filesystem that has no source device.
-fn mount_fs(fstype: &str, target: &str, flags: MsFlags, data: &str) -> Result<()> {
-    mount(Some(fstype), target, Some(fstype), flags, Some(data))
-        .stage("mounts", format!("mount {fstype} on {target}"))
-}
-
-/// What docker hides in /proc and /sys: these reach the host's kernel, not
-/// the container (kernel memory, keyrings, timers, firmware). powercap's
-/// energy counters and the per-CPU interrupt counts are side channels into
-/// the host's work (PLATYPUS; moby's thermal-interrupt advisory, 2025). A
-/// directory gets an empty read-only tmpfs over it, a file /dev/null.
-const MASKED_PATHS: &[&str] = &[
-    "/proc/acpi",
-    "/proc/asound",
-    "/proc/interrupts",
-    "/proc/kcore",
-    "/proc/keys",
-    "/proc/latency_stats",
-    "/proc/timer_list",
-    "/proc/timer_stats",
-    "/proc/sched_debug",
-    "/proc/scsi",
-    "/sys/devices/virtual/powercap",
-    "/sys/firmware",
-];
-
-/// What runc makes read-only: kernel settings for the whole machine, and
-/// sysrq-trigger, which can reboot or crash the host.
-const READ_ONLY_PATHS: &[&str] =
-    &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
-
-/// A proc of the container's own PID namespace, so `ps` and `top` show only
-/// its processes (proc(5), pid_namespaces(7)). /sys is mounted read-only, as
-/// docker does: tools expect it, the container's own network devices show
-/// there, and nothing in it can be changed. The container's root cannot
-/// unmount the masks: after it enters its user namespace it has no
-/// privilege over this mount namespace (mount_namespaces(7)).
-fn mount_proc_and_sys(progress: Progress) -> Result<()> {
-    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    make_mount_point("/proc", progress)?;
-    make_mount_point("/sys", progress)?;
-    mount_fs("proc", "/proc", flags, "")?;
-    mount_fs("sysfs", "/sys", flags | MsFlags::MS_RDONLY, "")?;
-    for &path in MASKED_PATHS {
-        match fs::metadata(path) {
-            Ok(meta) if meta.is_dir() => mount_fs("tmpfs", path, MsFlags::MS_RDONLY, "size=0")?,
-            Ok(_) => mount(Some("/dev/null"), path, none(), MsFlags::MS_BIND, none())
-                .stage("proc", format!("mask {path}"))?,
-            Err(_) => continue, // this kernel has no such file
-        }
-    }
-    for &path in READ_ONLY_PATHS {
-        if !Path::new(path).exists() {
-            continue;
-        }
-        mount(Some(path), path, none(), MsFlags::MS_BIND | MsFlags::MS_REC, none())
-            .stage("proc", format!("bind {path}"))?;
-        let read_only = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | flags;
-        mount(none(), path, none(), read_only, none())
-            .stage("proc", format!("remount {path} read-only"))?;
-    }
-    Ok(())
-}
-
-fn none() -> Option<&'static str> {
-    None
 }
 
 /// The handshake (user_namespaces(7)): only a process outside the new user
@@ -1197,41 +958,6 @@ fn load_seccomp_filter() -> Result<()> {
     Ok(())
 }
 
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-/// What `docker run` starts a command with: PATH, HOSTNAME, HOME, TERM when
-/// there is a terminal, then every -e, a later one replacing an earlier one.
-/// Nothing else of toybox's own environment leaks in.
-fn container_env(uid: u32, hostname: &str, extra: &[String]) -> Vec<String> {
-    let home = if uid == 0 { "/root" } else { "/" };
-    let mut env = vec![
-        format!("PATH={DEFAULT_PATH}"),
-        format!("HOSTNAME={hostname}"),
-        format!("HOME={home}"),
-    ];
-    if nix::unistd::isatty(io::stdin()).unwrap_or(false) {
-        env.push("TERM=xterm".to_string());
-    }
-    for entry in extra {
-        let entry = match entry.split_once('=') {
-            Some(_) => entry.clone(),
-            None => match std::env::var(entry) {
-                Ok(value) => format!("{entry}={value}"),
-                Err(_) => continue, // docker run -e KEY: unset stays unset
-            },
-        };
-        let key = &entry[..=entry.find('=').unwrap_or(0)];
-        env.retain(|old| !old.starts_with(key));
-        env.push(entry);
-    }
-    env
-}
-
-/// The PATH the command is looked up in: the last -e PATH=, or the default.
-fn search_path(env: &[String]) -> &str {
-    env.iter().rev().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(DEFAULT_PATH)
-}
-
 /// Replace the child with the command. Only a failure returns, and its errno
 /// picks the exit status: ENOENT 127, anything else 126 (`docker run`).
 fn exec_command(command: &[String], env: &[String]) -> Result<std::convert::Infallible> {
@@ -1242,19 +968,6 @@ fn exec_command(command: &[String], env: &[String]) -> Result<std::convert::Infa
     // SAFETY: SIG_DFL installs no handler; nothing runs between here and execve.
     unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }
         .stage("exec", "signal(SIGPIPE, SIG_DFL)")?;
-    // A name without a slash is tried in each PATH directory, as execvp(3)
-    // does; a directory where it exists but cannot run decides the status.
-    if !command[0].contains('/') {
-        let mut last = Errno::ENOENT;
-        for dir in search_path(env).split(':') {
-            let path = CString::new(format!("{dir}/{}", command[0])).unwrap_or_default();
-            let Err(errno) = execve(&path, &argv, &envp);
-            if errno != Errno::ENOENT {
-                last = errno;
-            }
-        }
-        return Err(exec_error(&command[0], last));
-    }
     let Err(errno) = execve(&argv[0], &argv, &envp);
     Err(exec_error(&command[0], errno))
 }
@@ -1332,82 +1045,9 @@ fn wait_for_signal(signals: &SigSet, timeout: Option<Duration>) -> Result<Option
     }
 }
 
-// ---------------------------------------------------------------------------
-// --init: PID 1 as an init process.
-// ---------------------------------------------------------------------------
-
-/// `--init` makes PID 1 this small init instead of the command, as `docker
-/// run --init` (tini) does. A command written as an ordinary program makes a
-/// poor PID 1: it dies of no signal it has no handler for, and orphans that
-/// exit stay zombies, since reaping them is PID 1's job (pid_namespaces(7)).
-/// The init forks the command, passes the forwarded signals on to it, reaps
-/// every child that exits, and ends with the command's status; the kernel
-/// then kills whatever is left in the namespace.
-fn run_init(command: &[String], env: &[String]) -> Result<std::convert::Infallible> {
-    // The same signals toybox itself waits for, the same way.
-    let signals = block_signals()?;
-    // SAFETY: the container's process has one thread, so fork(2) is safe.
-    let command_pid = match unsafe { fork() }.stage("init", "fork")? {
-        ForkResult::Child => {
-            // The blocked mask survives execve: give the command a clean one.
-            sigprocmask(SigmaskHow::SIG_SETMASK, Some(&signals.original), None)
-                .stage("init", "restore signal mask")?;
-            return exec_command(command, env);
-        }
-        ForkResult::Parent { child } => child,
-    };
-    loop {
-        match wait_for_signal(&signals.forwarded, None)? {
-            Some(Signal::SIGCHLD) => {
-                while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-                    let code = match status {
-                        WaitStatus::Exited(pid, code) if pid == command_pid => code,
-                        WaitStatus::Signaled(pid, signal, _) if pid == command_pid => {
-                            128 + signal as i32
-                        }
-                        WaitStatus::StillAlive => break,
-                        _ => continue, // an orphan reaped
-                    };
-                    // SAFETY: _exit(2) ends PID 1, and with it the namespace.
-                    unsafe { libc::_exit(code) };
-                }
-            }
-            Some(signal) => {
-                let _ = kill(command_pid, signal); // it may have exited already
-            }
-            None => {}
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn device_rules_read_every_allow_row() {
-        let rows = CGROUP_V1_SETTINGS.iter().filter(|s| s.file == "devices.allow").count();
-        let rules = device_rules();
-        assert_eq!(rules.len(), rows);
-        assert!(rules.iter().any(|r| r.major == 136 && r.minor.is_none() && r.access == 6));
-        assert!(rules.iter().any(|r| r.major == 1 && r.minor == Some(3) && r.access == 7));
-        // Every jump of the v2 program lands inside it.
-        let program = cgroup_v2::device_program(&rules);
-        for (at, insn) in program.iter().enumerate() {
-            let (code, off) = cgroup_v2::insn_jump(insn);
-            assert!(code != 0x55 || at + 1 + off as usize <= program.len() - 2);
-        }
-    }
-
-    #[test]
-    fn device_cgroup_allows_every_node_in_dev() {
-        for &(name, major, minor) in DEVICES {
-            let rule = format!("c {major}:{minor} rwm");
-            let allowed =
-                CGROUP_V1_SETTINGS.iter().any(|s| s.file == "devices.allow" && s.value == rule);
-            assert!(allowed, "/dev/{name} ({major}:{minor}) has no `{rule}` in devices.allow");
-        }
-    }
 
     #[test]
     fn kernel_versions_compare_as_numbers() {
