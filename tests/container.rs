@@ -1604,7 +1604,7 @@ fn skip_reason(name: &str) -> Option<String> {
     }
     if name == "devices_limited_by_cgroup" && !have_v1("devices") {
         return Some(
-            "no cgroup v1 devices controller (cgroup v2 has none; see chapter 09's notes)".into(),
+            "no cgroup v1 devices controller (cgroup v2 has none; see chapter 10's notes)".into(),
         );
     }
     if name == "terminal_goes_to_the_container"
