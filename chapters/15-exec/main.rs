@@ -515,7 +515,9 @@ const GIB: &str = "1073741824";
 /// contained.c's third memory line,
 /// memory.kmem.limit_in_bytes, is left out: since Linux 4.6 every v1 group
 /// charges kernel memory to memory.limit_in_bytes as well, and since 5.16
-/// the kernel ignores the kmem limit (Documentation/admin-guide/cgroup-v1/memory.rst).
+/// ("memcg, kmem: further deprecate kmem.limit_in_bytes") no kernel enforces
+/// a kmem limit: a write fails with EOPNOTSUPP, or on later kernels is
+/// accepted and ignored (Documentation/admin-guide/cgroup-v1/memory.rst).
 const CGROUP_V1_SETTINGS: &[CgroupSetting] = &[
     required("memory", "memory.limit_in_bytes", GIB),
     optional("memory", "memory.memsw.limit_in_bytes", GIB),
