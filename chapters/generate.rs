@@ -35,7 +35,8 @@ pub const CHAPTERS: &[&str] = &[
     "12-environment",
     "13-init",
     "14-terminal",
-    "15-exec",
+    "15-ps",
+    "16-exec",
 ];
 
 pub fn number(chapter: &str) -> u32 {

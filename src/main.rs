@@ -45,20 +45,23 @@
 // >> 14 terminal
 //! - with a terminal, the container gets a pseudo-terminal of its own;
 // << 14
-// >> 15 exec
-//! - `toybox exec` and `toybox ps` find it through its record;
+// >> 15 ps
+// before 16: //! - `toybox ps` lists it through its record;
 // << 15
+// >> 16 exec
+//! - `toybox exec` and `toybox ps` find it through its record;
+// << 16
 //! - the child execs the command; the parent waits, forwards signals and
 //!   cleans up.
 //!
 //! `main` is the table of contents: read it first, then each stage in order.
 
-// >> 15 markers
+// >> 16 markers
 // The chapters under chapters/ are made from this file: a line marked
 // `// >> NN` (or a block between `// >> NN` and `// << NN`) arrives in
 // chapter NN; `// before NN: code` is the code chapters before NN have there.
 // Chapters before the last are written without the markers.
-// << 15
+// << 16
 
 mod cgroup_v2; // >> 09
 mod error;
@@ -195,9 +198,10 @@ struct Args {
     command: Vec<String>,
 }
 
-// >> 15 exec
+// >> 15 ps
 #[derive(clap::Subcommand)]
 enum Subcommand {
+    // >> 16 exec
     /// Run a command in a running container: its namespaces, cgroups, uid,
     /// capabilities and seccomp filter
     Exec {
@@ -213,6 +217,7 @@ enum Subcommand {
               allow_hyphen_values = true, value_name = "CMD [ARGS]...")]
         command: Vec<String>,
     },
+    // << 16
     /// List the running containers
     Ps,
 }
@@ -280,7 +285,11 @@ fn main() {
 fn run() -> Result<i32> {
     let args = parse_args()?;
     let progress = Progress { verbose: args.verbose };
-    // >> 15 exec
+    // >> 15 ps
+    // before 16: if let Some(Subcommand::Ps) = &args.subcommand {
+    // before 16:     return exec::list();
+    // before 16: }
+    // >> 16 exec
     match &args.subcommand {
         Some(Subcommand::Exec { uid, name, command }) => {
             return exec::exec_into(name, *uid, command);
@@ -288,6 +297,7 @@ fn run() -> Result<i32> {
         Some(Subcommand::Ps) => return exec::list(),
         None => {}
     }
+    // << 16
     // << 15
     progress.stage("checks", || check_host(&args))?; // >> 02
     let hostname = random_hostname();
@@ -306,7 +316,7 @@ fn run() -> Result<i32> {
         clone_child(&args, &hostname, &child_sock, &signals, &mut cgroups, progress) // >> 09
     })?;
     drop(child_sock); // so a dead child reads as EOF on our end
-    // >> 15 exec
+    // >> 15 ps
     let record =
         exec::write_record(&hostname, container.pid, args.uid, &args.command, &cgroups.dirs())?;
     // << 15
@@ -597,7 +607,7 @@ enum Cgroups {
     V2(cgroup_v2::Group), // >> 09
 }
 
-// >> 15 exec
+// >> 15 ps
 impl Cgroups {
     /// The directories made, for the container's record: should toybox be
     /// killed outright, whoever finds the record stale removes them.
