@@ -246,7 +246,7 @@ const FIRST_NAMED_IN: &[(&str, u32)] = &[
     ("reap", 13),
     ("terminal", 14),
     ("pty", 14),
-    ("toybox exec", 15),
+    ("toybox exec", 16),
     ("toybox ps", 15),
 ];
 
