@@ -7,7 +7,7 @@
  * with the 0 10000 2000 uid/gid map written by the parent after a socketpair
  * handshake, execve. No command line parsing, no checks, no printing, no
  * capabilities or seccomp: the benchmark's floor, what the kernel costs.
- * With "mounts" it also mounts what toybox's chapters 09 and 10 add: /dev
+ * With "mounts" it also mounts what toybox's chapters 10 and 11 add: /dev
  * (tmpfs, six nodes, devpts, shm, links) and /proc with runc's masks and a
  * read-only /sys, so the table can tell their kernel cost from toybox's own.
  * Errors exit 125 without a word; the benchmark checks the status.

@@ -29,12 +29,14 @@ pub const CHAPTERS: &[&str] = &[
     "06-capabilities",
     "07-seccomp",
     "08-cgroups",
-    "09-dev",
-    "10-proc",
-    "11-environment",
-    "12-init",
-    "13-terminal",
-    "14-exec",
+    "09-cgroup-v2",
+    "10-dev",
+    "11-proc",
+    "12-environment",
+    "13-init",
+    "14-terminal",
+    "15-ps",
+    "16-exec",
 ];
 
 pub fn number(chapter: &str) -> u32 {

@@ -15,8 +15,8 @@
 
 use std::fs;
 use std::io::{Read, Seek};
-// before 09: use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd}; // >> 09
+// before 10: use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd}; // >> 10
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{OFlag, open};
@@ -70,7 +70,7 @@ pub fn create(name: &str) -> Result<Group> {
     for setting in SETTINGS.iter().filter(|s| !missing.contains(&s.controller)) {
         crate::write_setting(&group.path, setting)?;
     }
-    attach_device_filter(&group.path)?; // >> 09
+    attach_device_filter(&group.path)?; // >> 10
     Ok(group)
 }
 
@@ -154,7 +154,7 @@ fn has_word(list: &str, word: &str) -> bool {
     list.split_whitespace().any(|w| w == word)
 }
 
-// >> 09 dev
+// >> 10 dev
 /// cgroup v2 has no devices files: the kernel asks a BPF program attached to
 /// the group (BPF_PROG_TYPE_CGROUP_DEVICE; cgroup-v2.rst, "Device
 /// controller") about every open and mknod of a device node, and it returns
@@ -263,4 +263,4 @@ pub fn device_program(rules: &[crate::DeviceRule]) -> Vec<Insn> {
     program.push(insn(EXIT, 0, 0, 0, 0));
     program
 }
-// << 09
+// << 10

@@ -27,53 +27,59 @@
 // >> 08 cgroups
 //! - the parent limits it with cgroups and rlimits before clone;
 // << 08
-// >> 09 dev
-//! - the child mounts a fresh /dev;
+// >> 09 cgroup v2
+//! - on a cgroup v2 host, it clones the child straight into its group;
 // << 09
-// >> 10 proc
-//! - and /proc and /sys, with what reaches the host's kernel masked;
+// >> 10 dev
+//! - the child mounts a fresh /dev;
 // << 10
-// >> 11 environment
-//! - the command gets docker's environment and working directory;
+// >> 11 proc
+//! - and /proc and /sys, with what reaches the host's kernel masked;
 // << 11
-// >> 12 init
-//! - with --init, a small init runs as PID 1;
+// >> 12 environment
+//! - the command gets docker's environment and working directory;
 // << 12
-// >> 13 terminal
-//! - with a terminal, the container gets a pseudo-terminal of its own;
+// >> 13 init
+//! - with --init, a small init runs as PID 1;
 // << 13
-// >> 14 exec
-//! - `toybox exec` and `toybox ps` find it through its record;
+// >> 14 terminal
+//! - with a terminal, the container gets a pseudo-terminal of its own;
 // << 14
+// >> 15 ps
+// before 16: //! - `toybox ps` lists it through its record;
+// << 15
+// >> 16 exec
+//! - `toybox exec` and `toybox ps` find it through its record;
+// << 16
 //! - the child execs the command; the parent waits, forwards signals and
 //!   cleans up.
 //!
 //! `main` is the table of contents: read it first, then each stage in order.
 
-// >> 14 markers
+// >> 16 markers
 // The chapters under chapters/ are made from this file: a line marked
 // `// >> NN` (or a block between `// >> NN` and `// << NN`) arrives in
 // chapter NN; `// before NN: code` is the code chapters before NN have there.
 // Chapters before the last are written without the markers.
-// << 14
+// << 16
 
-mod cgroup_v2; // >> 08
+mod cgroup_v2; // >> 09
 mod error;
-mod exec; // >> 14
+mod exec; // >> 15
 // >> 07 seccomp
 // The filter's rules: build.rs compiles them into the binary, the tests again.
 #[cfg(test)]
 mod seccomp;
 // << 07
-mod terminal; // >> 13
+mod terminal; // >> 14
 
 use std::ffi::CString;
 use std::fs;
-use std::io::Read; // >> 08
+use std::io::Read; // >> 09
 use std::io::{self, Write};
-use std::os::fd::BorrowedFd; // >> 08
+use std::os::fd::BorrowedFd; // >> 09
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::DirBuilderExt; // >> 09
+use std::os::unix::fs::DirBuilderExt; // >> 10
 use std::os::unix::fs::PermissionsExt; // >> 02
 use std::path::Path; // >> 02
 use std::path::PathBuf;
@@ -88,13 +94,13 @@ use nix::sched::{CloneFlags, clone};
 use nix::sys::resource::{Resource, setrlimit}; // >> 08
 use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, kill, signal, sigprocmask};
 use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockType, recv, socketpair};
-use nix::sys::stat::{Mode, SFlag, makedev, mknod}; // >> 09
+use nix::sys::stat::{Mode, SFlag, makedev, mknod}; // >> 10
 use nix::sys::statvfs::{FsFlags, statvfs}; // >> 04
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Uid; // >> 02
-use nix::unistd::isatty; // >> 13
+use nix::unistd::isatty; // >> 14
 use nix::unistd::sethostname; // >> 03
-use nix::unistd::{ForkResult, fork}; // >> 12
+use nix::unistd::{ForkResult, fork}; // >> 13
 use nix::unistd::{Gid, read, setgroups, setresgid, setresuid, write}; // >> 05
 use nix::unistd::{Pid, execve};
 use nix::unistd::{chdir, pivot_root}; // >> 04
@@ -139,8 +145,8 @@ const EXIT_STATUS_HELP: &str = concat!(
 
 // The command line; clap makes --help from the doc comments.
 #[derive(Parser)]
-// before 14: #[command(version, about = ABOUT, after_help = EXIT_STATUS_HELP)]
-#[command(version, about = ABOUT, after_help = EXIT_STATUS_HELP, subcommand_negates_reqs = true)] // >> 14
+// before 15: #[command(version, about = ABOUT, after_help = EXIT_STATUS_HELP)]
+#[command(version, about = ABOUT, after_help = EXIT_STATUS_HELP, subcommand_negates_reqs = true)] // >> 15
 struct Args {
     // before 05: /// User id for the command; not applied yet: it runs as toybox's own
     // >> 05 user namespace
@@ -162,7 +168,7 @@ struct Args {
     #[arg(short, long)]
     verbose: bool,
 
-    // >> 11 environment
+    // >> 12 environment
     /// Set a variable in the container's environment; KEY alone copies it
     /// from toybox's own (repeatable)
     #[arg(short, long = "env", value_name = "KEY=VALUE")]
@@ -171,9 +177,9 @@ struct Args {
     /// Working directory inside the container, an absolute path (default /)
     #[arg(short, long = "workdir", value_name = "DIR")]
     workdir: Option<PathBuf>,
-    // << 11
+    // << 12
 
-    // >> 12 init
+    // >> 13 init
     /// Run a minimal init as PID 1 that starts the command, passes signals on
     /// and reaps zombies (like docker run --init)
     #[arg(long)]
@@ -183,18 +189,19 @@ struct Args {
     /// before SIGKILL
     #[arg(long, default_value_t = STOP_GRACE.as_secs(), value_name = "SECONDS")]
     stop_timeout: u64,
-    // << 12
-    #[command(subcommand)] // >> 14
-    subcommand: Option<Subcommand>, // >> 14
+    // << 13
+    #[command(subcommand)] // >> 15
+    subcommand: Option<Subcommand>, // >> 15
     /// Command to run and its arguments; everything after -c belongs to it
     #[arg(short, long = "command", required = true, num_args = 1..,
           allow_hyphen_values = true, value_name = "CMD [ARGS]...")]
     command: Vec<String>,
 }
 
-// >> 14 exec
+// >> 15 ps
 #[derive(clap::Subcommand)]
 enum Subcommand {
+    // >> 16 exec
     /// Run a command in a running container: its namespaces, cgroups, uid,
     /// capabilities and seccomp filter
     Exec {
@@ -210,10 +217,11 @@ enum Subcommand {
               allow_hyphen_values = true, value_name = "CMD [ARGS]...")]
         command: Vec<String>,
     },
+    // << 16
     /// List the running containers
     Ps,
 }
-// << 14
+// << 15
 
 /// clap exits 2 on bad usage; a container runtime answers 125 (`docker run`).
 fn parse_args() -> Result<Args> {
@@ -249,11 +257,11 @@ impl Progress {
     /// One write(2) per line, so the parent's and the child's lines never interleave.
     fn note(&self, line: &str) {
         if self.verbose {
-            // before 13: let end = "\n";
-            // >> 13 terminal
+            // before 14: let end = "\n";
+            // >> 14 terminal
             // A terminal the relay has put in raw mode no longer adds the \r.
             let end = if isatty(io::stderr()).unwrap_or(false) { "\r\n" } else { "\n" };
-            // << 13
+            // << 14
             let _ = io::stderr().write_all(format!("=> {line}{end}").as_bytes());
         }
     }
@@ -277,7 +285,11 @@ fn main() {
 fn run() -> Result<i32> {
     let args = parse_args()?;
     let progress = Progress { verbose: args.verbose };
-    // >> 14 exec
+    // >> 15 ps
+    // before 16: if let Some(Subcommand::Ps) = &args.subcommand {
+    // before 16:     return exec::list();
+    // before 16: }
+    // >> 16 exec
     match &args.subcommand {
         Some(Subcommand::Exec { uid, name, command }) => {
             return exec::exec_into(name, *uid, command);
@@ -285,47 +297,51 @@ fn run() -> Result<i32> {
         Some(Subcommand::Ps) => return exec::list(),
         None => {}
     }
-    // << 14
+    // << 16
+    // << 15
     progress.stage("checks", || check_host(&args))?; // >> 02
     let hostname = random_hostname();
     progress.note(&format!("hostname {hostname}"));
     // before 05: let (_parent_sock, child_sock) = progress.stage("socketpair", create_socketpair)?;
     let (parent_sock, child_sock) = progress.stage("socketpair", create_socketpair)?; // >> 05
-    exec::remove_stale_records(); // >> 14
-    let mut cgroups = progress.stage("cgroups", || create_cgroups(&hostname))?; // >> 08
-    progress.stage("rlimits", set_rlimits)?; // >> 08
+    exec::remove_stale_records(); // >> 15
+    // >> 08 cgroups
+    // before 09: let cgroups = progress.stage("cgroups", || create_cgroups(&hostname))?;
+    let mut cgroups = progress.stage("cgroups", || create_cgroups(&hostname))?; // >> 09
+    progress.stage("rlimits", set_rlimits)?;
+    // << 08
     let signals = block_signals()?;
     let mut container = progress.stage("clone", || {
-        // before 08: clone_child(&args, &hostname, &child_sock, &signals, progress)
-        clone_child(&args, &hostname, &child_sock, &signals, &mut cgroups, progress) // >> 08
+        // before 09: clone_child(&args, &hostname, &child_sock, &signals, progress)
+        clone_child(&args, &hostname, &child_sock, &signals, &mut cgroups, progress) // >> 09
     })?;
     drop(child_sock); // so a dead child reads as EOF on our end
-    // >> 14 exec
+    // >> 15 ps
     let record =
         exec::write_record(&hostname, container.pid, args.uid, &args.command, &cgroups.dirs())?;
-    // << 14
+    // << 15
     progress.stage("uid map", || handle_child_uid_map(container.pid, &parent_sock))?; // >> 05
-    // >> 13 terminal
+    // >> 14 terminal
     let terminal = match terminal::wanted() {
         true => Some(progress.stage("terminal", || terminal::relay_parent(&parent_sock))?),
         false => None,
     };
-    // << 13
-    // before 12: let grace = STOP_GRACE;
-    let grace = Duration::from_secs(args.stop_timeout); // >> 12
+    // << 14
+    // before 13: let grace = STOP_GRACE;
+    let grace = Duration::from_secs(args.stop_timeout); // >> 13
     let status =
         progress.stage("wait", || wait_for_child(&mut container, &signals.forwarded, grace))?;
-    // >> 13 terminal
+    // >> 14 terminal
     if let Some(relay) = terminal {
         relay.finish(); // the container's last output, then the user's terminal back
     }
-    // << 13
+    // << 14
     progress.note(&format!("exit status {status}"));
     // >> 08 cgroups
     // The child is reaped: its cgroups can go. On an error return above, the
     // same Drops run as the locals go out of scope.
     progress.stage("cleanup", || {
-        drop(record); // >> 14
+        drop(record); // >> 15
         drop(cgroups);
         Ok(())
     })?;
@@ -376,12 +392,12 @@ fn check_host(args: &Args) -> Result<()> {
     if resolved == Path::new("/") {
         return Err(fail("checks", "rootfs is /: that is the host, not a container", 125));
     }
-    // >> 11 environment
+    // >> 12 environment
     check_env_and_workdir(args)?;
     if !args.command[0].contains('/') {
         return check_command_in_path(&resolved, &args.command[0], search_path(&args.env));
     }
-    // << 11
+    // << 12
     check_command(&resolved, &args.command[0])
 }
 
@@ -428,7 +444,7 @@ fn check_command(rootfs: &Path, command: &str) -> Result<()> {
     Ok(())
 }
 
-// >> 11 environment
+// >> 12 environment
 /// A name without a slash is looked up in the container's PATH, inside the
 /// rootfs, the way the shell and execvp(3) look it up.
 fn check_command_in_path(rootfs: &Path, name: &str, path: &str) -> Result<()> {
@@ -453,7 +469,7 @@ fn check_env_and_workdir(args: &Args) -> Result<()> {
     }
     Ok(())
 }
-// << 11
+// << 12
 // << 02
 
 // ---------------------------------------------------------------------------
@@ -508,8 +524,10 @@ const GIB: &str = "1073741824";
 /// BFQ's 10 of 100 (Documentation/block/bfq-iosched.rst; range 1..1000).
 /// contained.c's third memory line,
 /// memory.kmem.limit_in_bytes, is left out: since Linux 4.6 every v1 group
-/// charges kernel memory to memory.limit_in_bytes as well, and kernels since
-/// 6.x ignore writes to the kmem file (Documentation/admin-guide/cgroup-v1/memory.rst).
+/// charges kernel memory to memory.limit_in_bytes as well, and since 5.16
+/// ("memcg, kmem: further deprecate kmem.limit_in_bytes") no kernel enforces
+/// a kmem limit: a write fails with EOPNOTSUPP, or on later kernels is
+/// accepted and ignored (Documentation/admin-guide/cgroup-v1/memory.rst).
 const CGROUP_V1_SETTINGS: &[CgroupSetting] = &[
     required("memory", "memory.limit_in_bytes", GIB),
     optional("memory", "memory.memsw.limit_in_bytes", GIB),
@@ -517,7 +535,7 @@ const CGROUP_V1_SETTINGS: &[CgroupSetting] = &[
     required("pids", "pids.max", "64"),
     optional("blkio", "blkio.weight", "50"),
     optional("blkio", "blkio.bfq.weight", "10"),
-    // >> 09 dev
+    // >> 10 dev
     // Only the devices /dev has (DEVICES below), and the ptys of the new
     // devpts: ptmx and the pts majors' first (devices(7)). `m` lets toybox
     // mknod the six nodes; the child is in this group when mount_dev runs.
@@ -530,7 +548,7 @@ const CGROUP_V1_SETTINGS: &[CgroupSetting] = &[
     required("devices", "devices.allow", "c 5:0 rwm"),
     required("devices", "devices.allow", "c 5:2 rw"),
     required("devices", "devices.allow", "c 136:* rw"),
-    // << 09
+    // << 10
 ];
 
 pub(crate) struct CgroupSetting {
@@ -556,7 +574,7 @@ pub(crate) const fn optional(
     CgroupSetting { controller, file, value, required: false }
 }
 
-// >> 09 dev
+// >> 10 dev
 /// A devices.allow row of the table as numbers, for v2's BPF program:
 /// a character device's major, its minor (None for `*`), and the access
 /// allowed (mknod 1, read 2, write 4).
@@ -580,16 +598,16 @@ pub(crate) fn device_rules() -> Vec<DeviceRule> {
     })
     .collect()
 }
-// << 09
+// << 10
 
 /// The groups toybox made; dropping this removes them.
 enum Cgroups {
     #[allow(dead_code)] // held for its Drop
     V1(CgroupsV1),
-    V2(cgroup_v2::Group),
+    V2(cgroup_v2::Group), // >> 09
 }
 
-// >> 14 exec
+// >> 15 ps
 impl Cgroups {
     /// The directories made, for the container's record: should toybox be
     /// killed outright, whoever finds the record stale removes them.
@@ -600,14 +618,16 @@ impl Cgroups {
         }
     }
 }
-// << 14
+// << 15
 
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
 /// Every container's groups are made in this one parent group, at the top of
 /// each hierarchy (as docker's cgroupfs driver makes `docker/`): one place to
-/// find them, and in v2 one place whose controllers toybox enables. The
-/// parent stays when the containers are gone.
+/// find them. The parent stays when the containers are gone.
+// >> 09 cgroup v2
+/// In v2 it is also the one place whose controllers toybox enables.
+// << 09
 const CGROUP_PARENT: &str = "toybox";
 
 /// mkdir the parent group, which another toybox may be making at this moment.
@@ -620,13 +640,18 @@ fn make_parent_group(parent: &Path) -> Result<()> {
     }
 }
 
+// before 09: /// contained.c's cgroups are v1's: a hierarchy per controller under /sys/fs/cgroup.
+// >> 09 cgroup v2
 /// A pure cgroup v2 host mounts the unified hierarchy itself at
 /// /sys/fs/cgroup; v1 and hybrid hosts (like systemd's "hybrid" mode, with
 /// cgroup2 at /sys/fs/cgroup/unified) keep the v1 controllers there.
+// << 09
 fn create_cgroups(name: &str) -> Result<Cgroups> {
+    // >> 09 cgroup v2
     if Path::new(CGROUP_ROOT).join("cgroup.controllers").exists() {
         return cgroup_v2::create(name).map(Cgroups::V2);
     }
+    // << 09
     create_cgroups_v1(name).map(Cgroups::V1)
 }
 
@@ -647,8 +672,11 @@ struct V1Group {
 /// toybox itself in, so the child it clones starts inside. A v1 controller
 /// that is not mounted gets one warning and no limit.
 fn create_cgroups_v1(name: &str) -> Result<CgroupsV1> {
+    // before 09: let current = fs::read_to_string("/proc/self/cgroup").stage("cgroups", "read /proc/self/cgroup")?;
+    // >> 09 cgroup v2
     let current =
         read_kernel_file("/proc/self/cgroup").stage("cgroups", "read /proc/self/cgroup")?;
+    // << 09
     let mut cgroups = CgroupsV1 { groups: Vec::new() };
     let mut missing = Vec::new();
     for setting in CGROUP_V1_SETTINGS {
@@ -687,6 +715,7 @@ fn create_cgroups_v1(name: &str) -> Result<CgroupsV1> {
     Ok(cgroups)
 }
 
+// >> 09 cgroup v2
 /// /proc and cgroup files report a size of 0, so fs::read_to_string stats
 /// them, then reads in small growing chunks, and the kernel renders the whole
 /// file for each one. Reads into a page-sized buffer take them in one read
@@ -707,6 +736,7 @@ pub(crate) fn read_kernel_file(path: impl AsRef<Path>) -> io::Result<String> {
     bytes.truncate(len);
     String::from_utf8(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
+// << 09
 
 /// Write one limit; an optional file the kernel does not have is skipped.
 fn write_setting(group: &Path, setting: &CgroupSetting) -> Result<()> {
@@ -845,11 +875,11 @@ fn clone_child(
     hostname: &str,
     sock: &OwnedFd,
     signals: &Signals,
-    cgroups: &mut Cgroups, // >> 08
+    cgroups: &mut Cgroups, // >> 09
     progress: Progress,
 ) -> Result<Container> {
     let child = || run_child(args, hostname, sock, &signals.original, progress);
-    // >> 08 cgroups
+    // >> 09 cgroup v2
     if let Cgroups::V2(group) = cgroups
         && let Some(fd) = group.fd()
     {
@@ -862,7 +892,7 @@ fn clone_child(
             Err(e) => return Err(e).stage("clone", "clone3(CLONE_INTO_CGROUP)"),
         }
     }
-    // << 08
+    // << 09
     let mut stack = vec![0u8; STACK_SIZE];
     // SAFETY: without CLONE_VM the child gets its own copy of memory, as with
     // fork(2); it only runs `run_child` and then execs or exits.
@@ -873,7 +903,7 @@ fn clone_child(
     Ok(Container { pid, reaped: false })
 }
 
-// >> 08 cgroups
+// >> 09 cgroup v2
 /// clone3(2) with CLONE_INTO_CGROUP (Linux 5.7) starts the child inside its
 /// cgroup v2 group: it never runs outside it, and toybox never joins it.
 /// Used like fork (no new stack, no CLONE_VM), it returns twice: the child's
@@ -911,7 +941,7 @@ fn clone3_into_cgroup(cgroup: BorrowedFd) -> std::result::Result<Option<Pid>, Er
         pid => Ok(Some(Pid::from_raw(pid as i32))),
     }
 }
-// << 08
+// << 09
 
 // ---------------------------------------------------------------------------
 // Stage 7: the child. Each step narrows what the command can do; the last
@@ -947,31 +977,31 @@ fn child_stages(
     // before 03: progress.note(&format!("{hostname} stays a name: no UTS namespace to set it in"));
     progress.stage("hostname", || set_hostname(hostname))?; // >> 03
     progress.stage("mounts", || setup_mounts(&args.mount))?; // >> 04
-    progress.stage("dev", || mount_dev(progress))?; // >> 09
-    progress.stage("proc", || mount_proc_and_sys(progress))?; // >> 10
+    progress.stage("dev", || mount_dev(progress))?; // >> 10
+    progress.stage("proc", || mount_proc_and_sys(progress))?; // >> 11
     progress.stage("user namespace", || enter_user_namespace(sock, args.uid))?; // >> 05
     die_with_parent(sock)?;
-    // >> 13 terminal
+    // >> 14 terminal
     // After the uid switch, so the pty belongs to the container's user.
     if terminal::wanted() {
         progress.stage("terminal", || terminal::attach_child(sock))?;
     }
-    // << 13
+    // << 14
     progress.stage("capabilities", drop_capabilities)?; // >> 06
     progress.stage("seccomp", load_seccomp_filter)?; // >> 07
-    // >> 11 environment
+    // >> 12 environment
     if let Some(dir) = &args.workdir {
         chdir(dir).stage("workdir", format!("chdir {}", dir.display()))?;
     }
-    // << 11
-    // before 11: let env = [];
-    let env = container_env(args.uid, hostname, &args.env); // >> 11
-    // >> 12 init
+    // << 12
+    // before 12: let env = [];
+    let env = container_env(args.uid, hostname, &args.env); // >> 12
+    // >> 13 init
     if args.init {
         progress.note("init");
         return run_init(&args.command, &env);
     }
-    // << 12
+    // << 13
     progress.note("execve");
     exec_command(&args.command, &env)
 }
@@ -1084,7 +1114,7 @@ fn remount_nodev(rootfs: &Path) -> Result<()> {
 }
 // << 04
 
-// >> 09 dev
+// >> 10 dev
 /// The devices every program expects, as `docker run` gives them:
 /// (name, major, minor) of character devices (devices(7)).
 const DEVICES: &[(&str, u64, u64)] = &[
@@ -1163,9 +1193,9 @@ fn mount_fs(fstype: &str, target: &str, flags: MsFlags, data: &str) -> Result<()
     mount(Some(fstype), target, Some(fstype), flags, Some(data))
         .stage("mounts", format!("mount {fstype} on {target}"))
 }
-// << 09
+// << 10
 
-// >> 10 proc
+// >> 11 proc
 /// What docker hides in /proc and /sys: these reach the host's kernel, not
 /// the container (kernel memory, keyrings, timers, firmware). powercap's
 /// energy counters and the per-CPU interrupt counts are side channels into
@@ -1227,7 +1257,7 @@ fn mount_proc_and_sys(progress: Progress) -> Result<()> {
 fn none() -> Option<&'static str> {
     None
 }
-// << 10
+// << 11
 
 // >> 05 user namespace
 /// The handshake (user_namespaces(7)): only a process outside the new user
@@ -1384,7 +1414,7 @@ fn load_seccomp_filter() -> Result<()> {
 }
 // << 07
 
-// >> 11 environment
+// >> 12 environment
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// What `docker run` starts a command with: PATH, HOSTNAME, HOME, TERM when
@@ -1419,7 +1449,7 @@ fn container_env(uid: u32, hostname: &str, extra: &[String]) -> Vec<String> {
 fn search_path(env: &[String]) -> &str {
     env.iter().rev().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(DEFAULT_PATH)
 }
-// << 11
+// << 12
 
 /// Replace the child with the command. Only a failure returns, and its errno
 /// picks the exit status: ENOENT 127, anything else 126 (`docker run`).
@@ -1431,7 +1461,7 @@ fn exec_command(command: &[String], env: &[String]) -> Result<std::convert::Infa
     // SAFETY: SIG_DFL installs no handler; nothing runs between here and execve.
     unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }
         .stage("exec", "signal(SIGPIPE, SIG_DFL)")?;
-    // >> 11 environment
+    // >> 12 environment
     // A name without a slash is tried in each PATH directory, as execvp(3)
     // does; a directory where it exists but cannot run decides the status.
     if !command[0].contains('/') {
@@ -1445,7 +1475,7 @@ fn exec_command(command: &[String], env: &[String]) -> Result<std::convert::Infa
         }
         return Err(exec_error(&command[0], last));
     }
-    // << 11
+    // << 12
     let Err(errno) = execve(&argv[0], &argv, &envp);
     Err(exec_error(&command[0], errno))
 }
@@ -1523,7 +1553,7 @@ fn wait_for_signal(signals: &SigSet, timeout: Option<Duration>) -> Result<Option
     }
 }
 
-// >> 12 init
+// >> 13 init
 // ---------------------------------------------------------------------------
 // --init: PID 1 as an init process.
 // ---------------------------------------------------------------------------
@@ -1571,13 +1601,13 @@ fn run_init(command: &[String], env: &[String]) -> Result<std::convert::Infallib
         }
     }
 }
-// << 12
+// << 13
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    // >> 09 dev
+    // >> 10 dev
     #[test]
     fn device_rules_read_every_allow_row() {
         let rows = CGROUP_V1_SETTINGS.iter().filter(|s| s.file == "devices.allow").count();
@@ -1602,7 +1632,7 @@ mod tests {
             assert!(allowed, "/dev/{name} ({major}:{minor}) has no `{rule}` in devices.allow");
         }
     }
-    // << 09
+    // << 10
 
     // >> 02 checks
     #[test]

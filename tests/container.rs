@@ -1610,6 +1610,20 @@ fn transcript_commands<'a>(block: &[&'a str]) -> Vec<(String, Vec<&'a str>)> {
     commands
 }
 
+/// 09 limits the container on a pure cgroup v2 host, where 08 (v1 only) warns
+/// that no v1 controller is there and sets no cgroup limit. This host is
+/// hybrid, so it runs only on pure v2; the VM lab's v2 boot
+/// (vm_lab_pure_cgroup_v2) runs both binaries there every time.
+fn chapter_09_cgroup_v2(lab: &Lab) -> Outcome {
+    let before = chapter(lab, "08-cgroups", &["-c", "/bin/true"])?;
+    let after = chapter(lab, "09-cgroup-v2", &["-c", "/bin/true"])?;
+    expect_code(&after, 0)?;
+    let warns = |run: &Run| run.stderr.contains("continuing without those limits");
+    expect(warns(&before) && !warns(&after), || {
+        format!("08:\n{}\n09:\n{}", before.describe(), after.describe())
+    })
+}
+
 // ---------------------------------------------------------------------------
 
 type TestFn = fn(&Lab) -> Outcome;
@@ -1659,6 +1673,7 @@ const TESTS: &[(&str, TestFn)] = &[
     ("chapter_06_capabilities", chapter_06_capabilities),
     ("chapter_07_seccomp", chapter_07_seccomp),
     ("chapter_08_limits", chapter_08_limits),
+    ("chapter_09_cgroup_v2", chapter_09_cgroup_v2),
     ("devices_limited_by_cgroup", devices_limited_by_cgroup),
     ("notes_transcripts_match", notes_transcripts_match),
     ("vm_lab_pure_cgroup_v2", vm_lab_pure_cgroup_v2),
@@ -1684,7 +1699,12 @@ fn skip_reason(name: &str) -> Option<String> {
     }
     if name == "devices_limited_by_cgroup" && !have_v1("devices") {
         return Some(
-            "no cgroup v1 devices controller (cgroup v2 has none; see chapter 09's notes)".into(),
+            "no cgroup v1 devices controller (cgroup v2 has none; see chapter 10's notes)".into(),
+        );
+    }
+    if name == "chapter_09_cgroup_v2" && !Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        return Some(
+            "not a pure cgroup v2 host (chapter 09's v2 path runs in vm_lab_pure_cgroup_v2)".into(),
         );
     }
     if name == "terminal_goes_to_the_container"

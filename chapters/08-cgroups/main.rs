@@ -18,7 +18,6 @@
 //!
 //! `main` is the table of contents: read it first, then each stage in order.
 
-mod cgroup_v2;
 mod error;
 // The filter's rules: build.rs compiles them into the binary, the tests again.
 #[cfg(test)]
@@ -26,9 +25,7 @@ mod seccomp;
 
 use std::ffi::CString;
 use std::fs;
-use std::io::Read;
 use std::io::{self, Write};
-use std::os::fd::BorrowedFd;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -166,12 +163,11 @@ fn run() -> Result<i32> {
     let hostname = random_hostname();
     progress.note(&format!("hostname {hostname}"));
     let (parent_sock, child_sock) = progress.stage("socketpair", create_socketpair)?;
-    let mut cgroups = progress.stage("cgroups", || create_cgroups(&hostname))?;
+    let cgroups = progress.stage("cgroups", || create_cgroups(&hostname))?;
     progress.stage("rlimits", set_rlimits)?;
     let signals = block_signals()?;
-    let mut container = progress.stage("clone", || {
-        clone_child(&args, &hostname, &child_sock, &signals, &mut cgroups, progress)
-    })?;
+    let mut container = progress
+        .stage("clone", || clone_child(&args, &hostname, &child_sock, &signals, progress))?;
     drop(child_sock); // so a dead child reads as EOF on our end
     progress.stage("uid map", || handle_child_uid_map(container.pid, &parent_sock))?;
     let grace = STOP_GRACE;
@@ -322,8 +318,10 @@ const GIB: &str = "1073741824";
 /// BFQ's 10 of 100 (Documentation/block/bfq-iosched.rst; range 1..1000).
 /// contained.c's third memory line,
 /// memory.kmem.limit_in_bytes, is left out: since Linux 4.6 every v1 group
-/// charges kernel memory to memory.limit_in_bytes as well, and kernels since
-/// 6.x ignore writes to the kmem file (Documentation/admin-guide/cgroup-v1/memory.rst).
+/// charges kernel memory to memory.limit_in_bytes as well, and since 5.16
+/// ("memcg, kmem: further deprecate kmem.limit_in_bytes") no kernel enforces
+/// a kmem limit: a write fails with EOPNOTSUPP, or on later kernels is
+/// accepted and ignored (Documentation/admin-guide/cgroup-v1/memory.rst).
 const CGROUP_V1_SETTINGS: &[CgroupSetting] = &[
     required("memory", "memory.limit_in_bytes", GIB),
     optional("memory", "memory.memsw.limit_in_bytes", GIB),
@@ -360,15 +358,13 @@ pub(crate) const fn optional(
 enum Cgroups {
     #[allow(dead_code)] // held for its Drop
     V1(CgroupsV1),
-    V2(cgroup_v2::Group),
 }
 
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
 /// Every container's groups are made in this one parent group, at the top of
 /// each hierarchy (as docker's cgroupfs driver makes `docker/`): one place to
-/// find them, and in v2 one place whose controllers toybox enables. The
-/// parent stays when the containers are gone.
+/// find them. The parent stays when the containers are gone.
 const CGROUP_PARENT: &str = "toybox";
 
 /// mkdir the parent group, which another toybox may be making at this moment.
@@ -381,13 +377,8 @@ fn make_parent_group(parent: &Path) -> Result<()> {
     }
 }
 
-/// A pure cgroup v2 host mounts the unified hierarchy itself at
-/// /sys/fs/cgroup; v1 and hybrid hosts (like systemd's "hybrid" mode, with
-/// cgroup2 at /sys/fs/cgroup/unified) keep the v1 controllers there.
+/// contained.c's cgroups are v1's: a hierarchy per controller under /sys/fs/cgroup.
 fn create_cgroups(name: &str) -> Result<Cgroups> {
-    if Path::new(CGROUP_ROOT).join("cgroup.controllers").exists() {
-        return cgroup_v2::create(name).map(Cgroups::V2);
-    }
     create_cgroups_v1(name).map(Cgroups::V1)
 }
 
@@ -409,7 +400,7 @@ struct V1Group {
 /// that is not mounted gets one warning and no limit.
 fn create_cgroups_v1(name: &str) -> Result<CgroupsV1> {
     let current =
-        read_kernel_file("/proc/self/cgroup").stage("cgroups", "read /proc/self/cgroup")?;
+        fs::read_to_string("/proc/self/cgroup").stage("cgroups", "read /proc/self/cgroup")?;
     let mut cgroups = CgroupsV1 { groups: Vec::new() };
     let mut missing = Vec::new();
     for setting in CGROUP_V1_SETTINGS {
@@ -446,27 +437,6 @@ fn create_cgroups_v1(name: &str) -> Result<CgroupsV1> {
         fs::write(&tasks, "0").stage("cgroups", format!("write {}", tasks.display()))?;
     }
     Ok(cgroups)
-}
-
-/// /proc and cgroup files report a size of 0, so fs::read_to_string stats
-/// them, then reads in small growing chunks, and the kernel renders the whole
-/// file for each one. Reads into a page-sized buffer take them in one read
-/// (and one more to see the end).
-pub(crate) fn read_kernel_file(path: impl AsRef<Path>) -> io::Result<String> {
-    let mut file = fs::File::open(path)?;
-    let mut bytes = vec![0; 4096];
-    let mut len = 0;
-    loop {
-        match file.read(&mut bytes[len..])? {
-            0 => break,
-            n => len += n,
-        }
-        if len == bytes.len() {
-            bytes.resize(2 * len, 0);
-        }
-    }
-    bytes.truncate(len);
-    String::from_utf8(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
 /// Write one limit; an optional file the kernel does not have is skipped.
@@ -600,22 +570,9 @@ fn clone_child(
     hostname: &str,
     sock: &OwnedFd,
     signals: &Signals,
-    cgroups: &mut Cgroups,
     progress: Progress,
 ) -> Result<Container> {
     let child = || run_child(args, hostname, sock, &signals.original, progress);
-    if let Cgroups::V2(group) = cgroups
-        && let Some(fd) = group.fd()
-    {
-        match clone3_into_cgroup(fd) {
-            Ok(Some(pid)) => return Ok(Container { pid, reaped: false }),
-            // SAFETY: _exit(2) ends the child without running the parent's cleanup.
-            Ok(None) => unsafe { libc::_exit(child() as i32) },
-            // Before Linux 5.7, or under a filter that refuses clone3.
-            Err(Errno::ENOSYS | Errno::EPERM | Errno::EINVAL) => group.join()?,
-            Err(e) => return Err(e).stage("clone", "clone3(CLONE_INTO_CGROUP)"),
-        }
-    }
     let mut stack = vec![0u8; STACK_SIZE];
     // SAFETY: without CLONE_VM the child gets its own copy of memory, as with
     // fork(2); it only runs `run_child` and then execs or exits.
@@ -624,44 +581,6 @@ fn clone_child(
     }
     .stage("clone", format!("clone({:?})", namespace_flags()))?;
     Ok(Container { pid, reaped: false })
-}
-
-/// clone3(2) with CLONE_INTO_CGROUP (Linux 5.7) starts the child inside its
-/// cgroup v2 group: it never runs outside it, and toybox never joins it.
-/// Used like fork (no new stack, no CLONE_VM), it returns twice: the child's
-/// pid in the parent, None in the child.
-fn clone3_into_cgroup(cgroup: BorrowedFd) -> std::result::Result<Option<Pid>, Errno> {
-    const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
-    #[repr(C)]
-    #[derive(Default)]
-    struct CloneArgs {
-        flags: u64,
-        pidfd: u64,
-        child_tid: u64,
-        parent_tid: u64,
-        exit_signal: u64,
-        stack: u64,
-        stack_size: u64,
-        tls: u64,
-        set_tid: u64,
-        set_tid_size: u64,
-        cgroup: u64,
-    }
-    let clone_args = CloneArgs {
-        flags: namespace_flags().bits() as u64 | CLONE_INTO_CGROUP,
-        exit_signal: Signal::SIGCHLD as u64,
-        cgroup: cgroup.as_raw_fd() as u64,
-        ..Default::default()
-    };
-    let size = std::mem::size_of::<CloneArgs>();
-    // SAFETY: clone_args is a valid struct clone_args of `size` bytes; without
-    // CLONE_VM the child runs on a copy of this stack, as after fork(2).
-    let rc = unsafe { libc::syscall(libc::SYS_clone3, &clone_args as *const CloneArgs, size) };
-    match rc {
-        -1 => Err(Errno::last()),
-        0 => Ok(None),
-        pid => Ok(Some(Pid::from_raw(pid as i32))),
-    }
 }
 
 // ---------------------------------------------------------------------------

@@ -271,6 +271,48 @@ for expectation in unshare_newuser=EPERM clone_newuser=EPERM keyctl=EPERM ptrace
 done
 if [ "$rc" -eq 0 ] && [ -z "$wrong" ]; then pass seccomp; else fail seccomp "exit $rc:$wrong $(said syscalls)"; fi
 
+# --- The cgroup chapters (run.sh copies their binaries in when they are
+# built). Chapter 08 is contained.c's cgroup v1: on a pure v2 host it warns
+# that no v1 controller is there and runs without limits. Chapter 09 adds
+# v2: its group under toybox/, with the limits, gone once the container is.
+# The "CHAPTER" lines are the transcript chapter 09's notes quote.
+if [ "$mode" = v2 ] && [ -x /bin/ch08-cgroups ] && [ -x /bin/ch09-cgroup-v2 ]; then
+    /bin/ch08-cgroups -m "$rootfs" -c /bin/true </dev/null >"$work/ch08.out" 2>"$work/ch08.log"
+    rc=$?
+    if [ "$rc" -eq 0 ] && grep -q '^toybox: cgroups: no cgroup v1 controller memory, cpu, pids under /sys/fs/cgroup; continuing without those limits$' "$work/ch08.log"; then
+        pass chapter-08-on-v2
+    else
+        fail chapter-08-on-v2 "exit $rc, said '$(cat "$work/ch08.log")', want 0 and the v1 warning"
+    fi
+    sed 's/^/CHAPTER 08 stderr: /' "$work/ch08.log"
+    /bin/ch09-cgroup-v2 -v -m "$rootfs" -c /bin/sleep 2 </dev/null >"$work/ch09.out" 2>"$work/ch09.err" &
+    bg=$!
+    tries=0
+    while ! grep -q execve "$work/ch09.err" && kill -0 "$bg" 2>/dev/null && [ "$tries" -lt 300 ]; do
+        usleep 100000
+        tries=$((tries + 1))
+    done
+    name=$(named "$work/ch09.err")
+    group=/sys/fs/cgroup/toybox/$name
+    echo "CHAPTER 09 # cat /sys/fs/cgroup/cgroup.subtree_control /sys/fs/cgroup/toybox/cgroup.subtree_control"
+    cat /sys/fs/cgroup/cgroup.subtree_control /sys/fs/cgroup/toybox/cgroup.subtree_control | sed 's/^/CHAPTER 09 /'
+    echo "CHAPTER 09 # cd $group && grep . memory.max memory.swap.max cpu.weight pids.max io.weight cgroup.procs"
+    (cd "$group" && grep . memory.max memory.swap.max cpu.weight pids.max io.weight cgroup.procs) | sed 's/^/CHAPTER 09 /'
+    limits=$(cd "$group" 2>/dev/null && cat memory.max memory.swap.max cpu.weight pids.max | tr '\n' ' ')
+    wait "$bg"
+    rc=$?
+    sed 's/^/CHAPTER 09 stderr: /' "$work/ch09.err"
+    echo "CHAPTER 09 # ls /sys/fs/cgroup/toybox/ | grep -c $name"
+    echo "CHAPTER 09 $(ls /sys/fs/cgroup/toybox/ | grep -c "$name")"
+    if [ "$rc" -eq 0 ] && [ -n "$name" ] && [ "$limits" = "1073741824 0 25 64 " ] && [ ! -e "$group" ] && ! grep -q 'no cgroup' "$work/ch09.err"; then
+        pass chapter-09-cgroup-v2
+    else
+        fail chapter-09-cgroup-v2 "exit $rc, group '$group' had '$limits' (want '1073741824 0 25 64 '), after exit it $( [ -e "$group" ] && echo remains || echo is gone): $(said ch09)"
+    fi
+elif [ "$mode" = v2 ]; then
+    skip chapter-09-cgroup-v2 "ch08-cgroups or ch09-cgroup-v2 not built beside toybox (cargo build --release --bins)"
+fi
+
 # --- Every container's groups were removed when it exited.
 runs=$(grep -c . "$work/containers")
 left=$(awk 'NF > 2 { $1 = ""; printf "%s;", $0 }' "$work/containers")

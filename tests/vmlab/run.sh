@@ -135,6 +135,11 @@ cp "$stage/rootfs/bin/busybox" "$stage/bin/busybox"
     ln -sf /bin/busybox "$stage/$applet"
 done
 cp "$toybox" "$stage/bin/toybox"
+# The cgroup chapters' binaries, built beside toybox (cargo build --release
+# --bins): checks.sh runs them to show what chapters 08 and 09 do here.
+for chapter in ch08-cgroups ch09-cgroup-v2; do
+    [ ! -x "$(dirname "$toybox")/$chapter" ] || cp "$(dirname "$toybox")/$chapter" "$stage/bin/$chapter"
+done
 # Every library at the path ldd names, the dynamic loader included (its path
 # is in the binary), so the guest resolves them as the host does. The static
 # build (.cargo/config.toml) names none.
