@@ -51,21 +51,25 @@
 // >> 16 exec
 //! - `toybox exec` and `toybox ps` find it through its record;
 // << 16
+// >> 17 network
+//! - its network namespace has lo, up;
+// << 17
 //! - the child execs the command; the parent waits, forwards signals and
 //!   cleans up.
 //!
 //! `main` is the table of contents: read it first, then each stage in order.
 
-// >> 16 markers
+// >> 17 markers
 // The chapters under chapters/ are made from this file: a line marked
 // `// >> NN` (or a block between `// >> NN` and `// << NN`) arrives in
 // chapter NN; `// before NN: code` is the code chapters before NN have there.
 // Chapters before the last are written without the markers.
-// << 16
+// << 17
 
 mod cgroup_v2; // >> 09
 mod error;
 mod exec; // >> 15
+mod network; // >> 17
 // >> 07 seccomp
 // The filter's rules: build.rs compiles them into the binary, the tests again.
 #[cfg(test)]
@@ -190,6 +194,11 @@ struct Args {
     #[arg(long, default_value_t = STOP_GRACE.as_secs(), value_name = "SECONDS")]
     stop_timeout: u64,
     // << 13
+    // >> 17 network
+    /// The container's network
+    #[arg(long, value_enum, default_value = "none", value_name = "MODE")]
+    net: network::Mode,
+    // << 17
     #[command(subcommand)] // >> 15
     subcommand: Option<Subcommand>, // >> 15
     /// Command to run and its arguments; everything after -c belongs to it
@@ -976,6 +985,7 @@ fn child_stages(
     close_inherited_fds(Some(sock.as_raw_fd()))?;
     // before 03: progress.note(&format!("{hostname} stays a name: no UTS namespace to set it in"));
     progress.stage("hostname", || set_hostname(hostname))?; // >> 03
+    progress.stage("loopback", || network::inside(args.net))?; // >> 17
     progress.stage("mounts", || setup_mounts(&args.mount))?; // >> 04
     progress.stage("dev", || mount_dev(progress))?; // >> 10
     progress.stage("proc", || mount_proc_and_sys(progress))?; // >> 11

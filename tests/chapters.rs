@@ -248,6 +248,10 @@ const FIRST_NAMED_IN: &[(&str, u32)] = &[
     ("pty", 14),
     ("toybox exec", 16),
     ("toybox ps", 15),
+    ("--net", 17),
+    ("loopback", 17),
+    ("bridge", 17),
+    ("publish", 17),
 ];
 
 /// Each chapter describes itself: its --help and its module doc (the `//!`

@@ -359,6 +359,24 @@ fn only_loopback_visible(lab: &Lab) -> Outcome {
     expect(devices == ["lo"], || format!("network devices {devices:?}, expected only lo"))
 }
 
+/// `--net none` (the default) has `lo` up, as docker's: a server and a
+/// client on 127.0.0.1 inside talk; flags 0x9 are IFF_UP|IFF_LOOPBACK.
+fn loopback_is_up(lab: &Lab) -> Outcome {
+    let script = "nc -l -p 7000 -e echo pong & sleep 0.3; nc -w 2 127.0.0.1 7000; \
+                  echo flags $(cat /sys/class/net/lo/flags)";
+    for args in
+        [&["-c", "/bin/sh", "-c", script][..], &["--net", "none", "-c", "/bin/sh", "-c", script]]
+    {
+        let run = toybox(lab, args)?;
+        expect_code(&run, 0)?;
+        expect(run.stdout.lines().next() == Some("pong"), || {
+            format!("no answer over 127.0.0.1\n{}", run.describe())
+        })?;
+        expect_value(&run, "flags", "0x9")?;
+    }
+    Ok(())
+}
+
 fn namespaces_differ_from_host(lab: &Lab) -> Outcome {
     let running = start_waiting(lab, &["-c", "/probe", "wait-stdin"])?;
     let mut same = Vec::new();
@@ -902,6 +920,7 @@ fn verbose_shows_every_stage(lab: &Lab) -> Outcome {
         "clone",
         "hostname",
         "mounts",
+        "loopback",
         "uid map",
         "user namespace",
         "capabilities",
@@ -1638,6 +1657,7 @@ const TESTS: &[(&str, TestFn)] = &[
     ("rootfs_device_nodes_do_not_open", rootfs_device_nodes_do_not_open),
     ("rootfs_without_mount_points", rootfs_without_mount_points),
     ("only_loopback_visible", only_loopback_visible),
+    ("loopback_is_up", loopback_is_up),
     ("capabilities_dropped", capabilities_dropped),
     ("no_new_privs_seccomp_and_rlimit", no_new_privs_seccomp_and_rlimit),
     ("seccomp_blocks_and_allows", seccomp_blocks_and_allows),

@@ -15,8 +15,7 @@
 
 use std::fs;
 use std::io::{Read, Seek};
-// before 10: use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd}; // >> 10
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{OFlag, open};
@@ -70,7 +69,7 @@ pub fn create(name: &str) -> Result<Group> {
     for setting in SETTINGS.iter().filter(|s| !missing.contains(&s.controller)) {
         crate::write_setting(&group.path, setting)?;
     }
-    attach_device_filter(&group.path)?; // >> 10
+    attach_device_filter(&group.path)?;
     Ok(group)
 }
 
@@ -154,7 +153,6 @@ fn has_word(list: &str, word: &str) -> bool {
     list.split_whitespace().any(|w| w == word)
 }
 
-// >> 10 dev
 /// cgroup v2 has no devices files: the kernel asks a BPF program attached to
 /// the group (BPF_PROG_TYPE_CGROUP_DEVICE; cgroup-v2.rst, "Device
 /// controller") about every open and mknod of a device node, and it returns
@@ -263,4 +261,3 @@ pub fn device_program(rules: &[crate::DeviceRule]) -> Vec<Insn> {
     program.push(insn(EXIT, 0, 0, 0, 0));
     program
 }
-// << 10

@@ -1,25 +1,19 @@
-// before 16: //! `toybox ps`: a running container leaves a small record under /run/toybox,
-// before 16: //! which lists it and lets whoever finds it stale clean up after it.
-// >> 16 exec
 //! `toybox exec NAME -c CMD` and `toybox ps`: a running container is found
 //! through a small record under /run/toybox, and entered with setns(2), as
 //! `nsenter` and `docker exec` do.
-// << 16
 
 use std::fs;
 use std::io::ErrorKind;
-use std::os::fd::{AsFd, OwnedFd}; // >> 16
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use nix::sched::{CloneFlags, setns}; // >> 16
-use nix::sys::signal::{SigmaskHow, sigprocmask}; // >> 16
-// before 16: use nix::unistd::Pid;
-use nix::unistd::{ForkResult, Pid, Uid, fork}; // >> 16
+use nix::sched::{CloneFlags, setns};
+use nix::sys::signal::{SigmaskHow, sigprocmask};
+use nix::unistd::{ForkResult, Pid, Uid, fork};
 
-// before 16: use crate::error::{Result, Stage, fail};
-use crate::error::{EXIT_TOYBOX_FAILED, Result, Stage, fail}; // >> 16
-use crate::{Container, STOP_GRACE, block_signals, create_socketpair, terminal, wait_for_child}; // >> 16
+use crate::error::{EXIT_TOYBOX_FAILED, Result, Stage, fail};
+use crate::{Container, STOP_GRACE, block_signals, create_socketpair, terminal, wait_for_child};
 
 const STATE_DIR: &str = "/run/toybox";
 
@@ -67,7 +61,7 @@ struct State {
     name: String,
     pid: Pid,
     start_time: u64,
-    uid: u32, // >> 16
+    uid: u32,
     started: u64,
     command: String,
     cgroups: Vec<PathBuf>,
@@ -82,7 +76,7 @@ fn read_record(path: &Path) -> Option<State> {
         name: path.file_name()?.to_string_lossy().into_owned(),
         pid: Pid::from_raw(field("pid").parse().ok()?),
         start_time: field("start_time").parse().ok()?,
-        uid: field("uid").parse().ok()?, // >> 16
+        uid: field("uid").parse().ok()?,
         started: field("started").parse().unwrap_or(0),
         command: field("command").to_string(),
         cgroups: text
@@ -178,7 +172,6 @@ fn uptime(time: Duration) -> String {
     }
 }
 
-// >> 16 exec
 /// The namespaces a container's process is in, joined in this order: every
 /// one of them while toybox still has the host's privileges, the user
 /// namespace last, since inside it toybox has none over the others
@@ -305,4 +298,3 @@ fn open_cgroups(pid: Pid) -> Result<Vec<(String, OwnedFd)>> {
     }
     Ok(files)
 }
-// << 16

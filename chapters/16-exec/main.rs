@@ -4,106 +4,66 @@
 //! stage by stage. The parent prepares, clones a child and waits; the child
 //! narrows what it can see and do, then becomes the command:
 //!
-// >> 02 checks
 //! - the parent checks the host and the input before it makes anything;
-// << 02
 //! - the parent names the container and clones the child, which closes
 //!   every descriptor it inherited but 0, 1 and 2;
-// >> 03 namespaces
 //! - the child is born into new namespaces and sets its hostname;
-// << 03
-// >> 04 mounts
 //! - it pivots into the rootfs, mounted nodev, and lets go of the host's;
-// << 04
-// >> 05 user namespace
 //! - it enters a user namespace, whose uid/gid maps the parent writes;
-// << 05
-// >> 06 capabilities
 //! - it drops capabilities;
-// << 06
-// >> 07 seccomp
 //! - it loads a seccomp filter;
-// << 07
-// >> 08 cgroups
 //! - the parent limits it with cgroups and rlimits before clone;
-// << 08
-// >> 09 cgroup v2
 //! - on a cgroup v2 host, it clones the child straight into its group;
-// << 09
-// >> 10 dev
 //! - the child mounts a fresh /dev;
-// << 10
-// >> 11 proc
 //! - and /proc and /sys, with what reaches the host's kernel masked;
-// << 11
-// >> 12 environment
 //! - the command gets docker's environment and working directory;
-// << 12
-// >> 13 init
 //! - with --init, a small init runs as PID 1;
-// << 13
-// >> 14 terminal
 //! - with a terminal, the container gets a pseudo-terminal of its own;
-// << 14
-// >> 15 ps
-// before 16: //! - `toybox ps` lists it through its record;
-// << 15
-// >> 16 exec
 //! - `toybox exec` and `toybox ps` find it through its record;
-// << 16
 //! - the child execs the command; the parent waits, forwards signals and
 //!   cleans up.
 //!
 //! `main` is the table of contents: read it first, then each stage in order.
 
-// >> 16 markers
-// The chapters under chapters/ are made from this file: a line marked
-// `// >> NN` (or a block between `// >> NN` and `// << NN`) arrives in
-// chapter NN; `// before NN: code` is the code chapters before NN have there.
-// Chapters before the last are written without the markers.
-// << 16
-
-mod cgroup_v2; // >> 09
+mod cgroup_v2;
 mod error;
-mod exec; // >> 15
-// >> 07 seccomp
+mod exec;
 // The filter's rules: build.rs compiles them into the binary, the tests again.
 #[cfg(test)]
 mod seccomp;
-// << 07
-mod terminal; // >> 14
+mod terminal;
 
 use std::ffi::CString;
 use std::fs;
-use std::io::Read; // >> 09
+use std::io::Read;
 use std::io::{self, Write};
-use std::os::fd::BorrowedFd; // >> 09
+use std::os::fd::BorrowedFd;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::DirBuilderExt; // >> 10
-use std::os::unix::fs::PermissionsExt; // >> 02
-use std::path::Path; // >> 02
+use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use caps::CapSet; // >> 06
+use caps::CapSet;
 use clap::Parser;
 use nix::errno::Errno;
-use nix::mount::{MntFlags, MsFlags, mount, umount2}; // >> 04
-use nix::sched::unshare; // >> 05
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sched::unshare;
 use nix::sched::{CloneFlags, clone};
-use nix::sys::resource::{Resource, setrlimit}; // >> 08
+use nix::sys::resource::{Resource, setrlimit};
 use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, kill, signal, sigprocmask};
 use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockType, recv, socketpair};
-use nix::sys::stat::{Mode, SFlag, makedev, mknod}; // >> 10
-use nix::sys::statvfs::{FsFlags, statvfs}; // >> 04
+use nix::sys::stat::{Mode, SFlag, makedev, mknod};
+use nix::sys::statvfs::{FsFlags, statvfs};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::Uid; // >> 02
-use nix::unistd::isatty; // >> 14
-use nix::unistd::sethostname; // >> 03
-use nix::unistd::{ForkResult, fork}; // >> 13
-use nix::unistd::{Gid, read, setgroups, setresgid, setresuid, write}; // >> 05
+use nix::unistd::Uid;
+use nix::unistd::isatty;
+use nix::unistd::sethostname;
+use nix::unistd::{ForkResult, fork};
+use nix::unistd::{Gid, read, setgroups, setresgid, setresuid, write};
 use nix::unistd::{Pid, execve};
-use nix::unistd::{chdir, pivot_root}; // >> 04
+use nix::unistd::{chdir, pivot_root};
 
 use error::{Cause, EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, EXIT_TOYBOX_FAILED};
 use error::{Error, Result, Stage, fail};
@@ -115,13 +75,12 @@ use error::{Error, Result, Stage, fail};
 /// What `--help` says toybox does: what this chapter's code does, no more.
 const ABOUT: &str = concat!(
     "Run a command ",
-    // before 03: "in a child process: the skeleton of a container",
-    "in a new container: new namespaces", // >> 03
-    ", a private root",                   // >> 04
-    ", a user namespace",                 // >> 05
-    ", fewer capabilities",               // >> 06
-    ", a seccomp filter",                 // >> 07
-    ", cgroup limits",                    // >> 08
+    "in a new container: new namespaces",
+    ", a private root",
+    ", a user namespace",
+    ", fewer capabilities",
+    ", a seccomp filter",
+    ", cgroup limits",
 );
 
 const EXIT_STATUS_HELP: &str = concat!(
@@ -130,37 +89,21 @@ const EXIT_STATUS_HELP: &str = concat!(
     "  128+N                       when it is killed by signal N\n",
     "  125                         toybox itself failed (bad input, a setup stage)\n",
     "  126                         the command cannot be executed\n",
-    // before 04: "  127                         the command was not found\n",
-    "  127                         the command was not found in the rootfs\n", // >> 04
+    "  127                         the command was not found in the rootfs\n",
     "\n",
-    // before 03: "Signals: SIGINT, SIGTERM and SIGHUP sent to toybox are forwarded to the\n",
-    // before 03: "command; if it is still running 10 s later, toybox sends SIGKILL (as\n",
-    // before 03: "`docker stop` does).",
-    // >> 03 namespaces
     "Signals: SIGINT, SIGTERM and SIGHUP sent to toybox are forwarded to the\n",
     "container's PID 1. PID 1 ignores signals it has no handler for, so after\n",
     "10 s toybox sends SIGKILL (as `docker stop` does).",
-    // << 03
 );
 
 // The command line; clap makes --help from the doc comments.
 #[derive(Parser)]
-// before 15: #[command(version, about = ABOUT, after_help = EXIT_STATUS_HELP)]
-#[command(version, about = ABOUT, after_help = EXIT_STATUS_HELP, subcommand_negates_reqs = true)] // >> 15
+#[command(version, about = ABOUT, after_help = EXIT_STATUS_HELP, subcommand_negates_reqs = true)]
 struct Args {
-    // before 05: /// User id for the command; not applied yet: it runs as toybox's own
-    // >> 05 user namespace
     /// User id inside the container; 0..2000, the range the uid map covers
-    // << 05
     #[arg(short, long, default_value_t = 0, value_name = "UID")]
     uid: u32,
-    // before 02: /// Root filesystem: not used yet, the command sees the host's files
-    // >> 02 checks
-    // before 04: /// Root filesystem the command will run in: checked, not entered yet
-    // >> 04 mounts
     /// Root filesystem to run in (a directory, not /)
-    // << 04
-    // << 02
     #[arg(short, long = "mount", default_value = "./rootfs", value_name = "DIR")]
     mount: PathBuf,
 
@@ -168,7 +111,6 @@ struct Args {
     #[arg(short, long)]
     verbose: bool,
 
-    // >> 12 environment
     /// Set a variable in the container's environment; KEY alone copies it
     /// from toybox's own (repeatable)
     #[arg(short, long = "env", value_name = "KEY=VALUE")]
@@ -177,9 +119,7 @@ struct Args {
     /// Working directory inside the container, an absolute path (default /)
     #[arg(short, long = "workdir", value_name = "DIR")]
     workdir: Option<PathBuf>,
-    // << 12
 
-    // >> 13 init
     /// Run a minimal init as PID 1 that starts the command, passes signals on
     /// and reaps zombies (like docker run --init)
     #[arg(long)]
@@ -189,19 +129,16 @@ struct Args {
     /// before SIGKILL
     #[arg(long, default_value_t = STOP_GRACE.as_secs(), value_name = "SECONDS")]
     stop_timeout: u64,
-    // << 13
-    #[command(subcommand)] // >> 15
-    subcommand: Option<Subcommand>, // >> 15
+    #[command(subcommand)]
+    subcommand: Option<Subcommand>,
     /// Command to run and its arguments; everything after -c belongs to it
     #[arg(short, long = "command", required = true, num_args = 1..,
           allow_hyphen_values = true, value_name = "CMD [ARGS]...")]
     command: Vec<String>,
 }
 
-// >> 15 ps
 #[derive(clap::Subcommand)]
 enum Subcommand {
-    // >> 16 exec
     /// Run a command in a running container: its namespaces, cgroups, uid,
     /// capabilities and seccomp filter
     Exec {
@@ -217,11 +154,9 @@ enum Subcommand {
               allow_hyphen_values = true, value_name = "CMD [ARGS]...")]
         command: Vec<String>,
     },
-    // << 16
     /// List the running containers
     Ps,
 }
-// << 15
 
 /// clap exits 2 on bad usage; a container runtime answers 125 (`docker run`).
 fn parse_args() -> Result<Args> {
@@ -257,11 +192,8 @@ impl Progress {
     /// One write(2) per line, so the parent's and the child's lines never interleave.
     fn note(&self, line: &str) {
         if self.verbose {
-            // before 14: let end = "\n";
-            // >> 14 terminal
             // A terminal the relay has put in raw mode no longer adds the \r.
             let end = if isatty(io::stderr()).unwrap_or(false) { "\r\n" } else { "\n" };
-            // << 14
             let _ = io::stderr().write_all(format!("=> {line}{end}").as_bytes());
         }
     }
@@ -285,11 +217,6 @@ fn main() {
 fn run() -> Result<i32> {
     let args = parse_args()?;
     let progress = Progress { verbose: args.verbose };
-    // >> 15 ps
-    // before 16: if let Some(Subcommand::Ps) = &args.subcommand {
-    // before 16:     return exec::list();
-    // before 16: }
-    // >> 16 exec
     match &args.subcommand {
         Some(Subcommand::Exec { uid, name, command }) => {
             return exec::exec_into(name, *uid, command);
@@ -297,59 +224,42 @@ fn run() -> Result<i32> {
         Some(Subcommand::Ps) => return exec::list(),
         None => {}
     }
-    // << 16
-    // << 15
-    progress.stage("checks", || check_host(&args))?; // >> 02
+    progress.stage("checks", || check_host(&args))?;
     let hostname = random_hostname();
     progress.note(&format!("hostname {hostname}"));
-    // before 05: let (_parent_sock, child_sock) = progress.stage("socketpair", create_socketpair)?;
-    let (parent_sock, child_sock) = progress.stage("socketpair", create_socketpair)?; // >> 05
-    exec::remove_stale_records(); // >> 15
-    // >> 08 cgroups
-    // before 09: let cgroups = progress.stage("cgroups", || create_cgroups(&hostname))?;
-    let mut cgroups = progress.stage("cgroups", || create_cgroups(&hostname))?; // >> 09
+    let (parent_sock, child_sock) = progress.stage("socketpair", create_socketpair)?;
+    exec::remove_stale_records();
+    let mut cgroups = progress.stage("cgroups", || create_cgroups(&hostname))?;
     progress.stage("rlimits", set_rlimits)?;
-    // << 08
     let signals = block_signals()?;
     let mut container = progress.stage("clone", || {
-        // before 09: clone_child(&args, &hostname, &child_sock, &signals, progress)
-        clone_child(&args, &hostname, &child_sock, &signals, &mut cgroups, progress) // >> 09
+        clone_child(&args, &hostname, &child_sock, &signals, &mut cgroups, progress)
     })?;
     drop(child_sock); // so a dead child reads as EOF on our end
-    // >> 15 ps
     let record =
         exec::write_record(&hostname, container.pid, args.uid, &args.command, &cgroups.dirs())?;
-    // << 15
-    progress.stage("uid map", || handle_child_uid_map(container.pid, &parent_sock))?; // >> 05
-    // >> 14 terminal
+    progress.stage("uid map", || handle_child_uid_map(container.pid, &parent_sock))?;
     let terminal = match terminal::wanted() {
         true => Some(progress.stage("terminal", || terminal::relay_parent(&parent_sock))?),
         false => None,
     };
-    // << 14
-    // before 13: let grace = STOP_GRACE;
-    let grace = Duration::from_secs(args.stop_timeout); // >> 13
+    let grace = Duration::from_secs(args.stop_timeout);
     let status =
         progress.stage("wait", || wait_for_child(&mut container, &signals.forwarded, grace))?;
-    // >> 14 terminal
     if let Some(relay) = terminal {
         relay.finish(); // the container's last output, then the user's terminal back
     }
-    // << 14
     progress.note(&format!("exit status {status}"));
-    // >> 08 cgroups
     // The child is reaped: its cgroups can go. On an error return above, the
     // same Drops run as the locals go out of scope.
     progress.stage("cleanup", || {
-        drop(record); // >> 15
+        drop(record);
         drop(cgroups);
         Ok(())
     })?;
-    // << 08
     Ok(status)
 }
 
-// >> 02 checks
 // ---------------------------------------------------------------------------
 // Stage 2: checks, before anything is created.
 // ---------------------------------------------------------------------------
@@ -360,11 +270,9 @@ fn run() -> Result<i32> {
 const MIN_KERNEL: (u32, u32) = (4, 6);
 const MIN_KERNEL_FEATURE: &str = "CLONE_NEWCGROUP (cgroup namespaces)";
 
-// >> 05 user namespace
 /// Inside uids 0..2000 map to 10000..12000 on the host (contained.c's map).
 const USERNS_OFFSET: u32 = 10000;
 const USERNS_COUNT: u32 = 2000;
-// << 05
 
 fn check_host(args: &Args) -> Result<()> {
     let euid = Uid::effective();
@@ -375,12 +283,10 @@ fn check_host(args: &Args) -> Result<()> {
         return Err(fail("checks", what, EXIT_TOYBOX_FAILED));
     }
     check_kernel()?;
-    // >> 05 user namespace
     if args.uid >= USERNS_COUNT {
         let what = format!("uid {} is outside the mapped range 0..{USERNS_COUNT}", args.uid);
         return Err(fail("checks", what, EXIT_TOYBOX_FAILED));
     }
-    // << 05
     let rootfs = &args.mount;
     let meta = fs::metadata(rootfs).stage("checks", format!("rootfs {}", rootfs.display()))?;
     if !meta.is_dir() {
@@ -392,12 +298,10 @@ fn check_host(args: &Args) -> Result<()> {
     if resolved == Path::new("/") {
         return Err(fail("checks", "rootfs is /: that is the host, not a container", 125));
     }
-    // >> 12 environment
     check_env_and_workdir(args)?;
     if !args.command[0].contains('/') {
         return check_command_in_path(&resolved, &args.command[0], search_path(&args.env));
     }
-    // << 12
     check_command(&resolved, &args.command[0])
 }
 
@@ -444,7 +348,6 @@ fn check_command(rootfs: &Path, command: &str) -> Result<()> {
     Ok(())
 }
 
-// >> 12 environment
 /// A name without a slash is looked up in the container's PATH, inside the
 /// rootfs, the way the shell and execvp(3) look it up.
 fn check_command_in_path(rootfs: &Path, name: &str, path: &str) -> Result<()> {
@@ -469,8 +372,6 @@ fn check_env_and_workdir(args: &Args) -> Result<()> {
     }
     Ok(())
 }
-// << 12
-// << 02
 
 // ---------------------------------------------------------------------------
 // Stage 3: a random, readable hostname; it names the container.
@@ -507,7 +408,6 @@ fn create_socketpair() -> Result<(OwnedFd, OwnedFd)> {
         .stage("socketpair", "socketpair(AF_UNIX, SOCK_SEQPACKET)")
 }
 
-// >> 08 cgroups
 // ---------------------------------------------------------------------------
 // Stage 5: cgroups and rlimits, in the parent before clone, so that the child
 // is born limited.
@@ -535,7 +435,6 @@ const CGROUP_V1_SETTINGS: &[CgroupSetting] = &[
     required("pids", "pids.max", "64"),
     optional("blkio", "blkio.weight", "50"),
     optional("blkio", "blkio.bfq.weight", "10"),
-    // >> 10 dev
     // Only the devices /dev has (DEVICES below), and the ptys of the new
     // devpts: ptmx and the pts majors' first (devices(7)). `m` lets toybox
     // mknod the six nodes; the child is in this group when mount_dev runs.
@@ -548,7 +447,6 @@ const CGROUP_V1_SETTINGS: &[CgroupSetting] = &[
     required("devices", "devices.allow", "c 5:0 rwm"),
     required("devices", "devices.allow", "c 5:2 rw"),
     required("devices", "devices.allow", "c 136:* rw"),
-    // << 10
 ];
 
 pub(crate) struct CgroupSetting {
@@ -574,7 +472,6 @@ pub(crate) const fn optional(
     CgroupSetting { controller, file, value, required: false }
 }
 
-// >> 10 dev
 /// A devices.allow row of the table as numbers, for v2's BPF program:
 /// a character device's major, its minor (None for `*`), and the access
 /// allowed (mknod 1, read 2, write 4).
@@ -598,16 +495,14 @@ pub(crate) fn device_rules() -> Vec<DeviceRule> {
     })
     .collect()
 }
-// << 10
 
 /// The groups toybox made; dropping this removes them.
 enum Cgroups {
     #[allow(dead_code)] // held for its Drop
     V1(CgroupsV1),
-    V2(cgroup_v2::Group), // >> 09
+    V2(cgroup_v2::Group),
 }
 
-// >> 15 ps
 impl Cgroups {
     /// The directories made, for the container's record: should toybox be
     /// killed outright, whoever finds the record stale removes them.
@@ -618,16 +513,13 @@ impl Cgroups {
         }
     }
 }
-// << 15
 
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
 /// Every container's groups are made in this one parent group, at the top of
 /// each hierarchy (as docker's cgroupfs driver makes `docker/`): one place to
 /// find them. The parent stays when the containers are gone.
-// >> 09 cgroup v2
 /// In v2 it is also the one place whose controllers toybox enables.
-// << 09
 const CGROUP_PARENT: &str = "toybox";
 
 /// mkdir the parent group, which another toybox may be making at this moment.
@@ -640,18 +532,13 @@ fn make_parent_group(parent: &Path) -> Result<()> {
     }
 }
 
-// before 09: /// contained.c's cgroups are v1's: a hierarchy per controller under /sys/fs/cgroup.
-// >> 09 cgroup v2
 /// A pure cgroup v2 host mounts the unified hierarchy itself at
 /// /sys/fs/cgroup; v1 and hybrid hosts (like systemd's "hybrid" mode, with
 /// cgroup2 at /sys/fs/cgroup/unified) keep the v1 controllers there.
-// << 09
 fn create_cgroups(name: &str) -> Result<Cgroups> {
-    // >> 09 cgroup v2
     if Path::new(CGROUP_ROOT).join("cgroup.controllers").exists() {
         return cgroup_v2::create(name).map(Cgroups::V2);
     }
-    // << 09
     create_cgroups_v1(name).map(Cgroups::V1)
 }
 
@@ -672,11 +559,8 @@ struct V1Group {
 /// toybox itself in, so the child it clones starts inside. A v1 controller
 /// that is not mounted gets one warning and no limit.
 fn create_cgroups_v1(name: &str) -> Result<CgroupsV1> {
-    // before 09: let current = fs::read_to_string("/proc/self/cgroup").stage("cgroups", "read /proc/self/cgroup")?;
-    // >> 09 cgroup v2
     let current =
         read_kernel_file("/proc/self/cgroup").stage("cgroups", "read /proc/self/cgroup")?;
-    // << 09
     let mut cgroups = CgroupsV1 { groups: Vec::new() };
     let mut missing = Vec::new();
     for setting in CGROUP_V1_SETTINGS {
@@ -715,7 +599,6 @@ fn create_cgroups_v1(name: &str) -> Result<CgroupsV1> {
     Ok(cgroups)
 }
 
-// >> 09 cgroup v2
 /// /proc and cgroup files report a size of 0, so fs::read_to_string stats
 /// them, then reads in small growing chunks, and the kernel renders the whole
 /// file for each one. Reads into a page-sized buffer take them in one read
@@ -736,7 +619,6 @@ pub(crate) fn read_kernel_file(path: impl AsRef<Path>) -> io::Result<String> {
     bytes.truncate(len);
     String::from_utf8(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
-// << 09
 
 /// Write one limit; an optional file the kernel does not have is skipped.
 fn write_setting(group: &Path, setting: &CgroupSetting) -> Result<()> {
@@ -809,7 +691,6 @@ fn other_threads() -> Vec<String> {
 fn set_rlimits() -> Result<()> {
     setrlimit(Resource::RLIMIT_NOFILE, 64, 64).stage("rlimits", "setrlimit(RLIMIT_NOFILE, 64)")
 }
-// << 08
 
 // ---------------------------------------------------------------------------
 // Stage 6: clone into new namespaces.
@@ -852,20 +733,15 @@ impl Drop for Container {
     }
 }
 
-// >> 03 namespaces
 /// contained.c's flags. CLONE_NEWUSER is not among them: the child unshares
 /// it later, after its mounts, which need the host user namespace's privilege.
-// << 03
 fn namespace_flags() -> CloneFlags {
-    // before 03: CloneFlags::empty()
-    // >> 03 namespaces
     CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWCGROUP
         | CloneFlags::CLONE_NEWPID
         | CloneFlags::CLONE_NEWIPC
         | CloneFlags::CLONE_NEWNET
         | CloneFlags::CLONE_NEWUTS
-    // << 03
 }
 
 const STACK_SIZE: usize = 1024 * 1024;
@@ -875,11 +751,10 @@ fn clone_child(
     hostname: &str,
     sock: &OwnedFd,
     signals: &Signals,
-    cgroups: &mut Cgroups, // >> 09
+    cgroups: &mut Cgroups,
     progress: Progress,
 ) -> Result<Container> {
     let child = || run_child(args, hostname, sock, &signals.original, progress);
-    // >> 09 cgroup v2
     if let Cgroups::V2(group) = cgroups
         && let Some(fd) = group.fd()
     {
@@ -892,7 +767,6 @@ fn clone_child(
             Err(e) => return Err(e).stage("clone", "clone3(CLONE_INTO_CGROUP)"),
         }
     }
-    // << 09
     let mut stack = vec![0u8; STACK_SIZE];
     // SAFETY: without CLONE_VM the child gets its own copy of memory, as with
     // fork(2); it only runs `run_child` and then execs or exits.
@@ -903,7 +777,6 @@ fn clone_child(
     Ok(Container { pid, reaped: false })
 }
 
-// >> 09 cgroup v2
 /// clone3(2) with CLONE_INTO_CGROUP (Linux 5.7) starts the child inside its
 /// cgroup v2 group: it never runs outside it, and toybox never joins it.
 /// Used like fork (no new stack, no CLONE_VM), it returns twice: the child's
@@ -941,7 +814,6 @@ fn clone3_into_cgroup(cgroup: BorrowedFd) -> std::result::Result<Option<Pid>, Er
         pid => Ok(Some(Pid::from_raw(pid as i32))),
     }
 }
-// << 09
 
 // ---------------------------------------------------------------------------
 // Stage 7: the child. Each step narrows what the command can do; the last
@@ -974,34 +846,26 @@ fn child_stages(
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(mask), None)
         .stage("signals", "restore signal mask")?;
     close_inherited_fds(Some(sock.as_raw_fd()))?;
-    // before 03: progress.note(&format!("{hostname} stays a name: no UTS namespace to set it in"));
-    progress.stage("hostname", || set_hostname(hostname))?; // >> 03
-    progress.stage("mounts", || setup_mounts(&args.mount))?; // >> 04
-    progress.stage("dev", || mount_dev(progress))?; // >> 10
-    progress.stage("proc", || mount_proc_and_sys(progress))?; // >> 11
-    progress.stage("user namespace", || enter_user_namespace(sock, args.uid))?; // >> 05
+    progress.stage("hostname", || set_hostname(hostname))?;
+    progress.stage("mounts", || setup_mounts(&args.mount))?;
+    progress.stage("dev", || mount_dev(progress))?;
+    progress.stage("proc", || mount_proc_and_sys(progress))?;
+    progress.stage("user namespace", || enter_user_namespace(sock, args.uid))?;
     die_with_parent(sock)?;
-    // >> 14 terminal
     // After the uid switch, so the pty belongs to the container's user.
     if terminal::wanted() {
         progress.stage("terminal", || terminal::attach_child(sock))?;
     }
-    // << 14
-    progress.stage("capabilities", drop_capabilities)?; // >> 06
-    progress.stage("seccomp", load_seccomp_filter)?; // >> 07
-    // >> 12 environment
+    progress.stage("capabilities", drop_capabilities)?;
+    progress.stage("seccomp", load_seccomp_filter)?;
     if let Some(dir) = &args.workdir {
         chdir(dir).stage("workdir", format!("chdir {}", dir.display()))?;
     }
-    // << 12
-    // before 12: let env = [];
-    let env = container_env(args.uid, hostname, &args.env); // >> 12
-    // >> 13 init
+    let env = container_env(args.uid, hostname, &args.env);
     if args.init {
         progress.note("init");
         return run_init(&args.command, &env);
     }
-    // << 13
     progress.note("execve");
     exec_command(&args.command, &env)
 }
@@ -1046,9 +910,7 @@ fn close_listed_fds(keep: Option<RawFd>) -> Result<()> {
 
 /// If toybox is killed outright (SIGKILL), the container goes with it
 /// (PR_SET_PDEATHSIG, prctl(2)).
-// >> 05 user namespace
 /// Set after the uid change, which clears it.
-// << 05
 /// Should toybox have died already, its end of the socket reads as EOF.
 pub(crate) fn die_with_parent(sock: &OwnedFd) -> Result<()> {
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).stage("clone", "prctl(PR_SET_PDEATHSIG)")?;
@@ -1059,14 +921,11 @@ pub(crate) fn die_with_parent(sock: &OwnedFd) -> Result<()> {
     }
 }
 
-// >> 03 namespaces
 /// Only this UTS namespace sees the new name (uts_namespaces(7)).
 fn set_hostname(hostname: &str) -> Result<()> {
     sethostname(hostname).stage("hostname", format!("sethostname({hostname})"))
 }
-// << 03
 
-// >> 04 mounts
 /// Make every mount private so nothing propagates back to the host, bind the
 /// rootfs onto itself (pivot_root needs a mount point), and swap roots.
 /// pivot_root(".", ".") stacks the old root on top of the new one; unmounting
@@ -1112,9 +971,7 @@ fn remount_nodev(rootfs: &Path) -> Result<()> {
     mount(none, rootfs, none, flags, none)
         .stage("mounts", format!("remount {} nodev", rootfs.display()))
 }
-// << 04
 
-// >> 10 dev
 /// The devices every program expects, as `docker run` gives them:
 /// (name, major, minor) of character devices (devices(7)).
 const DEVICES: &[(&str, u64, u64)] = &[
@@ -1193,9 +1050,7 @@ fn mount_fs(fstype: &str, target: &str, flags: MsFlags, data: &str) -> Result<()
     mount(Some(fstype), target, Some(fstype), flags, Some(data))
         .stage("mounts", format!("mount {fstype} on {target}"))
 }
-// << 10
 
-// >> 11 proc
 /// What docker hides in /proc and /sys: these reach the host's kernel, not
 /// the container (kernel memory, keyrings, timers, firmware). powercap's
 /// energy counters and the per-CPU interrupt counts are side channels into
@@ -1257,9 +1112,7 @@ fn mount_proc_and_sys(progress: Progress) -> Result<()> {
 fn none() -> Option<&'static str> {
     None
 }
-// << 11
 
-// >> 05 user namespace
 /// The handshake (user_namespaces(7)): only a process outside the new user
 /// namespace may write its uid_map, so the child unshares, tells the parent,
 /// and waits for the parent's answer before switching to the requested uid.
@@ -1314,13 +1167,11 @@ fn handle_child_uid_map(pid: Pid, sock: &OwnedFd) -> Result<()> {
     write(sock, &[0]).stage("uid map", "write to child")?;
     Ok(())
 }
-// << 05
 
 // ---------------------------------------------------------------------------
 // Stage 7, continued: the last steps, then execve.
 // ---------------------------------------------------------------------------
 
-// >> 06 capabilities
 /// What root inside the container keeps: the capabilities contained.c
 /// deliberately left alone. Everything else goes: drop_capabilities probes
 /// numbers until the kernel answers EINVAL, so capabilities newer than this
@@ -1372,9 +1223,7 @@ fn drop_capabilities() -> Result<()> {
     caps::clear(None, CapSet::Inheritable).stage("capabilities", "clear inheritable set")?;
     caps::clear(None, CapSet::Ambient).stage("capabilities", "clear ambient set")
 }
-// << 06
 
-// >> 07 seccomp
 /// The filter, as libseccomp compiled the rules in seccomp.rs when toybox was
 /// built (build.rs): classic BPF, eight bytes an instruction. The first
 /// program is syscallz's rules, the second what syscallz cannot name.
@@ -1412,9 +1261,7 @@ fn load_seccomp_filter() -> Result<()> {
     }
     Ok(())
 }
-// << 07
 
-// >> 12 environment
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// What `docker run` starts a command with: PATH, HOSTNAME, HOME, TERM when
@@ -1449,7 +1296,6 @@ fn container_env(uid: u32, hostname: &str, extra: &[String]) -> Vec<String> {
 fn search_path(env: &[String]) -> &str {
     env.iter().rev().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(DEFAULT_PATH)
 }
-// << 12
 
 /// Replace the child with the command. Only a failure returns, and its errno
 /// picks the exit status: ENOENT 127, anything else 126 (`docker run`).
@@ -1461,7 +1307,6 @@ fn exec_command(command: &[String], env: &[String]) -> Result<std::convert::Infa
     // SAFETY: SIG_DFL installs no handler; nothing runs between here and execve.
     unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }
         .stage("exec", "signal(SIGPIPE, SIG_DFL)")?;
-    // >> 12 environment
     // A name without a slash is tried in each PATH directory, as execvp(3)
     // does; a directory where it exists but cannot run decides the status.
     if !command[0].contains('/') {
@@ -1475,7 +1320,6 @@ fn exec_command(command: &[String], env: &[String]) -> Result<std::convert::Infa
         }
         return Err(exec_error(&command[0], last));
     }
-    // << 12
     let Err(errno) = execve(&argv[0], &argv, &envp);
     Err(exec_error(&command[0], errno))
 }
@@ -1553,7 +1397,6 @@ fn wait_for_signal(signals: &SigSet, timeout: Option<Duration>) -> Result<Option
     }
 }
 
-// >> 13 init
 // ---------------------------------------------------------------------------
 // --init: PID 1 as an init process.
 // ---------------------------------------------------------------------------
@@ -1601,13 +1444,11 @@ fn run_init(command: &[String], env: &[String]) -> Result<std::convert::Infallib
         }
     }
 }
-// << 13
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    // >> 10 dev
     #[test]
     fn device_rules_read_every_allow_row() {
         let rows = CGROUP_V1_SETTINGS.iter().filter(|s| s.file == "devices.allow").count();
@@ -1632,9 +1473,7 @@ mod tests {
             assert!(allowed, "/dev/{name} ({major}:{minor}) has no `{rule}` in devices.allow");
         }
     }
-    // << 10
 
-    // >> 02 checks
     #[test]
     fn kernel_versions_compare_as_numbers() {
         assert_eq!(kernel_version("6.18.44-fc-v657"), (6, 18));
@@ -1643,7 +1482,6 @@ mod tests {
         assert!(kernel_version("4.4.0-210-generic") < MIN_KERNEL);
         assert!(kernel_version("3.10.0-1160.el7.x86_64") < MIN_KERNEL);
     }
-    // << 02
 
     #[test]
     fn hostnames_are_adjective_noun_hex() {
@@ -1680,7 +1518,6 @@ mod tests {
         }
     }
 
-    // >> 07 seccomp
     /// The programs toybox loads are the rules in seccomp.rs as this
     /// libseccomp compiles them now: build.rs wrote each file it should.
     #[test]
@@ -1700,5 +1537,4 @@ mod tests {
         );
         assert!(SECCOMP_PROGRAMS.iter().all(|p| !p.is_empty() && p.len() % 8 == 0));
     }
-    // << 07
 }
