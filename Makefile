@@ -19,10 +19,11 @@ all: build rootfs
 # Debian/Ubuntu packages: gcc and libc6-dev (libc.a) to link toybox statically
 # and build the static test probe, libseccomp-dev for syscallz (build.rs
 # compiles the seccomp filter with it; the tests link libseccomp.a), util-linux
-# for setpriv in the tests.
+# for setpriv and nsenter in the tests, nftables for --net bridge's NAT (toybox
+# runs `nft`), iproute2 for the network tests' fake hosts.
 deps:
-	@if ! dpkg -s gcc libc6-dev libseccomp-dev util-linux >/dev/null 2>&1; then \
-		apt-get update -qq && apt-get install -y -qq gcc libc6-dev libseccomp-dev util-linux; fi
+	@if ! dpkg -s gcc libc6-dev libseccomp-dev util-linux nftables iproute2 >/dev/null 2>&1; then \
+		apt-get update -qq && apt-get install -y -qq gcc libc6-dev libseccomp-dev util-linux nftables iproute2; fi
 	@test -n "$(CARGO)" || { echo "make: cargo not found: install Rust 1.88+ (https://rustup.rs)" >&2; exit 1; }
 
 build: deps

@@ -96,7 +96,10 @@ fn read_record(path: &Path) -> Option<State> {
 /// Field 22 of /proc/<pid>/stat, counted after the command name, which may
 /// itself hold spaces and parentheses (proc(5)); None once the process has
 /// exited, even while it waits to be reaped (state Z).
-fn start_time(pid: Pid) -> Option<u64> {
+// before 17: fn start_time(pid: Pid) -> Option<u64> {
+// >> 17 network
+pub(crate) fn start_time(pid: Pid) -> Option<u64> {
+    // << 17
     let stat = crate::read_kernel_file(format!("/proc/{pid}/stat")).ok()?;
     let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
     if matches!(fields.next(), Some("Z" | "X")) {
@@ -111,6 +114,11 @@ fn start_time(pid: Pid) -> Option<u64> {
 /// Should a group still hold a process on its way out, the record stays for
 /// the next run to try again.
 fn running(path: &Path) -> Option<State> {
+    // >> 17 network
+    if path.is_dir() {
+        return None; // net/, the leases
+    }
+    // << 17
     let state = read_record(path);
     if let Some(state) = &state
         && start_time(state.pid) == Some(state.start_time)
@@ -144,6 +152,7 @@ fn is_container_group(dir: &Path, name: &str) -> bool {
 
 /// Every toybox run looks for records a killed toybox left behind.
 pub fn remove_stale_records() {
+    crate::network::reclaim(); // >> 17
     for entry in fs::read_dir(STATE_DIR).into_iter().flatten().flatten() {
         let path = entry.path();
         if path.extension().is_none() {
@@ -154,6 +163,7 @@ pub fn remove_stale_records() {
 
 /// `toybox ps`: one line per running container.
 pub fn list() -> Result<i32> {
+    crate::network::reclaim(); // >> 17
     let mut paths: Vec<PathBuf> = match fs::read_dir(STATE_DIR) {
         Ok(entries) => entries.flatten().map(|e| e.path()).collect(),
         Err(e) if e.kind() == ErrorKind::NotFound => Vec::new(),

@@ -52,7 +52,8 @@
 //! - `toybox exec` and `toybox ps` find it through its record;
 // << 16
 // >> 17 network
-//! - its network namespace has lo, up;
+//! - its network namespace has lo, up; with --net bridge the parent adds
+//!   an eth0 on a host bridge, a default route and outbound NAT;
 // << 17
 //! - the child execs the command; the parent waits, forwards signals and
 //!   cleans up.
@@ -69,6 +70,7 @@
 mod cgroup_v2; // >> 09
 mod error;
 mod exec; // >> 15
+mod netlink; // >> 17
 mod network; // >> 17
 // >> 07 seccomp
 // The filter's rules: build.rs compiles them into the binary, the tests again.
@@ -198,6 +200,10 @@ struct Args {
     /// The container's network
     #[arg(long, value_enum, default_value = "none", value_name = "MODE")]
     net: network::Mode,
+
+    /// The bridge's subnet with --net bridge
+    #[arg(long, default_value = network::DEFAULT_SUBNET, value_name = "CIDR")]
+    subnet: network::Subnet,
     // << 17
     #[command(subcommand)] // >> 15
     subcommand: Option<Subcommand>, // >> 15
@@ -314,6 +320,11 @@ fn run() -> Result<i32> {
     // before 05: let (_parent_sock, child_sock) = progress.stage("socketpair", create_socketpair)?;
     let (parent_sock, child_sock) = progress.stage("socketpair", create_socketpair)?; // >> 05
     exec::remove_stale_records(); // >> 15
+    // >> 17 network
+    // An address, and with the first container the bridge and NAT: before
+    // cgroups, so that `nft` does not run in the container's group.
+    let network = network::prepare(args.net, args.subnet, &hostname)?;
+    // << 17
     // >> 08 cgroups
     // before 09: let cgroups = progress.stage("cgroups", || create_cgroups(&hostname))?;
     let mut cgroups = progress.stage("cgroups", || create_cgroups(&hostname))?; // >> 09
@@ -329,6 +340,10 @@ fn run() -> Result<i32> {
     let record =
         exec::write_record(&hostname, container.pid, args.uid, &args.command, &cgroups.dirs())?;
     // << 15
+    // >> 17 network
+    // While the child mounts; done before the uid map lets it go on.
+    progress.stage("network", || network::attach(&network, container.pid))?;
+    // << 17
     progress.stage("uid map", || handle_child_uid_map(container.pid, &parent_sock))?; // >> 05
     // >> 14 terminal
     let terminal = match terminal::wanted() {
@@ -352,6 +367,7 @@ fn run() -> Result<i32> {
     progress.stage("cleanup", || {
         drop(record); // >> 15
         drop(cgroups);
+        drop(network); // >> 17
         Ok(())
     })?;
     // << 08

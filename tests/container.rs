@@ -1647,6 +1647,332 @@ fn chapter_09_cgroup_v2(lab: &Lab) -> Outcome {
 
 type TestFn = fn(&Lab) -> Outcome;
 
+// ---------------------------------------------------------------------------
+// --net bridge: only ever on networks the test makes.
+// ---------------------------------------------------------------------------
+
+/// A fake host and a fake internet (chapter 17's notes): two network
+/// namespaces held by `sleep` processes. toybox runs in the fake host (its
+/// own network and mount namespaces, a tmpfs on /run/toybox), whose only
+/// way out is a veth to the fake internet on 198.18.0.0/15, the benchmarking
+/// range, which has no way out at all. The fake internet serves
+/// /cgi-bin/ip, which prints the caller's address, on 198.18.0.2:8000.
+struct FakeNet {
+    host: Child,
+    net: Child,
+    httpd: Option<Child>,
+    www: PathBuf,
+    /// The real host's links, routes, nft ruleset and ip_forward.
+    real: String,
+}
+
+const UPLINK_MTU: &str = "1400";
+
+/// What the real host's network looks like; a test must leave it as found.
+fn real_host_network() -> String {
+    let mut state = String::new();
+    for args in [&["-o", "link"][..], &["route"], &["-6", "route"]] {
+        let out = Command::new("ip").args(args).output();
+        state += &out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    }
+    let nft = Command::new("nft").args(["list", "ruleset"]).output();
+    state += &nft.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    state + &fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap_or_default()
+}
+
+fn sleeper(args: &[&str]) -> Result<Child, String> {
+    let mut command = Command::new("unshare");
+    command.args(args).args(["--", "sleep", "infinity"]);
+    command.stdin(Stdio::null()).spawn().map_err(|e| format!("spawn unshare: {e}"))
+}
+
+impl FakeNet {
+    fn new(lab: &Lab) -> Result<FakeNet, String> {
+        let real = real_host_network();
+        let host = sleeper(&["--net", "--mount", "--propagation", "private"])?;
+        let net = sleeper(&["--net"])?;
+        let www = repo_root().join(format!("target/net-www-{}", std::process::id()));
+        let mut fake = FakeNet { host, net, httpd: None, www, real };
+        // unshare has not entered its namespaces until it execs sleep.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let own = fs::read_link("/proc/self/ns/net").map_err(|e| e.to_string())?;
+        for pid in [fake.host.id(), fake.net.id()] {
+            while fs::read_link(format!("/proc/{pid}/ns/net")).ok().as_ref() == Some(&own) {
+                if Instant::now() > deadline {
+                    return Err("unshare did not make its namespace".into());
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        fs::create_dir_all("/run/toybox").map_err(|e| e.to_string())?;
+        let net_pid = fake.net.id();
+        fake.host_sh(&format!(
+            "mount -t tmpfs tmpfs /run/toybox && ip link set lo up && \
+             ip link add up0 mtu {UPLINK_MTU} type veth peer name up1 mtu {UPLINK_MTU} netns /proc/{net_pid}/ns/net && \
+             ip addr add 198.18.0.1/24 dev up0 && ip link set up0 up && \
+             ip route add default via 198.18.0.2"
+        ))?;
+        fake.net_sh(
+            "ip addr add 198.18.0.2/24 dev up1 && ip link set up1 up && ip link set lo up",
+        )?;
+        fs::create_dir_all(fake.www.join("cgi-bin")).map_err(|e| e.to_string())?;
+        let cgi = fake.www.join("cgi-bin/ip");
+        let script = "#!/bin/sh\necho 'Content-Type: text/plain'\necho\necho \"$REMOTE_ADDR\"\n";
+        fs::write(&cgi, script).map_err(|e| e.to_string())?;
+        fs::set_permissions(&cgi, fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
+        let busybox = lab.rootfs.join("bin/busybox");
+        let httpd = Command::new("nsenter")
+            .args(["-t", &net_pid.to_string(), "-n", "--"])
+            .arg(&busybox)
+            .args(["httpd", "-f", "-p", "198.18.0.2:8000", "-h"])
+            .arg(&fake.www)
+            .stdin(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("spawn httpd: {e}"))?;
+        fake.httpd = Some(httpd);
+        // Nothing but what the test made is in the fake host.
+        let links = fake.host_sh("ip -o link | cut -d: -f2")?;
+        let links: Vec<&str> = links.split_whitespace().collect();
+        if links.len() != 2 || links[0] != "lo" || !links[1].starts_with("up0@") {
+            return Err(format!("fake host holds {links:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(200)); // httpd listening
+        Ok(fake)
+    }
+
+    fn sh(&self, pid: u32, mount: bool, script: &str) -> Result<String, String> {
+        let mut command = Command::new("nsenter");
+        command.args(["-t", &pid.to_string(), "-n"]);
+        if mount {
+            command.arg("-m");
+        }
+        let out = command.args(["--", "sh", "-c", script]).output();
+        let out = out.map_err(|e| format!("nsenter: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("{script}: {}", String::from_utf8_lossy(&out.stderr)));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    fn host_sh(&self, script: &str) -> Result<String, String> {
+        self.sh(self.host.id(), true, script)
+    }
+
+    fn net_sh(&self, script: &str) -> Result<String, String> {
+        self.sh(self.net.id(), false, script)
+    }
+
+    /// toybox in the fake host.
+    fn toybox(&self, lab: &Lab, args: &[&str]) -> Command {
+        let mut command = Command::new("nsenter");
+        command.args(["-t", &self.host.id().to_string(), "-n", "-m", "--", TOYBOX, "-m"]);
+        command.arg(&lab.rootfs).args(args);
+        command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        command
+    }
+
+    fn run(&self, lab: &Lab, args: &[&str]) -> Result<Run, String> {
+        let child = self.toybox(lab, args).spawn().map_err(|e| format!("spawn: {e}"))?;
+        finish(child)
+    }
+
+    /// What toybox may have left in the fake host: nothing, once every
+    /// container is gone.
+    fn leftovers(&self) -> Result<Vec<String>, String> {
+        let script = "ip -o link | cut -d: -f2 | grep -E '^ (toybox0|tb-)' ; \
+                      nft list tables | grep toybox ; \
+                      grep -vx 0 /proc/sys/net/ipv4/ip_forward ; \
+                      ls -A /run/toybox; true";
+        Ok(self.host_sh(script)?.lines().map(|l| l.trim().to_string()).collect())
+    }
+
+    fn expect_clean(&self) -> Outcome {
+        let left = self.leftovers()?;
+        expect(left.is_empty(), || format!("left in the fake host: {left:?}"))
+    }
+}
+
+impl Drop for FakeNet {
+    fn drop(&mut self) {
+        for child in
+            [Some(&mut self.host), Some(&mut self.net), self.httpd.as_mut()].into_iter().flatten()
+        {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = fs::remove_dir_all(&self.www);
+    }
+}
+
+/// Run a network test in a fresh fake host; after it, nothing of toybox is
+/// left there, the real host's network is as it was, and no cgroup, mount or
+/// process of the run remains.
+fn with_fake_net(lab: &Lab, test: impl FnOnce(&FakeNet) -> Outcome) -> Outcome {
+    let before = take_snapshot(lab);
+    let fake = FakeNet::new(lab)?;
+    let result = test(&fake).and_then(|()| fake.expect_clean());
+    let real = fake.real.clone();
+    drop(fake);
+    result?;
+    let after = real_host_network();
+    expect(after == real, || format!("the real host's network changed:\n{real}\n---\n{after}"))?;
+    let left = leftovers(&before, &take_snapshot(lab));
+    expect(left.is_empty(), || format!("left behind: {}", left.join("\n  ")))
+}
+
+const SHOW_ETH0: &str = "ip -o -4 addr show eth0 | awk '{print \"address\", $4}'";
+
+/// eth0 has a lease's address, the default route leads to the bridge, the
+/// MTU is the uplink's, lo is up, and root inside may bind :80 (docker's
+/// ip_unprivileged_port_start=0) but may not change eth0 (the namespace is
+/// the host user namespace's: no CAP_NET_ADMIN over it).
+fn net_bridge_inside(lab: &Lab) -> Outcome {
+    with_fake_net(lab, |fake| {
+        let script = format!(
+            "{SHOW_ETH0}; ip route | sed -n 's/^default via \\([0-9.]*\\) dev eth0.*/gateway \\1/p'; \
+             echo mtu $(cat /sys/class/net/eth0/mtu); echo lo $(cat /sys/class/net/lo/flags); \
+             nc -l -p 80 & sleep 0.2; kill $! && echo bound 80; \
+             ip addr add 10.77.0.99/24 dev eth0 2>/dev/null || echo addr refused; \
+             ip link set eth0 down 2>/dev/null || echo down refused"
+        );
+        let run = fake.run(lab, &["--net", "bridge", "-c", "/bin/sh", "-c", &script])?;
+        expect_code(&run, 0)?;
+        let address = run.value("address").unwrap_or("");
+        expect(address.starts_with("10.77.0.") && address.ends_with("/24"), || {
+            format!("eth0 has {address:?}\n{}", run.describe())
+        })?;
+        expect_value(&run, "gateway", "10.77.0.1")?;
+        expect_value(&run, "mtu", UPLINK_MTU)?;
+        expect_value(&run, "lo", "0x9")?;
+        expect_value(&run, "bound", "80")?;
+        expect_value(&run, "addr", "refused")?;
+        expect_value(&run, "down", "refused")
+    })
+}
+
+/// Two containers at once talk over TCP through the bridge; one reaches the
+/// fake internet, which has no route to the containers' subnet, and is seen
+/// there as the fake host's address: MASQUERADE. Without --net the same
+/// request fails (the negative control).
+fn net_bridge_two_containers_and_nat(lab: &Lab) -> Outcome {
+    with_fake_net(lab, |fake| {
+        let server = format!("{SHOW_ETH0}; nc -l -p 7000 -e echo pong");
+        let mut a = fake.toybox(lab, &["--net", "bridge", "-c", "/bin/sh", "-c", &server]).spawn();
+        let a = a.as_mut().map_err(|e| format!("spawn: {e}"))?;
+        let mut stdout = BufReader::new(a.stdout.take().ok_or("no stdout")?);
+        let mut line = String::new();
+        stdout.read_line(&mut line).map_err(|e| e.to_string())?;
+        let address = line
+            .trim()
+            .strip_prefix("address ")
+            .unwrap_or("")
+            .split('/')
+            .next()
+            .unwrap_or("")
+            .to_string();
+        let client = format!(
+            "sleep 0.2; nc -w 3 {address} 7000; \
+             wget -q -O- http://198.18.0.2:8000/cgi-bin/ip | sed 's/^/seen /'"
+        );
+        let b = fake.run(lab, &["--net", "bridge", "-c", "/bin/sh", "-c", &client]);
+        let _ = a.kill();
+        let _ = a.wait();
+        let b = b?;
+        expect(b.stdout.lines().next() == Some("pong"), || {
+            format!("no answer from {address:?}\n{}", b.describe())
+        })?;
+        expect_value(&b, "seen", "198.18.0.1")?;
+        let none = fake
+            .run(lab, &["-c", "/bin/sh", "-c", "wget -q -O- http://198.18.0.2:8000/cgi-bin/ip"])?;
+        expect(none.code != Some(0) && none.stdout.is_empty(), || {
+            format!("--net none reached the fake internet\n{}", none.describe())
+        })
+    })
+}
+
+/// 16 containers at once: 16 distinct addresses, 16 leases while they run.
+fn net_bridge_sixteen_addresses(lab: &Lab) -> Outcome {
+    with_fake_net(lab, |fake| {
+        let script = format!("{SHOW_ETH0}; sleep 2");
+        let mut children = Vec::new();
+        for _ in 0..16 {
+            let child =
+                fake.toybox(lab, &["--net", "bridge", "-c", "/bin/sh", "-c", &script]).spawn();
+            children.push(child.map_err(|e| format!("spawn: {e}"))?);
+        }
+        std::thread::sleep(Duration::from_millis(1000));
+        let leases = fake.host_sh("ls /run/toybox/net | grep -c '^10\\.77\\.0\\.'; true")?;
+        let mut addresses = BTreeSet::new();
+        for child in children {
+            let run = finish(child)?;
+            expect_code(&run, 0)?;
+            addresses.insert(run.value("address").unwrap_or("").to_string());
+        }
+        expect(leases.trim() == "16", || format!("{} leases while 16 ran", leases.trim()))?;
+        expect(addresses.len() == 16, || format!("addresses {addresses:?}"))
+    })
+}
+
+/// A subnet a host route covers, and a missing nft, are refused with one
+/// line and exit 125 before anything is made.
+fn net_bridge_refusals(lab: &Lab) -> Outcome {
+    with_fake_net(lab, |fake| {
+        fake.host_sh("ip addr add 10.77.9.1/16 dev up0")?;
+        let run = fake.run(lab, &["--net", "bridge", "-c", "/bin/true"])?;
+        fake.host_sh("ip addr del 10.77.9.1/16 dev up0")?;
+        expect_code(&run, 125)?;
+        let want = "toybox: network: 10.77.0.0/24 overlaps route 10.77.0.0/16 dev up0 (choose another with --subnet)\n";
+        expect(run.stderr == want, || format!("expected {want:?}\n{}", run.describe()))?;
+        fake.expect_clean()?;
+        let mut command = Command::new("nsenter");
+        command.args(["-t", &fake.host.id().to_string(), "-n", "-m", "--"]);
+        command.args(["env", "PATH=/nonexistent", TOYBOX, "-m"]).arg(&lab.rootfs);
+        command.args(["--net", "bridge", "-c", "/bin/true"]).stdout(Stdio::piped());
+        let run = finish(command.stderr(Stdio::piped()).spawn().map_err(|e| e.to_string())?)?;
+        expect_code(&run, 125)?;
+        let want = "toybox: network: nft not found in PATH (install nftables)\n";
+        expect(run.stderr == want, || format!("expected {want:?}\n{}", run.describe()))?;
+        fake.expect_clean()?;
+        let run = fake.run(
+            lab,
+            &["--net", "bridge", "--subnet", "10.78.0.0/24", "-c", "/bin/sh", "-c", SHOW_ETH0],
+        )?;
+        expect_value(&run, "address", "10.78.0.2/24")
+    })
+}
+
+/// toybox killed with SIGKILL leaves its lease, bridge and NAT table (the
+/// kernel takes the veth with the namespace); one `toybox ps` removes them.
+fn net_bridge_sigkill_reclaimed(lab: &Lab) -> Outcome {
+    with_fake_net(lab, |fake| {
+        let mut child = fake.toybox(lab, &["--net", "bridge", "-c", "/bin/sleep", "60"]).spawn();
+        let child = child.as_mut().map_err(|e| format!("spawn: {e}"))?;
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while !fake.host_sh("ip -o link")?.contains("tb-") {
+            if Instant::now() > deadline {
+                return Err("no tb- link appeared".into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // nsenter execs toybox: the child is toybox itself.
+        let children = format!("/proc/{0}/task/{0}/children", child.id());
+        let container = fs::read_to_string(&children).map_err(|e| format!("{children}: {e}"))?;
+        send_signal(child.id(), "KILL")?;
+        let _ = child.wait();
+        // The container dies of PR_SET_PDEATHSIG a moment later.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Path::new(&format!("/proc/{}", container.trim())).exists() {
+            if Instant::now() > deadline {
+                return Err(format!("container {} outlived toybox", container.trim()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let left = fake.leftovers()?;
+        expect(left.iter().any(|l| l == "net"), || format!("no lease left to reclaim: {left:?}"))?;
+        expect_code(&fake.run(lab, &["ps"])?, 0)
+    })
+}
+
 const TESTS: &[(&str, TestFn)] = &[
     ("help_and_version", help_and_version),
     ("pid_1_and_own_hostname", pid_1_and_own_hostname),
@@ -1658,6 +1984,11 @@ const TESTS: &[(&str, TestFn)] = &[
     ("rootfs_without_mount_points", rootfs_without_mount_points),
     ("only_loopback_visible", only_loopback_visible),
     ("loopback_is_up", loopback_is_up),
+    ("net_bridge_inside", net_bridge_inside),
+    ("net_bridge_two_containers_and_nat", net_bridge_two_containers_and_nat),
+    ("net_bridge_sixteen_addresses", net_bridge_sixteen_addresses),
+    ("net_bridge_refusals", net_bridge_refusals),
+    ("net_bridge_sigkill_reclaimed", net_bridge_sigkill_reclaimed),
     ("capabilities_dropped", capabilities_dropped),
     ("no_new_privs_seccomp_and_rlimit", no_new_privs_seccomp_and_rlimit),
     ("seccomp_blocks_and_allows", seccomp_blocks_and_allows),
@@ -1731,6 +2062,14 @@ fn skip_reason(name: &str) -> Option<String> {
         && Command::new("script").arg("-V").output().is_err()
     {
         return Some("script(1) from util-linux is not installed".into());
+    }
+    if name.starts_with("net_bridge") {
+        for (tool, package) in [("nft", "nftables"), ("ip", "iproute2"), ("nsenter", "util-linux")]
+        {
+            if Command::new(tool).arg("--version").output().is_err() {
+                return Some(format!("{tool} is not installed (apt-get install {package})"));
+            }
+        }
     }
     if name.starts_with("vm_lab")
         && Command::new("qemu-system-x86_64").arg("--version").output().is_err()
