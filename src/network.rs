@@ -137,6 +137,73 @@ impl Subnet {
     }
 }
 
+/// `-p [IP:]HOSTPORT:CTRPORT[/tcp|/udp]`, docker's syntax: a port of the
+/// container published on the host, on every address or on IP only.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Port {
+    ip: Option<Ipv4Addr>,
+    host: u16,
+    container: u16,
+    proto: &'static str,
+}
+
+impl FromStr for Port {
+    type Err = String;
+    fn from_str(text: &str) -> std::result::Result<Port, String> {
+        let bad = || format!("{text:?} is not [IP:]HOSTPORT:CTRPORT[/tcp|/udp]");
+        let (ports, proto) = match text.rsplit_once('/') {
+            Some((ports, "tcp")) => (ports, "tcp"),
+            Some((ports, "udp")) => (ports, "udp"),
+            Some(_) => return Err(bad()),
+            None => (text, "tcp"),
+        };
+        let parts: Vec<&str> = ports.split(':').collect();
+        let (ip, host, container) = match parts[..] {
+            [host, container] => (None, host, container),
+            [ip, host, container] => (Some(ip.parse().map_err(|_| bad())?), host, container),
+            _ => return Err(bad()),
+        };
+        let port = |p: &str| p.parse::<u16>().ok().filter(|&p| p > 0).ok_or_else(bad);
+        Ok(Port { ip, host: port(host)?, container: port(container)?, proto })
+    }
+}
+
+impl std::fmt::Display for Port {
+    /// As `docker ps` shows it: `0.0.0.0:8080->80/tcp`.
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        let ip = self.ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
+        write!(f, "{ip}:{}->{}/{}", self.host, self.container, self.proto)
+    }
+}
+
+impl Port {
+    /// Two publications clash on the same protocol and host port unless
+    /// both name addresses, and different ones.
+    fn clashes(&self, other: &Port) -> bool {
+        self.proto == other.proto
+            && self.host == other.host
+            && (self.ip.is_none() || other.ip.is_none() || self.ip == other.ip)
+    }
+
+    /// A lease's `port tcp 0.0.0.0 8080 80` line.
+    fn line(&self) -> String {
+        let ip = self.ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
+        format!("port {} {ip} {} {}\n", self.proto, self.host, self.container)
+    }
+
+    fn from_line(line: &str) -> Option<Port> {
+        let fields: Vec<&str> = line.strip_prefix("port ")?.split_whitespace().collect();
+        let [proto, ip, host, container] = fields[..] else { return None };
+        let ip: Ipv4Addr = ip.parse().ok()?;
+        Some(Port {
+            ip: Some(ip).filter(|ip| !ip.is_unspecified()),
+            host: host.parse().ok()?,
+            container: container.parse().ok()?,
+            proto: if proto == "udp" { "udp" } else { "tcp" },
+        })
+    }
+}
+
 /// What toybox added to the host for one container; dropping it removes it,
 /// and the bridge, NAT table and ip_forward with the last container.
 pub struct Network {
@@ -148,6 +215,9 @@ struct Lease {
     subnet: Subnet,
     number: u32,
     mtu: u32,
+    name: String,
+    ports: Vec<Port>,
+    nft: PathBuf,
 }
 
 impl Lease {
@@ -169,13 +239,18 @@ fn veth_name(number: u32) -> String {
 /// container holds), and the first container's bridge, NAT table and
 /// ip_forward. Everything is checked before it is made: no nft, or a subnet
 /// a host route already covers, fails with nothing changed.
-pub fn prepare(mode: Mode, subnet: Subnet, name: &str) -> Result<Network> {
+pub fn prepare(mode: Mode, subnet: Subnet, ports: &[Port], name: &str) -> Result<Network> {
     if mode == Mode::None {
+        if let Some(port) = ports.first() {
+            let what = format!("-p {port} needs --net bridge");
+            return Err(fail("network", what, EXIT_TOYBOX_FAILED));
+        }
         return Ok(Network { lease: None });
     }
     let nft = find_nft()?;
     let _lock = Lock::take()?;
     reclaim_locked();
+    check_ports_free(ports)?;
     let first = leases().is_empty();
     if first {
         check_subnet_free(subnet)?;
@@ -188,7 +263,9 @@ pub fn prepare(mode: Mode, subnet: Subnet, name: &str) -> Result<Network> {
     let mtu = uplink_mtu();
     fs::create_dir_all(NET_DIR).stage("network", format!("mkdir {NET_DIR}"))?;
     let mut network = Network { lease: None };
-    network.lease = Some(take_lease(subnet, name, mtu)?);
+    let mut lease = take_lease(subnet, name, ports, mtu)?;
+    lease.nft = nft.clone();
+    network.lease = Some(lease);
     if first {
         make_bridge(subnet, &nft)?; // on error, `network` drops and undoes it
     }
@@ -211,7 +288,11 @@ pub fn attach(network: &Network, pid: Pid) -> Result<()> {
         .stage("network", what)?;
     netlink::set_up(&mut socket, link_index(&veth)?)
         .stage("network", format!("ip link set {veth} up"))?;
-    in_namespace(pid, || configure_inside(lease))
+    in_namespace(pid, || configure_inside(lease))?;
+    if !lease.ports.is_empty() {
+        run_nft(&lease.nft, &container_table(&lease.name, lease.address(), &lease.ports))?;
+    }
+    Ok(())
 }
 
 /// setns(2) into the container's network namespace and back: a netlink
@@ -265,6 +346,11 @@ impl Drop for Network {
             return;
         };
         let _lock = Lock::take();
+        if !lease.ports.is_empty()
+            && let Err(e) = run_nft(&lease.nft, &delete_table(&table_name(&lease.name)))
+        {
+            eprintln!("toybox: cleanup: {e}");
+        }
         release(&lease.veth(), &lease.file);
         if leases().is_empty() {
             remove_bridge();
@@ -333,7 +419,7 @@ fn leases() -> Vec<PathBuf> {
 /// The lowest free address, taken with O_EXCL. The file names the container
 /// and the toybox process that holds it (pid and start time: the container's
 /// own pid does not exist yet), so a lease left by a killed toybox is found.
-fn take_lease(subnet: Subnet, name: &str, mtu: u32) -> Result<Lease> {
+fn take_lease(subnet: Subnet, name: &str, ports: &[Port], mtu: u32) -> Result<Lease> {
     let me = Pid::this();
     let start = crate::exec::start_time(me).unwrap_or(0);
     for number in subnet.hosts() {
@@ -341,11 +427,13 @@ fn take_lease(subnet: Subnet, name: &str, mtu: u32) -> Result<Lease> {
         let created = fs::OpenOptions::new().write(true).create_new(true).open(&file);
         match created {
             Ok(mut lease) => {
-                let text = format!("{name} {me} {start}\n");
+                let mut text = format!("{name} {me} {start}\n");
+                text.extend(ports.iter().map(Port::line));
                 lease
                     .write_all(text.as_bytes())
                     .stage("network", format!("write {}", file.display()))?;
-                return Ok(Lease { file, subnet, number, mtu });
+                let (name, ports, nft) = (name.to_string(), ports.to_vec(), PathBuf::new());
+                return Ok(Lease { file, subnet, number, mtu, name, ports, nft });
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(e).stage("network", format!("create {}", file.display())),
@@ -392,6 +480,8 @@ fn make_bridge(subnet: Subnet, nft: &Path) -> Result<()> {
     netlink::add_address(&mut socket, index, gateway, subnet.prefix)
         .stage("network", format!("ip addr add {gateway}/{} dev {BRIDGE}", subnet.prefix))?;
     netlink::set_up(&mut socket, index).stage("network", format!("ip link set {BRIDGE} up"))?;
+    let localnet = format!("/proc/sys/net/ipv4/conf/{BRIDGE}/route_localnet");
+    fs::write(&localnet, "1").stage("network", format!("write 1 to {localnet}"))?;
     let forwarding =
         fs::read_to_string(IP_FORWARD).stage("network", format!("read {IP_FORWARD}"))?;
     let switch_on = forwarding.trim() == "0";
@@ -410,12 +500,27 @@ fn make_bridge(subnet: Subnet, nft: &Path) -> Result<()> {
 /// ip_forward on, the host would route for everyone; the forward chain
 /// limits that to traffic to or from the bridge, without touching any
 /// other tool's chains or policies.
+///
+/// For published ports: connections from the host itself (127.0.0.1 too)
+/// and from a container to a host address (hairpin) are masqueraded, so the
+/// container's answer comes back through the host and is un-NATed there.
+/// 127.0.0.1 may only leave by toybox0 because the bridge has
+/// route_localnet=1; that would also let a neighbour on the bridge send to
+/// the host's 127.0.0.1 (CVE-2020-8558), so the guard drops such packets at
+/// raw priority, before conntrack turns the replies to 127.0.0.1 back into
+/// that address.
 fn shared_table(subnet: Subnet, guard_forwarding: bool) -> String {
     let mut text = format!(
         "add table ip toybox\ndelete table ip toybox\ntable ip toybox {{\n\
          \tchain postrouting {{\n\
          \t\ttype nat hook postrouting priority srcnat; policy accept;\n\
          \t\tip saddr {subnet} oifname != \"{BRIDGE}\" masquerade\n\
+         \t\toifname \"{BRIDGE}\" fib saddr type local masquerade\n\
+         \t\toifname \"{BRIDGE}\" ip saddr {subnet} ct status dnat masquerade\n\
+         \t}}\n\
+         \tchain prerouting-guard {{\n\
+         \t\ttype filter hook prerouting priority raw; policy accept;\n\
+         \t\tiifname \"{BRIDGE}\" ip daddr 127.0.0.0/8 drop\n\
          \t}}\n"
     );
     if guard_forwarding {
@@ -433,7 +538,7 @@ fn shared_table(subnet: Subnet, guard_forwarding: bool) -> String {
 /// was, and the state directory.
 fn remove_bridge() {
     if let Ok(nft) = find_nft()
-        && let Err(e) = run_nft(&nft, "add table ip toybox\ndelete table ip toybox\n")
+        && let Err(e) = run_nft(&nft, &delete_table("toybox"))
     {
         eprintln!("toybox: cleanup: {e}");
     }
@@ -476,7 +581,7 @@ fn reclaim_locked() {
     for file in leases() {
         let text = fs::read_to_string(&file).unwrap_or_default();
         let fields: Vec<&str> = text.split_whitespace().collect();
-        let holder = match fields[..] {
+        let holder = match fields[..3.min(fields.len())] {
             [_, pid, start] => pid.parse().ok().zip(start.parse::<u64>().ok()),
             _ => None,
         };
@@ -484,6 +589,13 @@ fn reclaim_locked() {
             .is_some_and(|(pid, start)| crate::exec::start_time(Pid::from_raw(pid)) == Some(start));
         let number = file.file_name().and_then(|n| n.to_str()?.parse::<Ipv4Addr>().ok());
         if !alive && let Some(address) = number {
+            // Its DNAT would send the port to whoever gets the address next.
+            if text.lines().any(|l| l.starts_with("port "))
+                && let (Some(name), Ok(nft)) = (fields.first(), find_nft())
+                && let Err(e) = run_nft(&nft, &delete_table(&table_name(name)))
+            {
+                eprintln!("toybox: cleanup: {e}");
+            }
             let mask = subnet.map_or(0xffff_ff00, |s| s.mask());
             release(&veth_name(u32::from(address) & !mask), &file);
         }
@@ -491,6 +603,103 @@ fn reclaim_locked() {
     if leases().is_empty() {
         remove_bridge();
     }
+}
+
+fn table_name(container: &str) -> String {
+    format!("toybox-{container}")
+}
+
+/// `add` first, so that deleting a table that is not there succeeds (nft
+/// 1.0.6 has no `destroy`).
+fn delete_table(table: &str) -> String {
+    format!("add table ip {table}\ndelete table ip {table}\n")
+}
+
+/// A container's published ports: DNAT in a table of its own, deleted in
+/// one command. From outside (prerouting) a port on every address means
+/// every local address but 127/8, which remote hosts must not reach; from
+/// the host itself (output) 127.0.0.1 too, as `docker run -p` allows. A
+/// port on 127.0.0.1 only is published in output only.
+fn container_table(name: &str, address: Ipv4Addr, ports: &[Port]) -> String {
+    let table = table_name(name);
+    let (mut outside, mut local) = (String::new(), String::new());
+    for port in ports {
+        let (proto, host, to) = (port.proto, port.host, format!("{address}:{}", port.container));
+        let rule = |matches: &str| format!("\t\t{matches}{proto} dport {host} dnat to {to}\n");
+        match port.ip {
+            None => {
+                outside += &rule("fib daddr type local ip daddr != 127.0.0.0/8 ");
+                local += &rule("fib daddr type local ");
+            }
+            Some(ip) if ip.is_loopback() => local += &rule(&format!("ip daddr {ip} ")),
+            Some(ip) => {
+                outside += &rule(&format!("ip daddr {ip} "));
+                local += &rule(&format!("ip daddr {ip} "));
+            }
+        }
+    }
+    format!(
+        "{}table ip {table} {{\n\
+         \tchain prerouting {{\n\
+         \t\ttype nat hook prerouting priority dstnat; policy accept;\n\
+         {outside}\t}}\n\
+         \tchain output {{\n\
+         \t\ttype nat hook output priority -100; policy accept;\n\
+         {local}\t}}\n}}\n",
+        delete_table(&table)
+    )
+}
+
+/// A host port another container publishes is refused, naming it; so is
+/// one a host program listens on, which the DNAT would silently shadow:
+/// bind(2) finds it (SO_REUSEADDR, so a connection in TIME_WAIT does not).
+fn check_ports_free(ports: &[Port]) -> Result<()> {
+    let taken = |port: &Port, by: &str| {
+        let what = format!("port {}/{} is published by {by}", port.host, port.proto);
+        Err(fail("network", what, EXIT_TOYBOX_FAILED))
+    };
+    for (at, port) in ports.iter().enumerate() {
+        if ports[..at].iter().any(|other| other.clashes(port)) {
+            return taken(port, "another -p of this command");
+        }
+        for file in leases() {
+            let text = fs::read_to_string(&file).unwrap_or_default();
+            let holder = text.split_whitespace().next().unwrap_or("?");
+            if text.lines().filter_map(Port::from_line).any(|other| other.clashes(port)) {
+                return taken(port, holder);
+            }
+        }
+        if let Err(e) = try_bind(port) {
+            let what = format!("port {}/{} is in use on the host", port.host, port.proto);
+            return Err(e).stage("network", what);
+        }
+    }
+    Ok(())
+}
+
+fn try_bind(port: &Port) -> io::Result<()> {
+    let ip = port.ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
+    let address = std::net::SocketAddrV4::new(ip, port.host);
+    // std sets SO_REUSEADDR on a listener; both sockets close at once.
+    match port.proto {
+        "udp" => std::net::UdpSocket::bind(address).map(drop),
+        _ => std::net::TcpListener::bind(address).map(drop),
+    }
+}
+
+/// For `toybox ps`: the address and published ports of a container, from
+/// its lease.
+pub fn describe_container(name: &str) -> (String, String) {
+    for file in leases() {
+        let text = fs::read_to_string(&file).unwrap_or_default();
+        if text.split_whitespace().next() == Some(name) {
+            let ports: Vec<String> =
+                text.lines().filter_map(Port::from_line).map(|p| p.to_string()).collect();
+            let address = file.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            return (address, ports.join(","));
+        }
+    }
+    (String::new(), String::new())
 }
 
 /// nft reads the whole ruleset and commits it as one transaction: all of it
@@ -587,6 +796,31 @@ mod tests {
         assert!(!subnet.overlaps(Ipv4Addr::UNSPECIFIED, 0), "the default route");
         assert!("10.77.0.1/24".parse::<Subnet>().is_err(), "host bits");
         assert!("10.77.0.0/31".parse::<Subnet>().is_err());
+    }
+
+    #[test]
+    fn ports_parse_and_clash() {
+        let port: Port = "8080:80".parse().expect("8080:80");
+        assert_eq!(port.to_string(), "0.0.0.0:8080->80/tcp");
+        let local: Port = "127.0.0.1:8080:80/tcp".parse().expect("with an address");
+        let udp: Port = "8080:53/udp".parse().expect("udp");
+        assert!(port.clashes(&local) && !port.clashes(&udp));
+        assert!(!local.clashes(&"10.0.0.1:8080:80".parse().expect("another address")));
+        assert_eq!(Port::from_line(&local.line()), Some(local));
+        for bad in ["80", "0:80", "8080:80/sctp", "x:1:2", "1:2:3:4", "70000:80"] {
+            assert!(bad.parse::<Port>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn container_table_publishes_loopback_only_locally() {
+        let ports = ["8080:80".parse().expect("all"), "127.0.0.1:8081:80".parse().expect("lo")];
+        let text = container_table("x", Ipv4Addr::new(10, 77, 0, 5), &ports);
+        let prerouting =
+            &text[text.find("prerouting").unwrap_or(0)..text.find("output").unwrap_or(0)];
+        assert!(prerouting.contains("ip daddr != 127.0.0.0/8 tcp dport 8080 dnat to 10.77.0.5:80"));
+        assert!(!prerouting.contains("8081"));
+        assert!(text.contains("ip daddr 127.0.0.1 tcp dport 8081 dnat to 10.77.0.5:80"));
     }
 
     #[test]

@@ -1941,16 +1941,88 @@ fn net_bridge_refusals(lab: &Lab) -> Outcome {
     })
 }
 
+/// busybox wget from the rootfs, in the fake host or the fake internet: the
+/// first line it got, or its error. (busybox 1.35's wget crashes with -T:
+/// a timeout is applied from outside.)
+fn fetch(fake: &FakeNet, lab: &Lab, upstream: bool, url: &str) -> Result<String, String> {
+    let busybox = lab.rootfs.join("bin/busybox");
+    let busybox = busybox.display();
+    let script = format!("{busybox} timeout 3 {busybox} wget -q -O- {url} 2>&1 | head -n 1");
+    let pid = if upstream { fake.net.id() } else { fake.host.id() };
+    Ok(fake.sh(pid, false, &script)?.trim().to_string())
+}
+
+/// -p publishes a port (httpd serving the rootfs's /etc): from the fake
+/// host by 127.0.0.1 and the bridge's address, from the fake internet,
+/// from another container (hairpin); `-p 127.0.0.1:` only from the host.
+/// The port is refused to a second container, naming the first, and
+/// `toybox ps` shows both address and ports.
+fn net_bridge_publish(lab: &Lab) -> Outcome {
+    with_fake_net(lab, |fake| {
+        let args = ["--net", "bridge", "-p", "8080:80", "-p", "127.0.0.1:8081:80", "--init"];
+        let mut server = fake.toybox(lab, &args);
+        let mut server = server.args(["-c", "httpd", "-f", "-p", "80", "-h", "/etc"]).spawn();
+        let server = server.as_mut().map_err(|e| format!("spawn: {e}"))?;
+        let result = (|| {
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while !fetch(fake, lab, false, "http://127.0.0.1:8080/passwd")?.starts_with("root:") {
+                if Instant::now() > deadline {
+                    return Err("the published port never answered on 127.0.0.1:8080".into());
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            for (upstream, url, works) in [
+                (false, "http://10.77.0.1:8080/passwd", true),
+                (false, "http://198.18.0.1:8080/passwd", true),
+                (false, "http://127.0.0.1:8081/passwd", true),
+                (true, "http://198.18.0.1:8080/passwd", true),
+                (true, "http://198.18.0.1:8081/passwd", false),
+            ] {
+                let got = fetch(fake, lab, upstream, url)?;
+                let from = if upstream { "the fake internet" } else { "the fake host" };
+                expect(got.starts_with("root:x:0:0") == works, || {
+                    format!(
+                        "{url} from {from}: got {got:?}, expected it to {}",
+                        if works { "work" } else { "fail" }
+                    )
+                })?;
+            }
+            let wget = ["-c", "wget", "-q", "-O-", "http://198.18.0.1:8080/passwd"];
+            let hairpin = fake.run(lab, &[&["--net", "bridge"][..], &wget].concat())?;
+            expect(hairpin.stdout.starts_with("root:x:0:0"), || {
+                format!("no answer from another container\n{}", hairpin.describe())
+            })?;
+            let ps = fake.run(lab, &["ps"])?;
+            let row = ps.stdout.lines().find(|l| l.contains("httpd")).unwrap_or("").to_string();
+            expect(
+                row.contains(" 10.77.0.")
+                    && row.contains("0.0.0.0:8080->80/tcp,127.0.0.1:8081->80/tcp"),
+                || format!("toybox ps shows no address and ports\n{}", ps.stdout),
+            )?;
+            let name = row.split_whitespace().next().unwrap_or("").to_string();
+            let clash = fake.run(lab, &["--net", "bridge", "-p", "8080:80", "-c", "/bin/true"])?;
+            expect_code(&clash, 125)?;
+            let want = format!("toybox: network: port 8080/tcp is published by {name}\n");
+            expect(clash.stderr == want, || format!("expected {want:?}\n{}", clash.describe()))
+        })();
+        send_signal(server.id(), "TERM")?;
+        let _ = server.wait();
+        result
+    })
+}
+
 /// toybox killed with SIGKILL leaves its lease, bridge and NAT table (the
 /// kernel takes the veth with the namespace); one `toybox ps` removes them.
 fn net_bridge_sigkill_reclaimed(lab: &Lab) -> Outcome {
     with_fake_net(lab, |fake| {
-        let mut child = fake.toybox(lab, &["--net", "bridge", "-c", "/bin/sleep", "60"]).spawn();
+        let args = ["--net", "bridge", "-p", "8080:80", "-c", "/bin/sleep", "60"];
+        let mut child = fake.toybox(lab, &args).spawn();
         let child = child.as_mut().map_err(|e| format!("spawn: {e}"))?;
         let deadline = Instant::now() + Duration::from_secs(3);
-        while !fake.host_sh("ip -o link")?.contains("tb-") {
+        // Started: its port's table is the last thing toybox makes.
+        while !fake.host_sh("nft list tables")?.contains("toybox-") {
             if Instant::now() > deadline {
-                return Err("no tb- link appeared".into());
+                return Err("no port table appeared".into());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -1961,14 +2033,17 @@ fn net_bridge_sigkill_reclaimed(lab: &Lab) -> Outcome {
         let _ = child.wait();
         // The container dies of PR_SET_PDEATHSIG a moment later.
         let deadline = Instant::now() + Duration::from_secs(2);
-        while Path::new(&format!("/proc/{}", container.trim())).exists() {
+        while container.split_whitespace().any(|pid| Path::new(&format!("/proc/{pid}")).exists()) {
             if Instant::now() > deadline {
                 return Err(format!("container {} outlived toybox", container.trim()));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
         let left = fake.leftovers()?;
-        expect(left.iter().any(|l| l == "net"), || format!("no lease left to reclaim: {left:?}"))?;
+        let table = left.iter().any(|l| l.starts_with("table ip toybox-"));
+        expect(left.iter().any(|l| l == "net") && table, || {
+            format!("no lease and port table left to reclaim: {left:?}")
+        })?;
         expect_code(&fake.run(lab, &["ps"])?, 0)
     })
 }
@@ -1988,6 +2063,7 @@ const TESTS: &[(&str, TestFn)] = &[
     ("net_bridge_two_containers_and_nat", net_bridge_two_containers_and_nat),
     ("net_bridge_sixteen_addresses", net_bridge_sixteen_addresses),
     ("net_bridge_refusals", net_bridge_refusals),
+    ("net_bridge_publish", net_bridge_publish),
     ("net_bridge_sigkill_reclaimed", net_bridge_sigkill_reclaimed),
     ("capabilities_dropped", capabilities_dropped),
     ("no_new_privs_seccomp_and_rlimit", no_new_privs_seccomp_and_rlimit),

@@ -171,10 +171,25 @@ pub fn list() -> Result<i32> {
     };
     paths.sort();
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-    println!("{:<28} {:>8} {:>9}  COMMAND", "NAME", "PID", "UPTIME");
+    // before 17: println!("{:<28} {:>8} {:>9}  COMMAND", "NAME", "PID", "UPTIME");
+    // >> 17 network
+    let header = ("NAME", "PID", "UPTIME", "ADDRESS", "PORTS");
+    println!(
+        "{:<28} {:>8} {:>9}  {:<15} {:<24} COMMAND",
+        header.0, header.1, header.2, header.3, header.4
+    );
+    // << 17
     for state in paths.iter().filter(|p| p.extension().is_none()).filter_map(|p| running(p)) {
         let uptime = uptime(Duration::from_secs(now.saturating_sub(state.started)));
-        println!("{:<28} {:>8} {:>9}  {}", state.name, state.pid, uptime, state.command);
+        // before 17: println!("{:<28} {:>8} {:>9}  {}", state.name, state.pid, uptime, state.command);
+        // >> 17 network
+        let (address, ports) = crate::network::describe_container(&state.name);
+        let columns = (state.name, state.pid, uptime, address, ports);
+        println!(
+            "{:<28} {:>8} {:>9}  {:<15} {:<24} {}",
+            columns.0, columns.1, columns.2, columns.3, columns.4, state.command
+        );
+        // << 17
     }
     Ok(0)
 }

@@ -204,6 +204,11 @@ struct Args {
     /// The bridge's subnet with --net bridge
     #[arg(long, default_value = network::DEFAULT_SUBNET, value_name = "CIDR")]
     subnet: network::Subnet,
+
+    /// Publish a container port on the host, on every address or on IP only
+    /// (needs --net bridge; repeatable)
+    #[arg(short, long = "publish", value_name = "[IP:]HOSTPORT:CTRPORT[/tcp|/udp]")]
+    publish: Vec<network::Port>,
     // << 17
     #[command(subcommand)] // >> 15
     subcommand: Option<Subcommand>, // >> 15
@@ -323,7 +328,7 @@ fn run() -> Result<i32> {
     // >> 17 network
     // An address, and with the first container the bridge and NAT: before
     // cgroups, so that `nft` does not run in the container's group.
-    let network = network::prepare(args.net, args.subnet, &hostname)?;
+    let network = network::prepare(args.net, args.subnet, &args.publish, &hostname)?;
     // << 17
     // >> 08 cgroups
     // before 09: let cgroups = progress.stage("cgroups", || create_cgroups(&hostname))?;
