@@ -52,5 +52,8 @@ user:x:1000:
 nogroup:x:65534:
 GROUP
 chown 1000:1000 "$out/home/user" 2>/dev/null || true
+# Empty, as in a Debian image: with --net bridge toybox bind-mounts the
+# container's own over them (it creates nothing in a rootfs).
+touch "$out/etc/hosts" "$out/etc/resolv.conf"
 
 echo "busybox rootfs ready in $out ($("$out/bin/busybox" | head -n 1 | cut -d' ' -f1-2))"

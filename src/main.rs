@@ -1007,7 +1007,10 @@ fn child_stages(
     // before 03: progress.note(&format!("{hostname} stays a name: no UTS namespace to set it in"));
     progress.stage("hostname", || set_hostname(hostname))?; // >> 03
     progress.stage("loopback", || network::inside(args.net))?; // >> 17
-    progress.stage("mounts", || setup_mounts(&args.mount))?; // >> 04
+    // >> 04 mounts
+    // before 17: progress.stage("mounts", || setup_mounts(&args.mount))?;
+    progress.stage("mounts", || setup_mounts(&args.mount, hostname))?; // >> 17
+    // << 04
     progress.stage("dev", || mount_dev(progress))?; // >> 10
     progress.stage("proc", || mount_proc_and_sys(progress))?; // >> 11
     progress.stage("user namespace", || enter_user_namespace(sock, args.uid))?; // >> 05
@@ -1103,13 +1106,17 @@ fn set_hostname(hostname: &str) -> Result<()> {
 /// pivot_root(".", ".") stacks the old root on top of the new one; unmounting
 /// "." then detaches it (pivot_root(2), NOTES). Unlike contained.c this needs
 /// no temporary directory, so nothing is left on the host or in the rootfs.
-fn setup_mounts(rootfs: &Path) -> Result<()> {
+// before 17: fn setup_mounts(rootfs: &Path) -> Result<()> {
+// >> 17 network
+fn setup_mounts(rootfs: &Path, hostname: &str) -> Result<()> {
+    // << 17
     let none: Option<&str> = None;
     mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none)
         .stage("mounts", "mount / MS_REC|MS_PRIVATE")?;
     mount(Some(rootfs), rootfs, none, MsFlags::MS_BIND | MsFlags::MS_REC, none)
         .stage("mounts", format!("bind mount {}", rootfs.display()))?;
     remount_nodev(rootfs)?;
+    network::bind_etc_files(rootfs, hostname)?; // >> 17
     chdir(rootfs).stage("mounts", format!("chdir {}", rootfs.display()))?;
     pivot_root(".", ".").stage("mounts", format!("pivot_root({}, .)", rootfs.display()))?;
     umount2(".", MntFlags::MNT_DETACH).stage("mounts", "umount2(old root, MNT_DETACH)")?;

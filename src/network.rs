@@ -12,6 +12,7 @@ use std::process::{Command, Stdio};
 use std::str::FromStr;
 
 use nix::errno::Errno;
+use nix::mount::{MsFlags, mount};
 use nix::sched::{CloneFlags, setns};
 use nix::unistd::Pid;
 
@@ -265,7 +266,9 @@ pub fn prepare(mode: Mode, subnet: Subnet, ports: &[Port], name: &str) -> Result
     let mut network = Network { lease: None };
     let mut lease = take_lease(subnet, name, ports, mtu)?;
     lease.nft = nft.clone();
+    let address = lease.address();
     network.lease = Some(lease);
+    write_etc_files(name, address)?;
     if first {
         make_bridge(subnet, &nft)?; // on error, `network` drops and undoes it
     }
@@ -352,10 +355,101 @@ impl Drop for Network {
             eprintln!("toybox: cleanup: {e}");
         }
         release(&lease.veth(), &lease.file);
+        remove_etc_files(&lease.name);
         if leases().is_empty() {
             remove_bridge();
         }
     }
+}
+
+/// The files the container's /etc/hosts and /etc/resolv.conf show:
+/// /run/toybox/net/NAME/, written before clone, while the child can still
+/// see the host's /run to bind them.
+fn etc_dir(name: &str) -> PathBuf {
+    Path::new(NET_DIR).join(name)
+}
+
+/// `hosts`: localhost and the container's own name and address, as docker
+/// writes it. `resolv.conf`: the host's, without nameservers on loopback
+/// (systemd-resolved's 127.0.0.53 is the host's own lo, unreachable from the
+/// container's); if none is left, a comment says so, and a warning, rather
+/// than docker's silent fallback to 8.8.8.8, which hangs on a closed network.
+fn write_etc_files(name: &str, address: Ipv4Addr) -> Result<()> {
+    let dir = etc_dir(name);
+    fs::create_dir_all(&dir).stage("network", format!("mkdir {}", dir.display()))?;
+    let hosts = format!(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{address}\t{name}\n"
+    );
+    let path = dir.join("hosts");
+    fs::write(&path, hosts).stage("network", format!("write {}", path.display()))?;
+    let host = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let on_loopback = |line: &str| {
+        let mut words = line.split_whitespace();
+        words.next() == Some("nameserver")
+            && words
+                .next()
+                .and_then(|a| a.parse::<std::net::IpAddr>().ok())
+                .is_some_and(|a| a.is_loopback())
+    };
+    let mut resolv: String =
+        host.lines().filter(|l| !on_loopback(l)).map(|l| format!("{l}\n")).collect();
+    if !resolv.lines().any(|l| l.trim_start().starts_with("nameserver")) {
+        let dropped: Vec<&str> = host.lines().filter(|l| on_loopback(l)).collect();
+        if !dropped.is_empty() {
+            eprintln!(
+                "toybox: network: warning: the host's nameservers are on loopback ({}): \
+                 the container gets none",
+                dropped.join(", ")
+            );
+        }
+        resolv += "# toybox: the host has no nameserver the container can reach\n";
+    }
+    let path = dir.join("resolv.conf");
+    fs::write(&path, resolv).stage("network", format!("write {}", path.display()))
+}
+
+fn remove_etc_files(name: &str) {
+    let dir = etc_dir(name);
+    if let Err(e) = fs::remove_dir_all(&dir)
+        && e.kind() != io::ErrorKind::NotFound
+    {
+        eprintln!("toybox: cleanup: rm -r {}: {}", dir.display(), describe(&e));
+    }
+}
+
+/// In the child, between binding the rootfs and pivot_root, while the
+/// host's /run is still in view: each file bound over the rootfs's own, if
+/// the rootfs has one (toybox creates nothing in a rootfs), then made
+/// read-only (a bind mount takes its flags only on a remount, mount(2)).
+/// A symlink there is not followed: it could lead anywhere.
+pub fn bind_etc_files(rootfs: &Path, name: &str) -> Result<()> {
+    let dir = etc_dir(name);
+    if !dir.exists() {
+        return Ok(()); // --net none
+    }
+    let etc = rootfs.join("etc");
+    if !fs::symlink_metadata(&etc).is_ok_and(|m| m.is_dir()) {
+        return Ok(());
+    }
+    let none: Option<&str> = None;
+    for file in ["hosts", "resolv.conf"] {
+        let target = etc.join(file);
+        if !fs::symlink_metadata(&target).is_ok_and(|m| m.is_file()) {
+            continue;
+        }
+        let source = dir.join(file);
+        let what = format!("bind {} on {}", source.display(), target.display());
+        mount(Some(&source), &target, none, MsFlags::MS_BIND, none).stage("mounts", what)?;
+        let flags = MsFlags::MS_BIND
+            | MsFlags::MS_REMOUNT
+            | MsFlags::MS_RDONLY
+            | MsFlags::MS_NOSUID
+            | MsFlags::MS_NODEV
+            | MsFlags::MS_NOEXEC;
+        let what = format!("remount {} read-only", target.display());
+        mount(none, &target, none, flags, none).stage("mounts", what)?;
+    }
+    Ok(())
 }
 
 fn release(veth: &str, lease: &Path) {
@@ -595,6 +689,10 @@ fn reclaim_locked() {
                 && let Err(e) = run_nft(&nft, &delete_table(&table_name(name)))
             {
                 eprintln!("toybox: cleanup: {e}");
+            }
+            // A name is a file name toybox wrote, never a path.
+            if let Some(name) = fields.first().filter(|n| !n.contains('/') && !n.starts_with('.')) {
+                remove_etc_files(name);
             }
             let mask = subnet.map_or(0xffff_ff00, |s| s.mask());
             release(&veth_name(u32::from(address) & !mask), &file);

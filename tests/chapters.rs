@@ -252,6 +252,7 @@ const FIRST_NAMED_IN: &[(&str, u32)] = &[
     ("loopback", 17),
     ("bridge", 17),
     ("publish", 17),
+    ("resolv", 17),
 ];
 
 /// Each chapter describes itself: its --help and its module doc (the `//!`

@@ -2011,6 +2011,46 @@ fn net_bridge_publish(lab: &Lab) -> Outcome {
     })
 }
 
+/// /etc/hosts names the container and its address, /etc/resolv.conf is the
+/// host's without loopback nameservers; both are read-only inside. Without
+/// --net bridge the rootfs's own (empty) files stay.
+fn net_bridge_etc_files(lab: &Lab) -> Outcome {
+    with_fake_net(lab, |fake| {
+        // The fake host's mount namespace is its own: its resolv.conf can be
+        // a stub resolver's, as on a systemd-resolved host.
+        let resolv = fake.www.join("resolv.conf");
+        fs::write(&resolv, "nameserver 127.0.0.53\nnameserver 198.18.0.2\noptions edns0\n")
+            .map_err(|e| e.to_string())?;
+        fake.host_sh(&format!("mount --bind {} /etc/resolv.conf", resolv.display()))?;
+        let script = "hostname | sed 's/^/name /'; cat /etc/hosts /etc/resolv.conf; \
+                      (echo x >> /etc/hosts) 2>/dev/null || echo hosts read-only; \
+                      (echo x >> /etc/resolv.conf) 2>/dev/null || echo resolv read-only; \
+                      echo ro_mounts $(grep -cE ' /etc/(hosts|resolv.conf) ro,' /proc/self/mountinfo)";
+        let run = fake.run(lab, &["--net", "bridge", "-c", "/bin/sh", "-c", script])?;
+        expect_code(&run, 0)?;
+        let name = run.value("name").unwrap_or("?");
+        let own = run.stdout.lines().any(|l| {
+            let mut words = l.split_whitespace();
+            words.next().is_some_and(|a| a.starts_with("10.77.0.")) && words.next() == Some(name)
+        });
+        expect(own, || format!("/etc/hosts does not name {name}\n{}", run.describe()))?;
+        expect(run.stdout.contains("nameserver 198.18.0.2\noptions edns0\n"), || {
+            format!("resolv.conf is not the host's\n{}", run.describe())
+        })?;
+        expect(!run.stdout.contains("127.0.0.53"), || {
+            format!("a loopback nameserver reached the container\n{}", run.describe())
+        })?;
+        expect_value(&run, "hosts", "read-only")?;
+        expect_value(&run, "resolv", "read-only")?;
+        // Read-only mounts, not only files the container's root cannot write.
+        expect_value(&run, "ro_mounts", "2")?;
+        let none = fake.run(lab, &["-c", "/bin/cat", "/etc/hosts", "/etc/resolv.conf"])?;
+        expect(none.code == Some(0) && none.stdout.is_empty(), || {
+            format!("--net none changed /etc\n{}", none.describe())
+        })
+    })
+}
+
 /// toybox killed with SIGKILL leaves its lease, bridge and NAT table (the
 /// kernel takes the veth with the namespace); one `toybox ps` removes them.
 fn net_bridge_sigkill_reclaimed(lab: &Lab) -> Outcome {
@@ -2064,6 +2104,7 @@ const TESTS: &[(&str, TestFn)] = &[
     ("net_bridge_sixteen_addresses", net_bridge_sixteen_addresses),
     ("net_bridge_refusals", net_bridge_refusals),
     ("net_bridge_publish", net_bridge_publish),
+    ("net_bridge_etc_files", net_bridge_etc_files),
     ("net_bridge_sigkill_reclaimed", net_bridge_sigkill_reclaimed),
     ("capabilities_dropped", capabilities_dropped),
     ("no_new_privs_seccomp_and_rlimit", no_new_privs_seccomp_and_rlimit),
