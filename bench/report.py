@@ -56,6 +56,20 @@ for label, table in orders:
     ratio = f"{med['toybox'] / med['floor']:.2f}" if "toybox" in med and "floor" in med else "-"
     lines.append(f"| {label} | {cell('toybox')} | {cell('floor')} | {cell('floor+mounts')} | {ratio} |")
 
+# --net bridge while another container keeps the bridge and NAT table up:
+# what a container costs when it is not the only one (bench/run.sh, `warm`).
+try:
+    warm = runs(f"{out}/warm.txt")
+    med = {n: statistics.median(run[0] for run in r) for n, r in warm.items()
+           if all(run[3] == 0 for run in r)}
+    lines += ["", "With another `--net bridge` container running (the bridge and shared table already up; "
+              "medians, ms):", "", "| runtime | median ms | + over toybox |", "|---|---|---|"]
+    for name in ["toybox", "toybox-bridge", "toybox-bridge-p"]:
+        if name in med:
+            lines.append(f"| {name} | {med[name]:.2f} | {med[name] - med.get('toybox', 0):+.2f} |")
+except FileNotFoundError:
+    pass
+
 bursts = runs(f"{out}/bursts.txt")
 lines += ["", "Started at once (5 bursts each; latency is each container's start to exit):", "",
           "| runtime | at once | median latency ms | CPU ms per container | failed | distinct hostnames |",

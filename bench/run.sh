@@ -3,6 +3,10 @@
 # exit with toybox and its peers, round by round, as root.
 #
 #   toybox    the release build, -m ROOTFS -c /payload
+#   toybox-bridge   --net bridge: the same with eth0 on a bridge and NAT (chapter 17);
+#             alone, so each run also makes and removes the bridge and table
+#   toybox-bridge-p and -p 18080:80, a published port (its own nft table)
+#   unshare+ip  S1's commands for that topology (bench/seed-net.sh)
 #   floor     bench/floor.c: only the kernel work toybox asks for (the
 #             issue's list: cgroups, namespaces, pivot_root, uid map, exec)
 #   floor+mounts  the floor plus the /dev and /proc mounts toybox also makes
@@ -31,7 +35,7 @@ say() { echo "bench: $*" >&2; }
 
 # --- Peers and tools, from Debian's packages.
 missing=()
-for tool in crun:crun runc:runc bwrap:bubblewrap python3:python3 gcc:gcc unshare:util-linux; do
+for tool in crun:crun runc:runc bwrap:bubblewrap python3:python3 gcc:gcc unshare:util-linux nft:nftables ip:iproute2; do
     command -v "${tool%%:*}" >/dev/null || missing+=("${tool#*:}")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -70,6 +74,9 @@ EOF
 commands=$out/commands.tsv
 {
     printf 'toybox\t%s\t-m\t%s\t-c\t/payload\n' "$toybox" "$rootfs"
+    printf 'toybox-bridge\t%s\t--net\tbridge\t-m\t%s\t-c\t/payload\n' "$toybox" "$rootfs"
+    printf 'toybox-bridge-p\t%s\t--net\tbridge\t-p\t18080:80\t-m\t%s\t-c\t/payload\n' "$toybox" "$rootfs"
+    printf 'unshare+ip\t%s\t%s\t/payload\n' "$repo/bench/seed-net.sh" "$rootfs"
     printf 'floor\t%s\t%s\t/payload\n' "$out/floor" "$rootfs"
     printf 'floor+mounts\t%s\t%s\t/payload\tmounts\n' "$out/floor" "$rootfs"
     printf 'unshare\t%s\t--mount\t--uts\t--ipc\t--net\t--pid\t--fork\t--cgroup\t--user\t--map-root-user\t--root=%s\t/payload\n' "$(command -v unshare)" "$rootfs"
@@ -81,17 +88,21 @@ commands=$out/commands.tsv
 
 # crun 1.8 refuses a hybrid host whose cgroup2 mount has controllers; in a
 # private mount namespace with that file masked it does its v1 work. Every
-# command runs in that same namespace, so the comparison stays fair.
+# command runs in that same namespace, so the comparison stays fair. The
+# namespace has its own network (lo up, no way out) and its own /run: the
+# bridge rows make their bridge, NAT tables, ip_forward and state there,
+# never on the host.
 in_bench_ns() {
     local controllers=/sys/fs/cgroup/unified/cgroup.controllers
-    # (read, not test -s: cgroup files report a size of 0)
-    if [ -n "$(cat "$controllers" 2>/dev/null)" ]; then
-        : >"$out/empty"
-        unshare -m --propagation private sh -c \
-            'mount --bind "$1" "$2" && shift 2 && exec "$@"' sh "$out/empty" "$controllers" "$@"
-    else
-        "$@"
-    fi
+    : >"$out/empty"
+    unshare -m -n --propagation private sh -c '
+        set -e
+        mount -t tmpfs tmpfs /run
+        ip link set lo up
+        # (read, not test -s: cgroup files report a size of 0)
+        if [ -n "$(cat "$2" 2>/dev/null)" ]; then mount --bind "$1" "$2"; fi
+        shift 2
+        exec "$@"' sh "$out/empty" "$controllers" "$@"
 }
 
 say "checking every command runs"
@@ -109,9 +120,18 @@ in_bench_ns "$out/timer" after "$rounds" "$commands" runc >"$out/after-runc.txt"
 # As a user who starts a container now and then: each after 300 ms of
 # nothing. Fewer rounds (the waiting dominates) and only the container rows.
 idle_rounds=$(( rounds < 40 ? rounds : 40 ))
-grep -E '^(toybox|floor|floor\+mounts|bwrap|crun|runc)	' "$commands" >"$out/idle-commands.tsv"
+grep -E '^(toybox|toybox-bridge|floor|floor\+mounts|bwrap|crun|runc)	' "$commands" >"$out/idle-commands.tsv"
 say "$idle_rounds rounds, each command after 300 ms idle"
 in_bench_ns "$out/timer" idle "$idle_rounds" "$out/idle-commands.tsv" 300 >"$out/idle.txt"
+
+# The bridge rows above are each the only container: every run makes and
+# removes the bridge and the shared table. Here another container keeps them
+# up, as when containers run side by side.
+say "$rounds rounds with the bridge already up"
+grep -E '^(toybox|toybox-bridge|toybox-bridge-p)	' "$commands" >"$out/warm-commands.tsv"
+in_bench_ns sh -c '"$1" --net bridge --init -m "$2" -c /bin/sleep 100000 & s=$!; sleep 0.5
+    "$3" rounds "$4" "$5"; status=$?; kill "$s"; wait "$s"; exit $status' \
+    sh "$toybox" "$rootfs" "$out/timer" "$rounds" "$out/warm-commands.tsv" >"$out/warm.txt" || true
 
 say "bursts of 8 and 32"
 : >"$out/bursts.txt"

@@ -1786,8 +1786,15 @@ impl FakeNet {
         Ok(self.host_sh(script)?.lines().map(|l| l.trim().to_string()).collect())
     }
 
+    /// The kernel removes a container's veth with its network namespace,
+    /// on a workqueue, a moment after toybox exits: allow it 2 s.
     fn expect_clean(&self) -> Outcome {
-        let left = self.leftovers()?;
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut left = self.leftovers()?;
+        while left.iter().any(|l| l.starts_with("tb-")) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+            left = self.leftovers()?;
+        }
         expect(left.is_empty(), || format!("left in the fake host: {left:?}"))
     }
 }
