@@ -1831,14 +1831,15 @@ const SHOW_ETH0: &str = "ip -o -4 addr show eth0 | awk '{print \"address\", $4}'
 
 /// eth0 has a lease's address, the default route leads to the bridge, the
 /// MTU is the uplink's, lo is up, and root inside may bind :80 (docker's
-/// ip_unprivileged_port_start=0) but may not change eth0 (the namespace is
+/// ip_unprivileged_port_start=0) and ping the bridge (ping_group_range) but
+/// may not change eth0 (the namespace is
 /// the host user namespace's: no CAP_NET_ADMIN over it).
 fn net_bridge_inside(lab: &Lab) -> Outcome {
     with_fake_net(lab, |fake| {
         let script = format!(
             "{SHOW_ETH0}; ip route | sed -n 's/^default via \\([0-9.]*\\) dev eth0.*/gateway \\1/p'; \
              echo mtu $(cat /sys/class/net/eth0/mtu); echo lo $(cat /sys/class/net/lo/flags); \
-             nc -l -p 80 & sleep 0.2; kill $! && echo bound 80; \
+             nc -l -p 80 & sleep 0.2; kill $! && echo bound 80; /probe ping 10.77.0.1; \
              ip addr add 10.77.0.99/24 dev eth0 2>/dev/null || echo addr refused; \
              ip link set eth0 down 2>/dev/null || echo down refused"
         );
@@ -1852,6 +1853,7 @@ fn net_bridge_inside(lab: &Lab) -> Outcome {
         expect_value(&run, "mtu", UPLINK_MTU)?;
         expect_value(&run, "lo", "0x9")?;
         expect_value(&run, "bound", "80")?;
+        expect_value(&run, "ping", "OK")?;
         expect_value(&run, "addr", "refused")?;
         expect_value(&run, "down", "refused")
     })

@@ -10,7 +10,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/capability.h>
+#include <arpa/inet.h>
 #include <net/if.h>
+#include <netinet/in.h>
+#include <netinet/ip_icmp.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -336,6 +339,33 @@ static int mode_fds(void)
 	return 0;
 }
 
+/* `ping ADDR`: one ICMP echo over an unprivileged datagram socket, the
+ * kind ping_group_range allows (icmp(7)); a raw socket needs CAP_NET_RAW
+ * over the network namespace, which the container's root does not have. */
+static int mode_ping(const char *addr)
+{
+	int fd = socket(AF_INET, SOCK_DGRAM, IPPROTO_ICMP);
+	if (fd < 0) {
+		printf("ping %s\n", errname(errno));
+		return 1;
+	}
+	struct sockaddr_in to = { .sin_family = AF_INET };
+	inet_pton(AF_INET, addr, &to.sin_addr);
+	struct icmphdr request = { .type = ICMP_ECHO };
+	request.un.echo.sequence = htons(1);
+	struct timeval timeout = { .tv_sec = 2 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+	char reply[64];
+	ssize_t n = -1;
+	if (sendto(fd, &request, sizeof request, 0, (struct sockaddr *)&to, sizeof to) == sizeof request)
+		n = recv(fd, reply, sizeof reply, 0);
+	if (n < 0)
+		printf("ping %s\n", errname(errno));
+	else
+		printf("ping %s\n", ((struct icmphdr *)reply)->type == ICMP_ECHOREPLY ? "OK" : "not a reply");
+	return 0;
+}
+
 /* Touch memory 64 MiB at a time, reporting the total, until killed. */
 static int mode_hog(void)
 {
@@ -393,6 +423,8 @@ int main(int argc, char **argv)
 		return mode_ls(argv[2]);
 	if (!strcmp(mode, "escape"))
 		return mode_escape(argc - 2, argv + 2);
+	if (!strcmp(mode, "ping") && argc > 2)
+		return mode_ping(argv[2]);
 	if (!strcmp(mode, "fds"))
 		return mode_fds();
 	if (!strcmp(mode, "hog"))
@@ -433,7 +465,7 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(mode, "exit") && argc > 2)
 		return atoi(argv[2]);
-	fprintf(stderr, "usage: probe syscalls|caps|identity|ls DIR|escape PATH...|fds|hog|forkbomb|"
+	fprintf(stderr, "usage: probe syscalls|caps|identity|ls DIR|escape PATH...|fds|ping ADDR|hog|forkbomb|"
 			"wait-stdin|trap|sleep|segv|exit N\n");
 	return 2;
 }
