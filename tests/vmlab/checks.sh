@@ -57,6 +57,27 @@ tb() {
     record "$label"
 }
 
+# until_execve LABEL: wait (30 s at most) until the container in the
+# background ($bg) has said "=> execve" in $work/LABEL.err: every limit is
+# in place by then.
+until_execve() {
+    tries=0
+    while ! grep -q execve "$work/$1.err" && kill -0 "$bg" 2>/dev/null && [ "$tries" -lt 300 ]; do
+        usleep 100000
+        tries=$((tries + 1))
+    done
+}
+
+# start LABEL CMD [ARGS...]: a container in the background ($bg), once its
+# child has said "=> execve".
+start() {
+    label=$1
+    shift
+    timeout 120 "$toybox" -v -m "$rootfs" -c "$@" </dev/null >"$work/$label.out" 2>"$work/$label.err" &
+    bg=$!
+    until_execve "$label"
+}
+
 # --- A container runs, and its exit status is toybox's.
 tb exit42 /bin/sh -c 'exit 42'
 if [ "$rc" -eq 42 ]; then pass exit-status; else fail exit-status "sh -c 'exit 42' gave $rc, want 42: $(said exit42)"; fi
@@ -82,13 +103,7 @@ if [ "$rc" -eq 0 ] && [ "$links" = "lo " ]; then pass only-lo; else fail only-lo
 # "=> execve": the child prints it last, after every limit is in place.
 # (Matched as a bare word: an older toybox could split -v lines when parent
 # and child wrote at once.)
-timeout 120 "$toybox" -v -m "$rootfs" -c /bin/sh -c 'sleep 5' </dev/null >"$work/limits.out" 2>"$work/limits.err" &
-bg=$!
-tries=0
-while ! grep -q execve "$work/limits.err" && kill -0 "$bg" 2>/dev/null && [ "$tries" -lt 300 ]; do
-    usleep 100000
-    tries=$((tries + 1))
-done
+start limits /bin/sh -c 'sleep 5'
 name=$(named "$work/limits.err")
 
 # limit CHECK CONTROLLER FILE OP VALUE [NAME]: FILE in the group of NAME
@@ -148,19 +163,6 @@ if [ "$rc" -ne 0 ]; then fail limits-container "sh -c 'sleep 5' gave $rc, want 0
 # --- Two containers overlap: the first exits while the second runs, and the
 # second keeps every limit (nothing the first undoes on its way out reaches
 # the second's group).
-# start LABEL CMD [ARGS...]: a container in the background ($bg), once its
-# child has said "=> execve" (every limit is in place by then).
-start() {
-    label=$1
-    shift
-    timeout 120 "$toybox" -v -m "$rootfs" -c "$@" </dev/null >"$work/$label.out" 2>"$work/$label.err" &
-    bg=$!
-    tries=0
-    while ! grep -q execve "$work/$label.err" && kill -0 "$bg" 2>/dev/null && [ "$tries" -lt 300 ]; do
-        usleep 100000
-        tries=$((tries + 1))
-    done
-}
 start first /bin/sleep 2
 first=$bg
 start second /bin/sleep 6
@@ -287,11 +289,7 @@ if [ "$mode" = v2 ] && [ -x /bin/ch08-cgroups ] && [ -x /bin/ch09-cgroup-v2 ]; t
     sed 's/^/CHAPTER 08 stderr: /' "$work/ch08.log"
     /bin/ch09-cgroup-v2 -v -m "$rootfs" -c /bin/sleep 2 </dev/null >"$work/ch09.out" 2>"$work/ch09.err" &
     bg=$!
-    tries=0
-    while ! grep -q execve "$work/ch09.err" && kill -0 "$bg" 2>/dev/null && [ "$tries" -lt 300 ]; do
-        usleep 100000
-        tries=$((tries + 1))
-    done
+    until_execve ch09
     name=$(named "$work/ch09.err")
     group=/sys/fs/cgroup/toybox/$name
     echo "CHAPTER 09 # cat /sys/fs/cgroup/cgroup.subtree_control /sys/fs/cgroup/toybox/cgroup.subtree_control"
