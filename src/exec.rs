@@ -130,11 +130,7 @@ fn running(path: &Path) -> Option<State> {
         for dir in state.cgroups.iter().rev().filter(|dir| is_container_group(dir, &state.name)) {
             match fs::remove_dir(dir) {
                 Err(e) if e.kind() != ErrorKind::NotFound => removed = false,
-                _ => {
-                    if let Some(parent) = dir.parent() {
-                        crate::remove_parent_group(parent);
-                    }
-                }
+                _ => {}
             }
         }
     }

@@ -123,9 +123,21 @@ fn walk_dirs(dir: &Path, only_dirs: bool, out: &mut BTreeSet<String>) {
     }
 }
 
+/// The parent group toybox keeps for its containers, as docker keeps
+/// `docker/`: /sys/fs/cgroup/toybox (v2) or /sys/fs/cgroup/CONTROLLER/toybox.
+/// It is the one cgroup a run may leave; each container's group in it is not.
+fn is_parent_group(dir: &str) -> bool {
+    let dir = Path::new(dir);
+    let above = dir.parent();
+    dir.file_name() == Some("toybox".as_ref())
+        && (above == Some(Path::new("/sys/fs/cgroup"))
+            || above.and_then(Path::parent) == Some(Path::new("/sys/fs/cgroup")))
+}
+
 fn take_snapshot(lab: &Lab) -> Snapshot {
     let mut cgroups = BTreeSet::new();
     walk_dirs(Path::new("/sys/fs/cgroup"), true, &mut cgroups);
+    cgroups.retain(|dir| !is_parent_group(dir));
     let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let mounts = mountinfo.lines().map(str::to_string).collect();
     let tmp = list_dir("/tmp");

@@ -59,8 +59,10 @@ pub fn create(name: &str) -> Result<Group> {
 
     let parent = root.join(crate::CGROUP_PARENT);
     enable_controllers(root, &wanted)?;
-    let path = crate::make_group(&parent, name, || enable_controllers(&parent, &wanted))?;
-    let mut group = Group { path, fd: None, joined_from: None };
+    crate::make_parent_group(&parent)?;
+    enable_controllers(&parent, &wanted)?;
+    let mut group = Group { path: parent.join(name), fd: None, joined_from: None };
+    fs::create_dir(&group.path).stage("cgroups", format!("mkdir {}", group.path.display()))?;
     let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
     let fd = open(&group.path, flags, Mode::empty());
     group.fd = Some(fd.stage("cgroups", format!("open {}", group.path.display()))?);
@@ -96,22 +98,20 @@ impl Drop for Group {
     /// leave its namespace's last processes exiting for a moment: wait for
     /// `populated 0` in cgroup.events, which the kernel signals with POLLPRI.
     fn drop(&mut self) {
+        if self.fd.is_none() {
+            return; // the group was never made
+        }
         if let Some(from) = &self.joined_from {
             let procs = from.join("cgroup.procs");
             if let Err(e) = fs::write(&procs, "0") {
                 eprintln!("toybox: cleanup: write {}: {}", procs.display(), e.describe());
             }
         }
-        if self.fd.is_some()
-            && let Err(e) = wait_until_empty(&self.path)
-        {
+        if let Err(e) = wait_until_empty(&self.path) {
             eprintln!("toybox: cleanup: {e}");
         }
         if let Err(e) = fs::remove_dir(&self.path) {
             eprintln!("toybox: cleanup: rmdir {}: {}", self.path.display(), e.describe());
-        }
-        if let Some(parent) = self.path.parent() {
-            crate::remove_parent_group(parent);
         }
     }
 }

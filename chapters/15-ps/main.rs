@@ -499,42 +499,18 @@ const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
 /// Every container's groups are made in this one parent group, at the top of
 /// each hierarchy (as docker's cgroupfs driver makes `docker/`): one place to
-/// find them. The last container to go removes it.
+/// find them. The parent stays when the containers are gone.
 /// In v2 it is also the one place whose controllers toybox enables.
 const CGROUP_PARENT: &str = "toybox";
 
-/// mkdir PARENT/NAME, the parent first (another toybox may be making it at
-/// this moment). Another toybox also removes the parent when its last
-/// container goes; should that fall between the two mkdirs or in `prepare`
-/// (v2 enables the parent's controllers), the parent is gone and both are
-/// made again.
-fn make_group(parent: &Path, name: &str, prepare: impl Fn() -> Result<()>) -> Result<PathBuf> {
-    let group = parent.join(name);
-    loop {
-        if let Err(e) = fs::create_dir(parent)
-            && e.kind() != io::ErrorKind::AlreadyExists
-        {
-            return Err(e).stage("cgroups", format!("mkdir {}", parent.display()));
+/// mkdir the parent group, which another toybox may be making at this moment.
+fn make_parent_group(parent: &Path) -> Result<()> {
+    match fs::create_dir(parent) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
+            Err(e).stage("cgroups", format!("mkdir {}", parent.display()))
         }
-        let made = prepare().and_then(|()| {
-            fs::create_dir(&group).stage("cgroups", format!("mkdir {}", group.display()))
-        });
-        match made {
-            Err(_) if !parent.exists() => continue,
-            Err(e) => {
-                remove_parent_group(parent);
-                return Err(e);
-            }
-            Ok(()) => return Ok(group),
-        }
+        _ => Ok(()),
     }
-}
-
-/// rmdir only succeeds on a group with no children (cgroups(7)): while
-/// another container is in the parent the kernel answers EBUSY, and the
-/// parent stays for it.
-pub(crate) fn remove_parent_group(parent: &Path) {
-    let _ = fs::remove_dir(parent);
 }
 
 /// A pure cgroup v2 host mounts the unified hierarchy itself at
@@ -582,7 +558,9 @@ fn create_cgroups_v1(name: &str) -> Result<CgroupsV1> {
                     continue;
                 };
                 let parent = Path::new(CGROUP_ROOT).join(controller).join(CGROUP_PARENT);
-                let made = make_group(&parent, name, || Ok(()))?;
+                make_parent_group(&parent)?;
+                let made = parent.join(name);
+                fs::create_dir(&made).stage("cgroups", format!("mkdir {}", made.display()))?;
                 cgroups.groups.push(V1Group { controller, from, made });
                 cgroups.groups.len() - 1
             }
@@ -676,9 +654,6 @@ impl Drop for CgroupsV1 {
             }
             if let Err(e) = fs::remove_dir(&group.made) {
                 eprintln!("toybox: cleanup: rmdir {}: {}", group.made.display(), e.describe());
-            }
-            if let Some(parent) = group.made.parent() {
-                remove_parent_group(parent);
             }
         }
     }
