@@ -81,6 +81,14 @@ fn setup_lab() -> Result<Lab, String> {
     if fs::symlink_metadata(&dangling).is_err() {
         std::os::unix::fs::symlink("/no/such/target", &dangling).map_err(|e| e.to_string())?;
     }
+    // The files planted here belong to whoever the script made the rootfs
+    // for: container root, host uid 10000, when it is shifted.
+    let owner = fs::metadata(&rootfs).map_err(|e| e.to_string())?;
+    for path in [&probe, &text, &dangling] {
+        use std::os::unix::fs::MetadataExt;
+        std::os::unix::fs::lchown(path, Some(owner.uid()), Some(owner.gid()))
+            .map_err(|e| format!("chown {}: {e}", path.display()))?;
+    }
     let host_marker = target.join("host-marker");
     fs::write(&host_marker, "host\n")
         .map_err(|e| format!("write {}: {e}", host_marker.display()))?;
@@ -484,6 +492,48 @@ fn rootfs_without_mount_points(lab: &Lab) -> Outcome {
     })();
     let _ = fs::remove_dir_all(&bare);
     result
+}
+
+/// The rootfs is shifted (rootfs-scripts/busybox-rootfs.sh): its files
+/// belong to host 10000 + their uid inside, so the container's root owns its
+/// /etc and can create and change files there, as in docker, and what it
+/// creates is host uid 10000's, never host root's. uid 1000 inside cannot
+/// write /etc. With an unshifted rootfs (`--no-shift`) root inside gets
+/// Permission denied and this fails.
+fn root_owns_its_rootfs(lab: &Lab) -> Outcome {
+    use std::os::unix::fs::MetadataExt;
+    let made = lab.rootfs.join("etc/toybox-made");
+    let script = "stat -c '%U:%G %u:%g %n' /etc /etc/group; \
+                  echo one > /etc/toybox-made && echo two >> /etc/toybox-made && \
+                  chmod 640 /etc/toybox-made && cat /etc/toybox-made && \
+                  cp /etc/group /etc/group.orig && echo extra:x:1234: >> /etc/group && \
+                  grep -c ^extra: /etc/group && mv /etc/group.orig /etc/group && echo changed";
+    let before = take_snapshot(lab);
+    let child = toybox_command(lab, &["-u", "0", "-c", "/bin/sh", "-c", script])
+        .spawn()
+        .map_err(|e| format!("spawn toybox: {e}"))?;
+    let run = finish(child)?;
+    let host_view = fs::symlink_metadata(&made).map(|m| (m.uid(), m.gid(), m.mode() & 0o7777));
+    let _ = fs::remove_file(&made);
+    let _ = fs::remove_file(lab.rootfs.join("etc/group.orig"));
+    expect_nothing_left(lab, &before, &run)?;
+    let want = "root:root 0:0 /etc\nroot:root 0:0 /etc/group\none\ntwo\n1\nchanged\n";
+    expect(run.code == Some(0) && run.stdout == want, || {
+        format!("root inside cannot write its /etc (want {want:?})\n{}", run.describe())
+    })?;
+    expect(matches!(host_view, Ok((10000, 10000, 0o640))), || {
+        format!("/etc/toybox-made from the host: {host_view:?}, want uid 10000, gid 10000, 0640")
+    })?;
+    let group = fs::read_to_string(lab.rootfs.join("etc/group")).map_err(|e| e.to_string())?;
+    expect(!group.contains("extra:"), || format!("/etc/group not restored: {group:?}"))?;
+    let script = "echo x > /etc/toybox-user || echo refused; echo x >> /etc/passwd || echo refused";
+    let run = toybox(lab, &["-u", "1000", "-c", "/bin/sh", "-c", script])?;
+    expect(
+        run.stdout == "refused\nrefused\n"
+            && run.stderr.matches("Permission denied").count() == 2
+            && !lab.rootfs.join("etc/toybox-user").exists(),
+        || format!("uid 1000 inside could write /etc\n{}", run.describe()),
+    )
 }
 
 /// A command started from a shell that holds a host file (fd 8) and the
@@ -2094,6 +2144,7 @@ const TESTS: &[(&str, TestFn)] = &[
     ("inherited_fds_do_not_reach_the_container", inherited_fds_do_not_reach_the_container),
     ("rootfs_device_nodes_do_not_open", rootfs_device_nodes_do_not_open),
     ("rootfs_without_mount_points", rootfs_without_mount_points),
+    ("root_owns_its_rootfs", root_owns_its_rootfs),
     ("only_loopback_visible", only_loopback_visible),
     ("loopback_is_up", loopback_is_up),
     ("net_bridge_inside", net_bridge_inside),
