@@ -78,6 +78,7 @@ mod network; // >> 18
 mod seccomp;
 // << 07
 mod terminal; // >> 14
+mod unpack; // >> 17
 
 use std::ffi::CString;
 use std::fs;
@@ -240,6 +241,26 @@ enum Subcommand {
     // << 16
     /// List the running containers
     Ps,
+    // >> 17 images
+    /// Unpack an image (OCI layout or docker save, a directory or a tar) or a
+    /// filesystem tar (maybe gzip) into a new rootfs directory
+    Unpack {
+        /// Which image, when SOURCE holds several: its ref name or repo:tag
+        #[arg(long = "ref", value_name = "REF")]
+        reference: Option<String>,
+
+        /// Keep the owners the image gives; by default host uid = 10000 + uid
+        /// (and gid), as the container's uid map shows them
+        #[arg(long)]
+        no_shift: bool,
+
+        /// An OCI image layout, a docker-save tar or a filesystem tar
+        source: PathBuf,
+
+        /// The rootfs to make: must not exist, or be an empty directory
+        dest: PathBuf,
+    },
+    // << 17
 }
 // << 15
 
@@ -315,6 +336,11 @@ fn run() -> Result<i32> {
             return exec::exec_into(name, *uid, command);
         }
         Some(Subcommand::Ps) => return exec::list(),
+        // >> 17 images
+        Some(Subcommand::Unpack { reference, no_shift, source, dest }) => {
+            return unpack::run(source, dest, reference.as_deref(), !no_shift);
+        }
+        // << 17
         None => {}
     }
     // << 16
