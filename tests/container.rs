@@ -615,7 +615,7 @@ fn debian_rootfs_dpkg_and_apt(lab: &Lab) -> Outcome {
                       dpkg -i /tmp/toybox-hello.deb >/dev/null && toybox-hello && \
                       dpkg-query -W -f='${Status}\\n' toybox-hello && \
                       apt-get remove -y -q toybox-hello >/dev/null && \
-                      { command -v toybox-hello || echo removed; } && \
+                      { test -e /usr/bin/toybox-hello || echo removed; } && \
                       apt-get install -y -q /tmp/toybox-hello.deb >/dev/null && toybox-hello";
         let run = toybox(lab, &["-m", &dir_arg, "-u", "0", "-c", "/bin/bash", "-c", script])?;
         let want = "bash 5\nDebian 'dpkg'\napt\nhello from a .deb\ninstall ok installed\n\
