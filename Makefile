@@ -44,10 +44,11 @@ shell: build rootfs
 	./toybox -u 0 -m $(ROOTFS) -c /bin/sh
 
 # qemu and cpio for the VM lab (tests/vmlab), which boots pure cgroup v1 and
-# v2 kernels; it fetches and caches Debian's kernel package itself.
+# v2 kernels; it fetches and caches Debian's kernel package itself. umoci
+# builds and unpacks the OCI images tests/unpack.rs checks toybox unpack on.
 test-deps: deps
-	@if ! dpkg -s qemu-system-x86 cpio >/dev/null 2>&1; then \
-		apt-get update -qq && apt-get install -y -qq qemu-system-x86 cpio; fi
+	@if ! dpkg -s qemu-system-x86 cpio umoci >/dev/null 2>&1; then \
+		apt-get update -qq && apt-get install -y -qq qemu-system-x86 cpio umoci; fi
 
 test: test-deps
 	$(CARGO) test --release
