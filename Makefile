@@ -61,11 +61,12 @@ shell: build rootfs
 	./toybox -u 0 -m $(ROOTFS) -c /bin/sh
 
 # qemu and cpio for the VM lab (tests/vmlab), which boots pure cgroup v1 and
-# v2 kernels; it fetches and caches Debian's kernel package itself. mmdebstrap
-# for the Debian rootfs test (debian_rootfs_dpkg_and_apt).
+# v2 kernels; it fetches and caches Debian's kernel package itself. umoci
+# builds and unpacks the OCI images tests/unpack.rs checks toybox unpack on;
+# mmdebstrap makes the Debian rootfs test's tar (debian_rootfs_dpkg_and_apt).
 test-deps: deps
-	@if ! dpkg -s qemu-system-x86 cpio mmdebstrap >/dev/null 2>&1; then \
-		apt-get update -qq && apt-get install -y -qq qemu-system-x86 cpio mmdebstrap; fi
+	@if ! dpkg -s qemu-system-x86 cpio umoci mmdebstrap >/dev/null 2>&1; then \
+		apt-get update -qq && apt-get install -y -qq qemu-system-x86 cpio umoci mmdebstrap; fi
 
 test: test-deps
 	$(CARGO) test --release

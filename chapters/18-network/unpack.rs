@@ -251,7 +251,7 @@ fn index_tar(file: &File, source: &Path) -> Result<HashMap<String, (u64, u64)>> 
         if ext.take_extension(&mut entry).stage(STAGE, &what)? {
             continue;
         }
-        let meta = ext.finish(&entry).stage(STAGE, &what)?;
+        let meta = ext.finish(&entry, false).stage(STAGE, &what)?;
         let name = clean_archive_name(&meta.path);
         match meta.kind {
             Kind::File => {
@@ -680,7 +680,7 @@ fn walk_layer(tree: &mut Tree, reader: impl Read, label: &str) -> Result<String>
             if ext.take_extension(&mut entry).map_err(tar_error)? {
                 continue;
             }
-            let meta = ext.finish(&entry).map_err(tar_error)?;
+            let meta = ext.finish(&entry, true).map_err(tar_error)?;
             end = entry.raw_file_position() + meta.size.div_ceil(512) * 512;
             tree.apply(&meta, &mut entry, label)?;
         }
@@ -772,8 +772,11 @@ impl Extensions {
         Ok(true)
     }
 
-    fn finish<R: Read>(&mut self, entry: &tar::Entry<R>) -> io::Result<Meta> {
+    /// The entry's metadata; `strict`: owners, mode and mtime must parse
+    /// (for a layer; an image archive's own entries are only located).
+    fn finish<R: Read>(&mut self, entry: &tar::Entry<R>, strict: bool) -> io::Result<Meta> {
         let header = entry.header();
+        let number = |field: io::Result<u64>| if strict { field } else { Ok(field.unwrap_or(0)) };
         let mut meta = Meta {
             path: self.long_name.take().unwrap_or_else(|| header.path_bytes().into_owned()),
             link: self.long_link.take().unwrap_or_else(|| {
@@ -795,10 +798,10 @@ impl Extensions {
                 }
             },
             size: header.entry_size()?,
-            mode: header.mode()? & 0o7777,
-            uid: header.uid()?,
-            gid: header.gid()?,
-            mtime: (header.mtime()? as i64, 0),
+            mode: number(header.mode().map(u64::from))? as u32 & 0o7777,
+            uid: number(header.uid())?,
+            gid: number(header.gid())?,
+            mtime: (number(header.mtime())? as i64, 0),
             device: (0, 0),
             xattrs: Vec::new(),
         };
@@ -993,8 +996,17 @@ impl Tree {
                 Err(Errno::ENOENT) => {
                     let name = &parts[at - 1];
                     let what = format!("{label}: mkdir {}", shown(&parts[..at]));
-                    mkdirat(fd.as_fd(), name.as_os_str(), Mode::from_bits_truncate(0o755))
-                        .stage(STAGE, &what)?;
+                    match mkdirat(fd.as_fd(), name.as_os_str(), Mode::from_bits_truncate(0o755)) {
+                        // openat2 found nothing, yet the name is there: a
+                        // symlink whose target is not in the image.
+                        Err(Errno::EEXIST) => {
+                            let path = shown(&parts[..at]);
+                            return Err(refuse(format!(
+                                "{label}: {path}: a symlink to nothing in the image"
+                            )));
+                        }
+                        other => other.stage(STAGE, &what)?,
+                    }
                     let flags =
                         OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
                     let made = openat(fd.as_fd(), name.as_os_str(), flags, Mode::empty())
