@@ -307,12 +307,15 @@ fn umoci(args: &[&str], dir: &Path) -> Outcome {
     expect(r.code == Some(0), || format!("umoci {}: {}", args.join(" "), r.describe()))
 }
 
+/// The busybox tree the umoci image is made of (busybox-rootfs.sh --no-shift).
+const IMAGE_ROOTFS: &str = "target/image-rootfs";
+
 /// A two-layer image of the test rootfs: the second layer deletes
 /// /etc/group, replaces the directory /usr/sbin with a new one holding one
 /// file and the directory /home/user with a file, so umoci writes the
 /// whiteouts. Returns the layout's directory.
 fn umoci_image(dir: &Path) -> Result<PathBuf, String> {
-    let rootfs = repo_root().join("target/test-rootfs");
+    let rootfs = repo_root().join(IMAGE_ROOTFS);
     umoci(&["init", "--layout", "img"], dir)?;
     umoci(&["new", "--image", "img:test"], dir)?;
     umoci(&["unpack", "--image", "img:test", "bundle"], dir)?;
@@ -918,11 +921,12 @@ fn main() {
         .iter()
         .filter(|(name, _)| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str())));
     let (mut passed, mut failed, mut skipped) = (0, 0, 0);
-    // The umoci image is made of the busybox rootfs the container tests use.
-    let rootfs = repo_root().join("target/test-rootfs");
+    // The umoci image is made of the busybox rootfs the container tests use,
+    // unshifted: an image holds the ids as the container sees them (0, 1000).
+    let rootfs = repo_root().join(IMAGE_ROOTFS);
     let script = repo_root().join("rootfs-scripts/busybox-rootfs.sh");
     if is_root() {
-        let setup = run(Command::new(&script).arg(&rootfs));
+        let setup = run(Command::new(&script).arg("--no-shift").arg(&rootfs));
         if let Err(e) = setup.and_then(|r| expect(r.code == Some(0), || r.describe())) {
             println!("FAIL lab setup (busybox-rootfs.sh): {e}");
             failed += 1;
