@@ -1,6 +1,10 @@
 # toybox — the two commands the README promises, as root (or with sudo in front):
 #   make shell   install build dependencies, build toybox and a busybox rootfs, open /bin/sh in a container
 #   make test    the whole test suite (it runs real containers, so as root)
+# Other root filesystems (rootfs-scripts/, README "Root filesystems"):
+#   make debian-rootfs   ./debian: Debian bookworm minbase (bash, dpkg, apt) via mmdebstrap
+#   make ldd-rootfs      ./ldd-rootfs: just /bin/bash, /bin/ls and their libraries (S1's chroot demo)
+#   make docker-rootfs IMAGE=busybox   ./docker-rootfs: docker create + export of IMAGE
 
 # sudo resets PATH; find the invoking user's rustup cargo too.
 CARGO ?= $(shell command -v cargo 2>/dev/null || \
@@ -12,7 +16,7 @@ export RUSTFMT ?= $(dir $(CARGO))rustfmt
 # .cargo/config.toml builds for the host's triple, so binaries land here.
 BIN_DIR = target/$(shell $(RUSTC) -vV 2>/dev/null | sed -n 's/^host: //p')/release
 
-.PHONY: all deps test-deps build rootfs probe shell test lint chapters bench clean
+.PHONY: all deps test-deps build rootfs debian-rootfs ldd-rootfs docker-rootfs probe shell test lint chapters bench clean
 
 all: build rootfs
 
@@ -33,6 +37,19 @@ build: deps
 rootfs:
 	rootfs-scripts/busybox-rootfs.sh $(ROOTFS)
 
+# mmdebstrap makes the tar (cached in ~/.cache/toybox/debian), toybox unpack
+# shifts it into ./debian: sudo ./toybox -m ./debian -u 0 -c /bin/bash
+debian-rootfs: build
+	@dpkg -s mmdebstrap >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq mmdebstrap; }
+	TOYBOX_BIN=./toybox rootfs-scripts/debian-rootfs.sh ./debian
+
+ldd-rootfs:
+	rootfs-scripts/ldd-rootfs.sh ./ldd-rootfs /bin/bash /bin/ls
+
+IMAGE ?= busybox
+docker-rootfs: build
+	TOYBOX_BIN=./toybox rootfs-scripts/docker-export.sh $(IMAGE) ./docker-rootfs
+
 # The tests' rootfs with the static probe (tests/probe/probe.c) as /probe,
 # without running the suite: the notes' probe commands (chapter 07's audit)
 # use it. The suite makes the same tree when it starts.
@@ -44,10 +61,12 @@ shell: build rootfs
 	./toybox -u 0 -m $(ROOTFS) -c /bin/sh
 
 # qemu and cpio for the VM lab (tests/vmlab), which boots pure cgroup v1 and
-# v2 kernels; it fetches and caches Debian's kernel package itself.
+# v2 kernels; it fetches and caches Debian's kernel package itself. umoci
+# builds and unpacks the OCI images tests/unpack.rs checks toybox unpack on;
+# mmdebstrap makes the Debian rootfs test's tar (debian_rootfs_dpkg_and_apt).
 test-deps: deps
-	@if ! dpkg -s qemu-system-x86 cpio >/dev/null 2>&1; then \
-		apt-get update -qq && apt-get install -y -qq qemu-system-x86 cpio; fi
+	@if ! dpkg -s qemu-system-x86 cpio umoci mmdebstrap >/dev/null 2>&1; then \
+		apt-get update -qq && apt-get install -y -qq qemu-system-x86 cpio umoci mmdebstrap; fi
 
 test: test-deps
 	$(CARGO) test --release
@@ -69,4 +88,4 @@ lint:
 
 clean:
 	$(CARGO) clean
-	rm -rf ./toybox $(ROOTFS)
+	rm -rf ./toybox $(ROOTFS) ./debian ./ldd-rootfs ./docker-rootfs ./docker-rootfs.toybox-docker-export

@@ -37,7 +37,7 @@ pub const CHAPTERS: &[&str] = &[
     "14-terminal",
     "15-ps",
     "16-exec",
-    "17-network",
+    "18-network",
 ];
 
 pub fn number(chapter: &str) -> u32 {

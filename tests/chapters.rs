@@ -248,11 +248,11 @@ const FIRST_NAMED_IN: &[(&str, u32)] = &[
     ("pty", 14),
     ("toybox exec", 16),
     ("toybox ps", 15),
-    ("--net", 17),
-    ("loopback", 17),
-    ("bridge", 17),
-    ("publish", 17),
-    ("resolv", 17),
+    ("--net", 18),
+    ("loopback", 18),
+    ("bridge", 18),
+    ("publish", 18),
+    ("resolv", 18),
 ];
 
 /// Each chapter describes itself: its --help and its module doc (the `//!`

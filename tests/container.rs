@@ -81,6 +81,14 @@ fn setup_lab() -> Result<Lab, String> {
     if fs::symlink_metadata(&dangling).is_err() {
         std::os::unix::fs::symlink("/no/such/target", &dangling).map_err(|e| e.to_string())?;
     }
+    // The files planted here belong to whoever the script made the rootfs
+    // for: container root, host uid 10000, when it is shifted.
+    let owner = fs::metadata(&rootfs).map_err(|e| e.to_string())?;
+    for path in [&probe, &text, &dangling] {
+        use std::os::unix::fs::MetadataExt;
+        std::os::unix::fs::lchown(path, Some(owner.uid()), Some(owner.gid()))
+            .map_err(|e| format!("chown {}: {e}", path.display()))?;
+    }
     let host_marker = target.join("host-marker");
     fs::write(&host_marker, "host\n")
         .map_err(|e| format!("write {}: {e}", host_marker.display()))?;
@@ -496,6 +504,201 @@ fn rootfs_without_mount_points(lab: &Lab) -> Outcome {
     })();
     let _ = fs::remove_dir_all(&bare);
     result
+}
+
+/// The rootfs is shifted (rootfs-scripts/busybox-rootfs.sh): its files
+/// belong to host 10000 + their uid inside, so the container's root owns its
+/// /etc and can create and change files there, as in docker, and what it
+/// creates is host uid 10000's, never host root's. uid 1000 inside cannot
+/// write /etc. With an unshifted rootfs (`--no-shift`) root inside gets
+/// Permission denied and this fails.
+fn root_owns_its_rootfs(lab: &Lab) -> Outcome {
+    use std::os::unix::fs::MetadataExt;
+    let made = lab.rootfs.join("etc/toybox-made");
+    let script = "stat -c '%U:%G %u:%g %n' /etc /etc/group; \
+                  echo one > /etc/toybox-made && echo two >> /etc/toybox-made && \
+                  chmod 640 /etc/toybox-made && cat /etc/toybox-made && \
+                  cp /etc/group /etc/group.orig && echo extra:x:1234: >> /etc/group && \
+                  grep -c ^extra: /etc/group && mv /etc/group.orig /etc/group && echo changed";
+    let before = take_snapshot(lab);
+    let child = toybox_command(lab, &["-u", "0", "-c", "/bin/sh", "-c", script])
+        .spawn()
+        .map_err(|e| format!("spawn toybox: {e}"))?;
+    let run = finish(child)?;
+    let host_view = fs::symlink_metadata(&made).map(|m| (m.uid(), m.gid(), m.mode() & 0o7777));
+    let _ = fs::remove_file(&made);
+    let _ = fs::remove_file(lab.rootfs.join("etc/group.orig"));
+    expect_nothing_left(lab, &before, &run)?;
+    let want = "root:root 0:0 /etc\nroot:root 0:0 /etc/group\none\ntwo\n1\nchanged\n";
+    expect(run.code == Some(0) && run.stdout == want, || {
+        format!("root inside cannot write its /etc (want {want:?})\n{}", run.describe())
+    })?;
+    expect(matches!(host_view, Ok((10000, 10000, 0o640))), || {
+        format!("/etc/toybox-made from the host: {host_view:?}, want uid 10000, gid 10000, 0640")
+    })?;
+    let group = fs::read_to_string(lab.rootfs.join("etc/group")).map_err(|e| e.to_string())?;
+    expect(!group.contains("extra:"), || format!("/etc/group not restored: {group:?}"))?;
+    let script = "echo x > /etc/toybox-user || echo refused; echo x >> /etc/passwd || echo refused";
+    let run = toybox(lab, &["-u", "1000", "-c", "/bin/sh", "-c", script])?;
+    expect(
+        run.stdout == "refused\nrefused\n"
+            && run.stderr.matches("Permission denied").count() == 2
+            && !lab.rootfs.join("etc/toybox-user").exists(),
+        || format!("uid 1000 inside could write /etc\n{}", run.describe()),
+    )
+}
+
+/// A rootfs script run as the tests run it: the suite's toybox, output
+/// kept for the failure message.
+fn rootfs_script(name: &str, args: &[&str]) -> Result<std::process::Output, String> {
+    let script = repo_root().join("rootfs-scripts").join(name);
+    let mut command = Command::new(&script);
+    command.args(args).env("TOYBOX_BIN", TOYBOX).stdin(Stdio::null());
+    command.output().map_err(|e| format!("{}: {e}", script.display()))
+}
+
+fn script_failed(name: &str, output: &std::process::Output) -> String {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    format!("{name} exited {:?}\nstdout:\n{stdout}stderr:\n{stderr}", output.status.code())
+}
+
+fn owner_on_host(path: &Path) -> Result<(u32, u32), String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::symlink_metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok((meta.uid(), meta.gid()))
+}
+
+/// S1's chroot demo: ldd-rootfs.sh copies /bin/bash and /bin/ls with the
+/// libraries ldd names and the loader; both run in toybox, and the tree is
+/// shifted like the busybox one (root inside writes /, as host uid 10000).
+fn ldd_rootfs_runs_bash_and_ls(lab: &Lab) -> Outcome {
+    let dir = repo_root().join("target/ldd-rootfs");
+    let _ = fs::remove_dir_all(&dir);
+    let dir_arg = dir.display().to_string();
+    let result = (|| {
+        let output = rootfs_script("ldd-rootfs.sh", &[&dir_arg, "/bin/bash", "/bin/ls"])?;
+        expect(output.status.success(), || script_failed("ldd-rootfs.sh", &output))?;
+        let script = "echo bash ${BASH_VERSION%%.*}; /bin/ls /; echo made > /made && echo wrote";
+        let run = toybox(lab, &["-m", &dir_arg, "-u", "0", "-c", "/bin/bash", "-c", script])?;
+        let want = "bash 5\nbin\ndev\nlib\nlib64\nproc\nsys\ntmp\nwrote\n";
+        expect(run.code == Some(0) && run.stdout == want, || {
+            format!("want bash and ls to run, root to write / ({want:?})\n{}", run.describe())
+        })?;
+        let owner = owner_on_host(&dir.join("made"))?;
+        expect(owner == (10000, 10000), || format!("/made is host {owner:?}, want 10000"))?;
+        let run = toybox(lab, &["-m", &dir_arg, "-u", "1000", "-c", "/bin/ls", "/tmp"])?;
+        expect_code(&run, 0)
+    })();
+    let _ = fs::remove_dir_all(&dir);
+    result
+}
+
+/// The Debian rootfs (debian-rootfs.sh: mmdebstrap's minbase tar, cached in
+/// ~/.cache/toybox/debian, through toybox unpack): bash, dpkg and apt run,
+/// and root inside installs a .deb built here with dpkg-deb, by dpkg -i and
+/// by apt-get, and removes it with apt-get. The installed file is host uid
+/// 10000's.
+fn debian_rootfs_dpkg_and_apt(lab: &Lab) -> Outcome {
+    let dir = repo_root().join("target/debian-rootfs");
+    let dir_arg = dir.display().to_string();
+    let result = (|| {
+        let output = rootfs_script("debian-rootfs.sh", &[&dir_arg])?;
+        expect(output.status.success(), || script_failed("debian-rootfs.sh", &output))?;
+        let package = repo_root().join("target/toybox-hello");
+        let _ = fs::remove_dir_all(&package);
+        fs::create_dir_all(package.join("DEBIAN")).map_err(|e| e.to_string())?;
+        fs::create_dir_all(package.join("usr/bin")).map_err(|e| e.to_string())?;
+        let control = "Package: toybox-hello\nVersion: 1.0\nArchitecture: all\n\
+                       Maintainer: toybox tests <tests@toybox.invalid>\n\
+                       Description: a .deb the toybox tests install\n";
+        fs::write(package.join("DEBIAN/control"), control).map_err(|e| e.to_string())?;
+        let program = package.join("usr/bin/toybox-hello");
+        fs::write(&program, "#!/bin/sh\necho hello from a .deb\n").map_err(|e| e.to_string())?;
+        fs::set_permissions(&program, fs::Permissions::from_mode(0o755))
+            .map_err(|e| e.to_string())?;
+        let deb = dir.join("tmp/toybox-hello.deb");
+        run_setup(
+            Command::new("dpkg-deb").arg("--root-owner-group").arg("-b").arg(&package).arg(&deb),
+        )?;
+        let _ = fs::remove_dir_all(&package);
+        let script = "echo bash ${BASH_VERSION%%.*}; dpkg --version | head -n 1 | cut -d' ' -f1-2; \
+                      apt-get --version | head -n 1 | cut -d' ' -f1; \
+                      dpkg -i /tmp/toybox-hello.deb >/dev/null && toybox-hello && \
+                      dpkg-query -W -f='${Status}\\n' toybox-hello && \
+                      apt-get remove -y -q toybox-hello >/dev/null && \
+                      { test -e /usr/bin/toybox-hello || echo removed; } && \
+                      apt-get install -y -q /tmp/toybox-hello.deb >/dev/null && toybox-hello";
+        let run = toybox(lab, &["-m", &dir_arg, "-u", "0", "-c", "/bin/bash", "-c", script])?;
+        let want = "bash 5\nDebian 'dpkg'\napt\nhello from a .deb\ninstall ok installed\n\
+                    removed\nhello from a .deb\n";
+        expect(run.code == Some(0) && run.stdout == want, || {
+            format!("want bash, dpkg, apt and the .deb installed ({want:?})\n{}", run.describe())
+        })?;
+        let owner = owner_on_host(&dir.join("usr/bin/toybox-hello"))?;
+        expect(owner == (10000, 10000), || {
+            format!("the installed file is host {owner:?}, want (10000, 10000)")
+        })
+    })();
+    let _ = fs::remove_dir_all(&dir);
+    result
+}
+
+/// docker-export.sh with docker: an image imported from the busybox rootfs
+/// (unshifted, so the tar has uid 0 and 1000) is exported and unpacked
+/// shifted, and root inside writes its /etc.
+fn docker_export_rootfs(lab: &Lab) -> Outcome {
+    let source = repo_root().join("target/docker-busybox");
+    let dir = repo_root().join("target/docker-export-rootfs");
+    let image = "toybox-test-busybox:latest";
+    let (source_arg, dir_arg) = (source.display().to_string(), dir.display().to_string());
+    let result = (|| {
+        let output = rootfs_script("busybox-rootfs.sh", &["--no-shift", &source_arg])?;
+        expect(output.status.success(), || script_failed("busybox-rootfs.sh", &output))?;
+        let import = format!("tar -C {source_arg} -c . | docker import - {image}");
+        run_setup(Command::new("sh").args(["-c", &import]))?;
+        let output = rootfs_script("docker-export.sh", &[image, &dir_arg])?;
+        expect(output.status.success(), || script_failed("docker-export.sh", &output))?;
+        let script = "stat -c '%U %u' /etc/passwd /home/user; echo x > /etc/made && echo wrote";
+        let run = toybox(lab, &["-m", &dir_arg, "-u", "0", "-c", "/bin/sh", "-c", script])?;
+        expect(run.stdout == "root 0\nuser 1000\nwrote\n", || {
+            format!("want the export owned as inside\n{}", run.describe())
+        })?;
+        let owner = owner_on_host(&dir.join("etc/made"))?;
+        expect(owner == (10000, 10000), || format!("/etc/made is host {owner:?}, want 10000"))
+    })();
+    let _ = Command::new("docker").args(["rmi", "-f", image]).output();
+    let _ = fs::remove_dir_all(&source);
+    let _ = fs::remove_dir_all(&dir);
+    let _ = fs::remove_file(dir.with_file_name("docker-export-rootfs.toybox-docker-export"));
+    result
+}
+
+/// Without docker (here: a $DOCKER that does not exist) docker-export.sh
+/// says so on one line, exits 1 and makes nothing.
+fn docker_export_without_docker(_lab: &Lab) -> Outcome {
+    let dir = repo_root().join("target/docker-export-absent");
+    let _ = fs::remove_dir_all(&dir);
+    let script = repo_root().join("rootfs-scripts/docker-export.sh");
+    let output = Command::new(&script)
+        .args(["busybox"])
+        .arg(&dir)
+        .env("DOCKER", "/nonexistent/docker")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("{}: {e}", script.display()))?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let parent = fs::read_dir(dir.parent().unwrap_or(Path::new("/")))
+        .map_err(|e| e.to_string())?
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().starts_with("docker-export-absent"));
+    expect(
+        output.status.code() == Some(1)
+            && stderr.lines().count() == 1
+            && stderr.starts_with("docker-export: docker is not installed")
+            && !parent,
+        || script_failed("docker-export.sh", &output),
+    )
 }
 
 /// A command started from a shell that holds a host file (fd 8) and the
@@ -2106,6 +2309,11 @@ const TESTS: &[(&str, TestFn)] = &[
     ("inherited_fds_do_not_reach_the_container", inherited_fds_do_not_reach_the_container),
     ("rootfs_device_nodes_do_not_open", rootfs_device_nodes_do_not_open),
     ("rootfs_without_mount_points", rootfs_without_mount_points),
+    ("root_owns_its_rootfs", root_owns_its_rootfs),
+    ("ldd_rootfs_runs_bash_and_ls", ldd_rootfs_runs_bash_and_ls),
+    ("debian_rootfs_dpkg_and_apt", debian_rootfs_dpkg_and_apt),
+    ("docker_export_rootfs", docker_export_rootfs),
+    ("docker_export_without_docker", docker_export_without_docker),
     ("only_loopback_visible", only_loopback_visible),
     ("loopback_is_up", loopback_is_up),
     ("net_bridge_inside", net_bridge_inside),
@@ -2195,6 +2403,24 @@ fn skip_reason(name: &str) -> Option<String> {
             if Command::new(tool).arg("--version").output().is_err() {
                 return Some(format!("{tool} is not installed (apt-get install {package})"));
             }
+        }
+    }
+    if name == "debian_rootfs_dpkg_and_apt" {
+        for (tool, package) in [("mmdebstrap", "mmdebstrap"), ("dpkg-deb", "dpkg")] {
+            if Command::new(tool).arg("--version").output().is_err() {
+                return Some(format!("{tool} is not installed (apt-get install {package})"));
+            }
+        }
+    }
+    if name == "docker_export_rootfs" {
+        match Command::new("docker").args(["info", "--format", "{{.ServerVersion}}"]).output() {
+            Err(_) => return Some("docker is not installed".into()),
+            Ok(out) if !out.status.success() => {
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                let why = stderr.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("").trim();
+                return Some(format!("docker's daemon is not reachable: {why}"));
+            }
+            Ok(_) => {}
         }
     }
     if name.starts_with("vm_lab")

@@ -51,33 +51,34 @@
 // >> 16 exec
 //! - `toybox exec` and `toybox ps` find it through its record;
 // << 16
-// >> 17 network
+// >> 18 network
 //! - its network namespace has lo, up; with --net bridge the parent adds
 //!   an eth0 on a host bridge, a default route and outbound NAT;
-// << 17
+// << 18
 //! - the child execs the command; the parent waits, forwards signals and
 //!   cleans up.
 //!
 //! `main` is the table of contents: read it first, then each stage in order.
 
-// >> 17 markers
+// >> 18 markers
 // The chapters under chapters/ are made from this file: a line marked
 // `// >> NN` (or a block between `// >> NN` and `// << NN`) arrives in
 // chapter NN; `// before NN: code` is the code chapters before NN have there.
 // Chapters before the last are written without the markers.
-// << 17
+// << 18
 
 mod cgroup_v2; // >> 09
 mod error;
 mod exec; // >> 15
-mod netlink; // >> 17
-mod network; // >> 17
+mod netlink; // >> 18
+mod network; // >> 18
 // >> 07 seccomp
 // The filter's rules: build.rs compiles them into the binary, the tests again.
 #[cfg(test)]
 mod seccomp;
 // << 07
 mod terminal; // >> 14
+mod unpack; // >> 17
 
 use std::ffi::CString;
 use std::fs;
@@ -196,7 +197,7 @@ struct Args {
     #[arg(long, default_value_t = STOP_GRACE.as_secs(), value_name = "SECONDS")]
     stop_timeout: u64,
     // << 13
-    // >> 17 network
+    // >> 18 network
     /// The container's network
     #[arg(long, value_enum, default_value = "none", value_name = "MODE")]
     net: network::Mode,
@@ -209,7 +210,7 @@ struct Args {
     /// (needs --net bridge; repeatable)
     #[arg(short, long = "publish", value_name = "[IP:]HOSTPORT:CTRPORT[/tcp|/udp]")]
     publish: Vec<network::Port>,
-    // << 17
+    // << 18
     #[command(subcommand)] // >> 15
     subcommand: Option<Subcommand>, // >> 15
     /// Command to run and its arguments; everything after -c belongs to it
@@ -240,6 +241,26 @@ enum Subcommand {
     // << 16
     /// List the running containers
     Ps,
+    // >> 17 images
+    /// Unpack an image (OCI layout or docker save, a directory or a tar) or a
+    /// filesystem tar (maybe gzip) into a new rootfs directory
+    Unpack {
+        /// Which image, when SOURCE holds several: its ref name or repo:tag
+        #[arg(long = "ref", value_name = "REF")]
+        reference: Option<String>,
+
+        /// Keep the owners the image gives; by default host uid = 10000 + uid
+        /// (and gid), as the container's uid map shows them
+        #[arg(long)]
+        no_shift: bool,
+
+        /// An OCI image layout, a docker-save tar or a filesystem tar
+        source: PathBuf,
+
+        /// The rootfs to make: must not exist, or be an empty directory
+        dest: PathBuf,
+    },
+    // << 17
 }
 // << 15
 
@@ -315,6 +336,11 @@ fn run() -> Result<i32> {
             return exec::exec_into(name, *uid, command);
         }
         Some(Subcommand::Ps) => return exec::list(),
+        // >> 17 images
+        Some(Subcommand::Unpack { reference, no_shift, source, dest }) => {
+            return unpack::run(source, dest, reference.as_deref(), !no_shift);
+        }
+        // << 17
         None => {}
     }
     // << 16
@@ -325,11 +351,11 @@ fn run() -> Result<i32> {
     // before 05: let (_parent_sock, child_sock) = progress.stage("socketpair", create_socketpair)?;
     let (parent_sock, child_sock) = progress.stage("socketpair", create_socketpair)?; // >> 05
     exec::remove_stale_records(); // >> 15
-    // >> 17 network
+    // >> 18 network
     // An address, and with the first container the bridge and NAT: before
     // cgroups, so that `nft` does not run in the container's group.
     let network = network::prepare(args.net, args.subnet, &args.publish, &hostname)?;
-    // << 17
+    // << 18
     // >> 08 cgroups
     // before 09: let cgroups = progress.stage("cgroups", || create_cgroups(&hostname))?;
     let mut cgroups = progress.stage("cgroups", || create_cgroups(&hostname))?; // >> 09
@@ -345,10 +371,10 @@ fn run() -> Result<i32> {
     let record =
         exec::write_record(&hostname, container.pid, args.uid, &args.command, &cgroups.dirs())?;
     // << 15
-    // >> 17 network
+    // >> 18 network
     // While the child mounts; done before the uid map lets it go on.
     progress.stage("network", || network::attach(&network, container.pid))?;
-    // << 17
+    // << 18
     progress.stage("uid map", || handle_child_uid_map(container.pid, &parent_sock))?; // >> 05
     // >> 14 terminal
     let terminal = match terminal::wanted() {
@@ -372,7 +398,7 @@ fn run() -> Result<i32> {
     progress.stage("cleanup", || {
         drop(record); // >> 15
         drop(cgroups);
-        drop(network); // >> 17
+        drop(network); // >> 18
         Ok(())
     })?;
     // << 08
@@ -1006,10 +1032,10 @@ fn child_stages(
     close_inherited_fds(Some(sock.as_raw_fd()))?;
     // before 03: progress.note(&format!("{hostname} stays a name: no UTS namespace to set it in"));
     progress.stage("hostname", || set_hostname(hostname))?; // >> 03
-    progress.stage("loopback", || network::inside(args.net))?; // >> 17
+    progress.stage("loopback", || network::inside(args.net))?; // >> 18
     // >> 04 mounts
-    // before 17: progress.stage("mounts", || setup_mounts(&args.mount))?;
-    progress.stage("mounts", || setup_mounts(&args.mount, hostname))?; // >> 17
+    // before 18: progress.stage("mounts", || setup_mounts(&args.mount))?;
+    progress.stage("mounts", || setup_mounts(&args.mount, hostname))?; // >> 18
     // << 04
     progress.stage("dev", || mount_dev(progress))?; // >> 10
     progress.stage("proc", || mount_proc_and_sys(progress))?; // >> 11
@@ -1106,17 +1132,17 @@ fn set_hostname(hostname: &str) -> Result<()> {
 /// pivot_root(".", ".") stacks the old root on top of the new one; unmounting
 /// "." then detaches it (pivot_root(2), NOTES). Unlike contained.c this needs
 /// no temporary directory, so nothing is left on the host or in the rootfs.
-// before 17: fn setup_mounts(rootfs: &Path) -> Result<()> {
-// >> 17 network
+// before 18: fn setup_mounts(rootfs: &Path) -> Result<()> {
+// >> 18 network
 fn setup_mounts(rootfs: &Path, hostname: &str) -> Result<()> {
-    // << 17
+    // << 18
     let none: Option<&str> = None;
     mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none)
         .stage("mounts", "mount / MS_REC|MS_PRIVATE")?;
     mount(Some(rootfs), rootfs, none, MsFlags::MS_BIND | MsFlags::MS_REC, none)
         .stage("mounts", format!("bind mount {}", rootfs.display()))?;
     remount_nodev(rootfs)?;
-    network::bind_etc_files(rootfs, hostname)?; // >> 17
+    network::bind_etc_files(rootfs, hostname)?; // >> 18
     chdir(rootfs).stage("mounts", format!("chdir {}", rootfs.display()))?;
     pivot_root(".", ".").stage("mounts", format!("pivot_root({}, .)", rootfs.display()))?;
     umount2(".", MntFlags::MNT_DETACH).stage("mounts", "umount2(old root, MNT_DETACH)")?;

@@ -96,10 +96,10 @@ fn read_record(path: &Path) -> Option<State> {
 /// Field 22 of /proc/<pid>/stat, counted after the command name, which may
 /// itself hold spaces and parentheses (proc(5)); None once the process has
 /// exited, even while it waits to be reaped (state Z).
-// before 17: fn start_time(pid: Pid) -> Option<u64> {
-// >> 17 network
+// before 18: fn start_time(pid: Pid) -> Option<u64> {
+// >> 18 network
 pub(crate) fn start_time(pid: Pid) -> Option<u64> {
-    // << 17
+    // << 18
     let stat = crate::read_kernel_file(format!("/proc/{pid}/stat")).ok()?;
     let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
     if matches!(fields.next(), Some("Z" | "X")) {
@@ -114,11 +114,11 @@ pub(crate) fn start_time(pid: Pid) -> Option<u64> {
 /// Should a group still hold a process on its way out, the record stays for
 /// the next run to try again.
 fn running(path: &Path) -> Option<State> {
-    // >> 17 network
+    // >> 18 network
     if path.is_dir() {
         return None; // net/, the leases
     }
-    // << 17
+    // << 18
     let state = read_record(path);
     if let Some(state) = &state
         && start_time(state.pid) == Some(state.start_time)
@@ -152,7 +152,7 @@ fn is_container_group(dir: &Path, name: &str) -> bool {
 
 /// Every toybox run looks for records a killed toybox left behind.
 pub fn remove_stale_records() {
-    crate::network::reclaim(); // >> 17
+    crate::network::reclaim(); // >> 18
     for entry in fs::read_dir(STATE_DIR).into_iter().flatten().flatten() {
         let path = entry.path();
         if path.extension().is_none() {
@@ -163,7 +163,7 @@ pub fn remove_stale_records() {
 
 /// `toybox ps`: one line per running container.
 pub fn list() -> Result<i32> {
-    crate::network::reclaim(); // >> 17
+    crate::network::reclaim(); // >> 18
     let mut paths: Vec<PathBuf> = match fs::read_dir(STATE_DIR) {
         Ok(entries) => entries.flatten().map(|e| e.path()).collect(),
         Err(e) if e.kind() == ErrorKind::NotFound => Vec::new(),
@@ -171,25 +171,25 @@ pub fn list() -> Result<i32> {
     };
     paths.sort();
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-    // before 17: println!("{:<28} {:>8} {:>9}  COMMAND", "NAME", "PID", "UPTIME");
-    // >> 17 network
+    // before 18: println!("{:<28} {:>8} {:>9}  COMMAND", "NAME", "PID", "UPTIME");
+    // >> 18 network
     let header = ("NAME", "PID", "UPTIME", "ADDRESS", "PORTS");
     println!(
         "{:<28} {:>8} {:>9}  {:<15} {:<24} COMMAND",
         header.0, header.1, header.2, header.3, header.4
     );
-    // << 17
+    // << 18
     for state in paths.iter().filter(|p| p.extension().is_none()).filter_map(|p| running(p)) {
         let uptime = uptime(Duration::from_secs(now.saturating_sub(state.started)));
-        // before 17: println!("{:<28} {:>8} {:>9}  {}", state.name, state.pid, uptime, state.command);
-        // >> 17 network
+        // before 18: println!("{:<28} {:>8} {:>9}  {}", state.name, state.pid, uptime, state.command);
+        // >> 18 network
         let (address, ports) = crate::network::describe_container(&state.name);
         let columns = (state.name, state.pid, uptime, address, ports);
         println!(
             "{:<28} {:>8} {:>9}  {:<15} {:<24} {}",
             columns.0, columns.1, columns.2, columns.3, columns.4, state.command
         );
-        // << 17
+        // << 18
     }
     Ok(0)
 }
