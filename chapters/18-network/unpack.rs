@@ -18,7 +18,8 @@
 use std::collections::{HashMap, HashSet};
 use std::ffi::{CString, OsStr, OsString};
 use std::fs::{self, File};
-use std::io::{self, BufReader, IsTerminal, Read, Write};
+use std::hash::{BuildHasher, RandomState};
+use std::io::{self, BufReader, IsTerminal, Read, Seek, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
@@ -219,11 +220,13 @@ fn open_source(source: &Path, reference: Option<&str>) -> Result<Image> {
         // Every tool writes image archives uncompressed; a gzip tar is a rootfs.
         return Ok(plain(source));
     }
-    let index = index_tar(&file, source)?;
-    let is_image = index.contains_key("index.json") || index.contains_key("manifest.json");
-    if !is_image {
+    // Headers only, seeking over the contents; the full index only for an
+    // image, so that a filesystem tar's many names are never all held.
+    let markers = |name: &str| name == "index.json" || name == "manifest.json";
+    if index_tar(&file, source, markers)?.is_empty() {
         return Ok(plain(source));
     }
+    let index = index_tar(&file, source, |_| true)?;
     open_image(Store::Tar { file, index }, source, reference)
 }
 
@@ -237,10 +240,16 @@ fn plain(source: &Path) -> Image {
     }
 }
 
-/// The regular files of a tar and where their bytes are, read header by
-/// header (seeking over the contents); links to them resolved.
-fn index_tar(file: &File, source: &Path) -> Result<HashMap<String, (u64, u64)>> {
+/// The regular files of a tar that `keep` wants and where their bytes are,
+/// read header by header (seeking over the contents); links to them resolved.
+fn index_tar(
+    file: &File,
+    source: &Path,
+    keep: impl Fn(&str) -> bool,
+) -> Result<HashMap<String, (u64, u64)>> {
     let what = format!("read {}", source.display());
+    let mut start = file;
+    start.seek(io::SeekFrom::Start(0)).stage(STAGE, &what)?;
     let mut archive = tar::Archive::new(file);
     let mut files = HashMap::new();
     let mut links = Vec::new();
@@ -253,6 +262,9 @@ fn index_tar(file: &File, source: &Path) -> Result<HashMap<String, (u64, u64)>> 
         }
         let meta = ext.finish(&entry, false).stage(STAGE, &what)?;
         let name = clean_archive_name(&meta.path);
+        if !keep(&name) {
+            continue;
+        }
         match meta.kind {
             Kind::File => {
                 files.insert(name, (entry.raw_file_position(), meta.size));
@@ -904,8 +916,11 @@ struct Tree {
     /// after their contents (which change the mtime) and so that a
     /// read-only directory does not stop its own entries.
     dirs: Vec<(Components, u32, (i64, i64))>,
-    /// Paths this layer made: an opaque whiteout hides only lower layers.
-    made: HashSet<Components>,
+    /// Paths this layer made, as keyed hashes (8 bytes an entry, not a
+    /// path): an opaque whiteout hides only what lower layers made. The
+    /// key is random per run, so a layer cannot aim a collision.
+    made: HashSet<u64>,
+    hasher: RandomState,
     buffer: Vec<u8>,
     unmapped_ids: u64,
     skipped_devices: u64,
@@ -925,6 +940,7 @@ impl Tree {
             cached: None,
             dirs: Vec::new(),
             made: HashSet::new(),
+            hasher: RandomState::new(),
             buffer: vec![0; 1 << 17],
             unmapped_ids: 0,
             skipped_devices: 0,
@@ -1055,7 +1071,7 @@ impl Tree {
             remove(parent, name, &what)?;
             self.cached = None;
         }
-        self.made.insert(parts.clone());
+        self.made.insert(self.hasher.hash_one(&parts));
         let mode = Mode::from_bits_truncate(meta.mode);
         match meta.kind {
             Kind::Dir => {
@@ -1208,7 +1224,7 @@ impl Tree {
                 }
                 let mut path = dir.to_vec();
                 path.push(name.clone());
-                if !self.made.contains(&path) {
+                if !self.made.contains(&self.hasher.hash_one(&path)) {
                     names.push(name);
                 }
             }
