@@ -951,6 +951,11 @@ impl Tree {
         let root = tree.root.try_clone().stage(STAGE, "dup")?;
         tree.chown(root.as_fd(), 0, 0, "/")?;
         fchmod(tree.root.as_fd(), Mode::from_bits_truncate(0o755)).stage(STAGE, "chmod /")?;
+        // Everything below rests on openat2 (Linux 5.6), newer than the
+        // kernel containers themselves need: say so plainly.
+        if let Err(Errno::ENOSYS) = tree.open_dir(&[], OFlag::O_PATH) {
+            return Err(refuse("toybox unpack needs openat2(2): Linux 5.6 or newer"));
+        }
         Ok(tree)
     }
 
