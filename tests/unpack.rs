@@ -691,6 +691,18 @@ fn digest_mismatch_refused() -> Outcome {
     expect_one_line_error(&r, "digest mismatch (uncompressed")?;
     expect_untouched(&pen, "image")?;
 
+    // A blob in an image directory that is a symlink out of it: not read.
+    let pen = pen_named("blob-symlink")?;
+    let image = pen.dir.join("image");
+    let layer = Tar::default().file("a", b"a").finish();
+    oci_layout(&image, std::slice::from_ref(&layer), false, "{}")?;
+    let blob = image.join("blobs/sha256").join(&sha256(&layer)[7..]);
+    fs::remove_file(&blob).map_err(|e| e.to_string())?;
+    std::os::unix::fs::symlink(&pen.canary, &blob).map_err(|e| e.to_string())?;
+    let r = unpack(&[], &image, &pen.dest)?;
+    expect_one_line_error(&r, "a symlink out of the image directory")?;
+    expect_untouched(&pen, "image")?;
+
     // A manifest whose bytes are not its digest.
     let pen = pen_named("wrong-manifest")?;
     let image = pen.dir.join("image");

@@ -312,7 +312,9 @@ fn clean_archive_name(name: &[u8]) -> String {
 impl Store {
     fn has(&self, name: &str) -> bool {
         match self {
-            Store::Dir(dir) => dir.join(name).is_file(),
+            Store::Dir(dir) => {
+                open_beneath(dir, name).is_ok_and(|f| f.metadata().is_ok_and(|m| m.is_file()))
+            }
             Store::Tar { index, .. } => index.contains_key(name),
             Store::Plain(_) => false,
         }
@@ -326,8 +328,13 @@ impl Store {
                 Ok(Box::new(file))
             }
             Store::Dir(dir) => {
-                let path = dir.join(name);
-                let file = File::open(&path).stage(STAGE, format!("{label}: open {name}"))?;
+                let file = match open_beneath(dir, name) {
+                    Err(Errno::EXDEV) => {
+                        let what = format!("{label}: {name}: a symlink out of the image directory");
+                        return Err(refuse(what));
+                    }
+                    other => other.stage(STAGE, format!("{label}: open {name}"))?,
+                };
                 Ok(Box::new(file))
             }
             Store::Tar { file, index } => {
@@ -354,6 +361,18 @@ impl Store {
         }
         serde_json::from_slice(&bytes).map_err(|e| refuse(format!("{what}: {e}")))
     }
+}
+
+/// A file of an image directory. The names come from its JSON; a symlink
+/// among its blobs must not make toybox read, and briefly unpack, a host
+/// file such as /etc/shadow: RESOLVE_BENEATH keeps every step inside `dir`.
+fn open_beneath(dir: &Path, name: &str) -> nix::Result<File> {
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    let dir = openat(nix::fcntl::AT_FDCWD, dir, flags, Mode::empty())?;
+    let how = OpenHow::new()
+        .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    Ok(File::from(openat2(dir.as_fd(), name, how)?))
 }
 
 /// Part of a file, read with pread(2): the blobs of an image archive.
@@ -1505,4 +1524,46 @@ fn lookup_user(dest: &Path, name: &str) -> Option<u32> {
         (fields.next()? == name).then_some(())?;
         fields.nth(1)?.parse().ok()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_names_refuse_dotdot_and_absolute() {
+        let parts = components(b"./a//b/./c/", "l").ok().unwrap_or_default();
+        assert_eq!(parts, ["a", "b", "c"]);
+        assert!(components(b"a/../../x", "l").is_err());
+        assert!(components(b"/etc/passwd", "l").is_err());
+        assert!(components(b"./", "l").is_ok_and(|p| p.is_empty()));
+    }
+
+    #[test]
+    fn archive_names_are_cleaned() {
+        assert_eq!(clean_archive_name(b"./blobs//sha256/x"), "blobs/sha256/x");
+        assert_eq!(clean_archive_name(b"b/../a/layer.tar"), "a/layer.tar");
+        assert!(archive_path("../x", "l").is_err());
+        assert!(archive_path("/x", "l").is_err());
+        let hex = "a".repeat(64);
+        assert_eq!(digest_in_name(&format!("{hex}.json")), Some(format!("sha256:{hex}")));
+        assert_eq!(digest_in_name(&format!("blobs/sha256/{hex}")), Some(format!("sha256:{hex}")));
+        assert_eq!(digest_in_name("abc/layer.tar"), None);
+        assert!(blob_path("sha256:../../etc", "l").is_err());
+    }
+
+    #[test]
+    fn pax_times() {
+        assert_eq!(pax_time(b"1700000000.5"), Some((1_700_000_000, 500_000_000)));
+        assert_eq!(pax_time(b"12"), Some((12, 0)));
+        assert_eq!(pax_time(b"x"), None);
+    }
+
+    #[test]
+    fn shell_words() {
+        assert_eq!(quote("/bin/sh"), "/bin/sh");
+        assert_eq!(quote("daemon off;"), "'daemon off;'");
+        assert_eq!(quote("it's"), "'it'\\''s'");
+        assert_eq!(quote(""), "''");
+    }
 }
