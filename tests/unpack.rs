@@ -11,7 +11,7 @@ use std::ffi::CString;
 use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -143,6 +143,18 @@ impl Tar {
     fn file_as(mut self, name: &str, data: &[u8], mode: u32, uid: u32) -> Self {
         self.header(name.as_bytes(), b'0', data.len() as u64, b"", mode, uid);
         self.data(data);
+        self
+    }
+
+    fn device(mut self, name: &str, major: u32, minor: u32) -> Self {
+        self.header(name.as_bytes(), b'3', 0, b"", 0o666, 0);
+        let at = self.0.len() - 512;
+        let h = &mut self.0[at..at + 512];
+        octal(&mut h[329..337], major as u64);
+        octal(&mut h[337..345], minor as u64);
+        h[148..156].copy_from_slice(b"        ");
+        let sum: u32 = h.iter().map(|b| *b as u32).sum();
+        h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
         self
     }
 
@@ -343,6 +355,10 @@ fn umoci_image(dir: &Path) -> Result<PathBuf, String> {
             "GREETING=hi there",
             "--config.workingdir",
             "/tmp",
+            "--config.user",
+            "user",
+            "--config.exposedports",
+            "8080/tcp",
         ],
         dir,
     )?;
@@ -391,6 +407,11 @@ fn umoci_image_matches_umoci_unpack() -> Outcome {
     })?;
     expect(line.contains("-e 'GREETING=hi there'") && line.contains("-w /tmp"), || {
         format!("env and workdir missing from {line:?}")
+    })?;
+    // User `user` is uid 1000 in the image's /etc/passwd; the port has no flag of its own.
+    expect(line.contains("-u 1000 "), || format!("User user is not -u 1000 in {line:?}"))?;
+    expect(r.stdout.contains("# to publish a port add --net bridge -p HOSTPORT:8080"), || {
+        format!("no note for ExposedPorts\n{}", r.describe())
     })?;
 
     // Root inside owns /etc of the shifted tree; what it makes is host 10000.
@@ -777,6 +798,7 @@ fn layer_semantics() -> Outcome {
         .pax(&[("SCHILY.xattr.security.capability", &cap), ("SCHILY.xattr.user.note", b"kept")])
         .file("capable", b"x")
         .hardlink("d/a-link", "d/a")
+        .device("null", 1, 3)
         .finish();
     // Opaque d/: only what this layer puts there stays, whichever comes first.
     let second = Tar::default()
@@ -800,6 +822,10 @@ fn layer_semantics() -> Outcome {
     expect(meta("d")?.uid() == 10000 && meta(".")?.uid() == 10000, || {
         "dirs not host 10000".into()
     })?;
+    let null = meta("null")?;
+    expect(null.file_type().is_char_device() && null.rdev() == libc::makedev(1, 3), || {
+        format!("null is not the char device 1:3: rdev {:x}", null.rdev())
+    })?;
     // The v2 capability came out v3, for the shifted root.
     let written = getxattr(&pen.dest.join("capable"), "security.capability").unwrap_or_default();
     let rootid = written.get(20..24).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
@@ -816,6 +842,28 @@ fn layer_semantics() -> Outcome {
     expect_ok(&r, "unpack --no-shift")?;
     let m = fs::symlink_metadata(pen.dest.join("owned-by-5000")).map_err(|e| e.to_string())?;
     expect(m.uid() == 5000, || format!("--no-shift: uid {}", m.uid()))
+}
+
+/// Not root: no owners set (they stay the caller's) and no device nodes,
+/// with a warning; everything else as root would have it.
+fn unprivileged_unpack() -> Outcome {
+    let pen = pen("unprivileged")?;
+    let source = pen.dir.join("fs.tar");
+    let layer = Tar::default().file_as("owned", b"x", 0o4755, 1000).device("null", 1, 3).finish();
+    write(&source, &layer)?;
+    let open = fs::Permissions::from_mode_ext(0o777);
+    fs::set_permissions(&pen.dir, open).map_err(|e| e.to_string())?;
+    let r = run(Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", TOYBOX, "unpack"])
+        .arg(&source)
+        .arg(&pen.dest))?;
+    expect_ok(&r, "unpack as uid 65534")?;
+    expect(r.stderr.contains("warning: 1 device nodes skipped"), || r.describe())?;
+    let owned = fs::symlink_metadata(pen.dest.join("owned")).map_err(|e| e.to_string())?;
+    expect(owned.uid() == 65534 && owned.mode() & 0o7777 == 0o4755, || {
+        format!("owned: uid {} mode {:o}", owned.uid(), owned.mode() & 0o7777)
+    })?;
+    expect(!pen.dest.join("null").exists(), || "a device node made without root".into())
 }
 
 fn dest_rules() -> Outcome {
@@ -907,6 +955,7 @@ const TESTS: &[(&str, TestFn)] = &[
     ("hostile_streams_refused", hostile_streams_refused),
     ("digest_mismatch_refused", digest_mismatch_refused),
     ("layer_semantics", layer_semantics),
+    ("unprivileged_unpack", unprivileged_unpack),
     ("dest_rules", dest_rules),
     ("memory_does_not_grow", memory_does_not_grow),
 ];
