@@ -211,6 +211,13 @@ fn gunzip(bytes: &[u8]) -> Result<Vec<u8>, String> {
 
 /// An OCI layout in `dir` of `layers` (each a tar, gzipped when `gz`).
 fn oci_layout(dir: &Path, layers: &[Vec<u8>], gz: bool, config: &str) -> Result<(), String> {
+    let blobs: Vec<(Vec<u8>, Vec<u8>)> =
+        layers.iter().map(|tar| (if gz { gzip(tar) } else { tar.clone() }, tar.clone())).collect();
+    oci_layout_of_blobs(dir, &blobs, config)
+}
+
+/// An OCI layout of (blob as stored, the tar it holds) pairs.
+fn oci_layout_of_blobs(dir: &Path, layers: &[(Vec<u8>, Vec<u8>)], config: &str) -> Outcome {
     let blob = |bytes: &[u8]| -> Result<String, String> {
         let digest = sha256(bytes);
         write(&dir.join("blobs/sha256").join(&digest[7..]), bytes)?;
@@ -218,13 +225,16 @@ fn oci_layout(dir: &Path, layers: &[Vec<u8>], gz: bool, config: &str) -> Result<
     };
     let mut descriptors = Vec::new();
     let mut diff_ids = Vec::new();
-    for tar in layers {
+    for (bytes, tar) in layers {
         diff_ids.push(format!("\"{}\"", sha256(tar)));
-        let bytes = if gz { gzip(tar) } else { tar.clone() };
-        let media = if gz { "tar+gzip" } else { "tar" };
+        let media = match bytes.get(..4) {
+            Some([0x1f, 0x8b, ..]) => "tar+gzip",
+            Some([0x28, 0xb5, 0x2f, 0xfd]) => "tar+zstd",
+            _ => "tar",
+        };
         descriptors.push(format!(
             r#"{{"mediaType":"application/vnd.oci.image.layer.v1.{media}","digest":"{}","size":{}}}"#,
-            blob(&bytes)?,
+            blob(bytes)?,
             bytes.len()
         ));
     }
@@ -866,6 +876,38 @@ fn unprivileged_unpack() -> Outcome {
     expect(!pen.dest.join("null").exists(), || "a device node made without root".into())
 }
 
+/// zstd layers: two frames with a skippable frame between them (zstd's
+/// own concatenation, as zstd:chunked writes), applied like gzip ones.
+fn zstd_layers() -> Outcome {
+    use ruzstd::encoding::{CompressionLevel, compress_to_vec};
+    let pen = pen("zstd")?;
+    let big: Vec<u8> = (0..100_000u32).flat_map(|i| i.to_le_bytes()).collect();
+    let tar = Tar::default().file("a", b"one\n").file("big", &big).dir("d").finish();
+    let (front, back) = tar.split_at(tar.len() / 2);
+    let mut blob = compress_to_vec(front, CompressionLevel::Fastest);
+    blob.extend_from_slice(&0x184D_2A50u32.to_le_bytes());
+    blob.extend_from_slice(&4u32.to_le_bytes());
+    blob.extend_from_slice(b"skip");
+    blob.extend_from_slice(&compress_to_vec(back, CompressionLevel::Fastest));
+    let second = Tar::default().file("d/.wh..wh..opq", b"").file(".wh.a", b"").finish();
+    let second_blob = compress_to_vec(&second[..], CompressionLevel::Fastest);
+    let image = pen.dir.join("image");
+    oci_layout_of_blobs(&image, &[(blob.clone(), tar.clone()), (second_blob, second)], "{}")?;
+    expect_ok(&unpack(&[], &image, &pen.dest)?, "unpack zstd layers")?;
+    let got = fs::read(pen.dest.join("big")).map_err(|e| e.to_string())?;
+    expect(got == big, || "big came out different".into())?;
+    expect(!pen.dest.join("a").exists(), || "a survived its whiteout in a zstd layer".into())?;
+
+    // Cut short: one error line, nothing left.
+    let pen = pen_named("zstd-truncated")?;
+    let image = pen.dir.join("image");
+    let cut = blob[..blob.len() - 100].to_vec();
+    oci_layout_of_blobs(&image, &[(cut, tar)], "{}")?;
+    let r = unpack(&[], &image, &pen.dest)?;
+    expect_one_line_error(&r, "layer 1 (sha256:")?;
+    expect_untouched(&pen, "image")
+}
+
 fn dest_rules() -> Outcome {
     // DEST not empty: refused, untouched.
     let pen = pen("dest-not-empty")?;
@@ -956,6 +998,7 @@ const TESTS: &[(&str, TestFn)] = &[
     ("digest_mismatch_refused", digest_mismatch_refused),
     ("layer_semantics", layer_semantics),
     ("unprivileged_unpack", unprivileged_unpack),
+    ("zstd_layers", zstd_layers),
     ("dest_rules", dest_rules),
     ("memory_does_not_grow", memory_does_not_grow),
 ];
