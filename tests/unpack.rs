@@ -915,6 +915,14 @@ fn zstd_layers() -> Outcome {
     expect(got == big, || "big came out different".into())?;
     expect(!pen.dest.join("a").exists(), || "a survived its whiteout in a zstd layer".into())?;
 
+    // A zstd filesystem tar (`tar --zstd -c`): one layer, like a gzip one.
+    let pen = pen_named("zstd-plain")?;
+    let source = pen.dir.join("fs.tar.zst");
+    write(&source, &blob)?;
+    expect_ok(&unpack(&[], &source, &pen.dest)?, "unpack a zstd filesystem tar")?;
+    let got = fs::read(pen.dest.join("big")).map_err(|e| e.to_string())?;
+    expect(got == big, || "big from the zstd tar came out different".into())?;
+
     // Cut short: one error line, nothing left.
     let pen = pen_named("zstd-truncated")?;
     let image = pen.dir.join("image");

@@ -218,8 +218,10 @@ fn open_source(source: &Path, reference: Option<&str>) -> Result<Image> {
     let file = File::open(source).stage(STAGE, format!("open {}", source.display()))?;
     let mut magic = [0u8; 4];
     let n = file.read_at(&mut magic, 0).stage(STAGE, format!("read {}", source.display()))?;
-    if n >= 2 && magic[..2] == [0x1f, 0x8b] {
-        // Every tool writes image archives uncompressed; a gzip tar is a rootfs.
+    let compressed =
+        magic[..n].starts_with(&[0x1f, 0x8b]) || magic[..n] == [0x28, 0xb5, 0x2f, 0xfd];
+    if compressed {
+        // Every tool writes image archives uncompressed; a compressed tar is a rootfs.
         return Ok(plain(source));
     }
     // Headers only, seeking over the contents; the full index only for an
