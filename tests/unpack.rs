@@ -342,6 +342,10 @@ fn umoci_image(dir: &Path) -> Result<PathBuf, String> {
         run(Command::new("cp").arg("-a").arg(rootfs.join(".")).arg(dir.join("bundle/rootfs")))?;
     expect(copy.code == Some(0), || format!("cp -a: {}", copy.describe()))?;
     umoci(&["repack", "--image", "img:test", "bundle"], dir)?;
+    // A bundle diffs against the image it was unpacked from: unpack the
+    // one-layer image again, so that the next repack is a second layer.
+    fs::remove_dir_all(dir.join("bundle")).map_err(|e| format!("rm bundle: {e}"))?;
+    umoci(&["unpack", "--image", "img:test", "bundle"], dir)?;
     let root = dir.join("bundle/rootfs");
     let change = || -> std::io::Result<()> {
         fs::remove_file(root.join("etc/group"))?;
@@ -390,6 +394,13 @@ fn umoci_image_matches_umoci_unpack() -> Outcome {
     let image = umoci_image(&dir)?;
     umoci(&["unpack", "--image", "img:test", "reference"], &dir)?;
     let reference = dir.join("reference/rootfs");
+    // Two layers, the second with umoci's own whiteouts.
+    let whiteouts = layer_names(&image)?;
+    expect(whiteouts.len() == 2, || format!("{} layers, want 2", whiteouts.len()))?;
+    let second: Vec<&String> = whiteouts[1].iter().filter(|n| n.contains(".wh.")).collect();
+    expect(second.iter().any(|n| n.ends_with("etc/.wh.group")), || {
+        format!("no etc/.wh.group in layer 2: {second:?}")
+    })?;
 
     // umoci unpack as root keeps the image's ids: compare with --no-shift.
     let plain = dir.join("plain");
@@ -440,6 +451,32 @@ fn umoci_image_matches_umoci_unpack() -> Outcome {
     })
 }
 
+/// The entry names of each layer of the OCI layout's only image.
+fn layer_names(layout: &Path) -> Result<Vec<Vec<String>>, String> {
+    let read_json = |path: &Path| -> Result<serde_json::Value, String> {
+        let bytes = fs::read(path).map_err(|e| format!("read {}: {e}", path.display()))?;
+        serde_json::from_slice(&bytes).map_err(|e| e.to_string())
+    };
+    let blob =
+        |digest: &str| layout.join("blobs/sha256").join(digest.trim_start_matches("sha256:"));
+    let index = read_json(&layout.join("index.json"))?;
+    let manifest = read_json(&blob(index["manifests"][0]["digest"].as_str().unwrap_or("")))?;
+    let mut layers = Vec::new();
+    for layer in manifest["layers"].as_array().cloned().unwrap_or_default() {
+        let bytes =
+            fs::read(blob(layer["digest"].as_str().unwrap_or(""))).map_err(|e| e.to_string())?;
+        let tar = gunzip(&bytes)?;
+        let mut archive = tar::Archive::new(&tar[..]);
+        let mut names = Vec::new();
+        for entry in archive.entries().map_err(|e| e.to_string())? {
+            let entry = entry.map_err(|e| e.to_string())?;
+            names.push(String::from_utf8_lossy(&entry.path_bytes()).into_owned());
+        }
+        layers.push(names);
+    }
+    Ok(layers)
+}
+
 /// `docker save`'s layout, made from the OCI blobs: manifest.json, the
 /// config as `<hex>.json`, each layer uncompressed as `<hex>/layer.tar`.
 fn docker_save_tar(layout: &Path, out: &Path, tags: &[&str]) -> Outcome {
@@ -454,35 +491,48 @@ fn docker_save_tar(layout: &Path, out: &Path, tags: &[&str]) -> Outcome {
     let config_digest = manifest["config"]["digest"].as_str().unwrap_or("");
     let config = fs::read(blob(config_digest)).map_err(|e| e.to_string())?;
     let mut builder = tar::Builder::new(Vec::new());
-    let mut add = |name: &str, bytes: &[u8]| -> Outcome {
+    // A file, or with `link` a symlink to one (docker save links a layer
+    // it has written already).
+    let mut add = |name: &str, bytes: &[u8], link: Option<&str>| -> Outcome {
         let mut header = tar::Header::new_ustar();
         header.set_size(bytes.len() as u64);
         header.set_mode(0o644);
+        if let Some(target) = link {
+            header.set_entry_type(tar::EntryType::Symlink);
+            header.set_link_name(target).map_err(|e| e.to_string())?;
+        }
         header.set_cksum();
         builder.append_data(&mut header, name, bytes).map_err(|e| e.to_string())
     };
     let config_name = format!("{}.json", config_digest.trim_start_matches("sha256:"));
-    add(&config_name, &config)?;
-    let mut layer_names = Vec::new();
+    add(&config_name, &config, None)?;
+    let (mut layer_names, mut linked_names) = (Vec::new(), Vec::new());
     for layer in manifest["layers"].as_array().cloned().unwrap_or_default() {
         let compressed =
             fs::read(blob(layer["digest"].as_str().unwrap_or(""))).map_err(|e| e.to_string())?;
         let tar = gunzip(&compressed)?;
         let name = format!("{}/layer.tar", &sha256(&tar)[7..]);
-        add(&name, &tar)?;
+        add(&name, &tar, None)?;
         layer_names.push(format!("\"{name}\""));
+        let linked = format!("link{}/layer.tar", linked_names.len());
+        add(&linked, b"", Some(&format!("../{name}")))?;
+        linked_names.push(format!("\"{linked}\""));
     }
     let tags: Vec<String> = tags.iter().map(|t| format!("\"{t}\"")).collect();
-    let entry = |tags: &[String]| {
+    let entry = |tag: &String, layers: &[String]| {
         format!(
-            r#"{{"Config":"{config_name}","RepoTags":[{}],"Layers":[{}]}}"#,
-            tags.join(","),
-            layer_names.join(",")
+            r#"{{"Config":"{config_name}","RepoTags":[{tag}],"Layers":[{}]}}"#,
+            layers.join(",")
         )
     };
-    // One image per tag: several, and --ref must pick.
-    let images: Vec<String> = tags.iter().map(|t| entry(std::slice::from_ref(t))).collect();
-    add("manifest.json", format!("[{}]", images.join(",")).as_bytes())?;
+    // One image per tag: several, and --ref must pick. The ones after the
+    // first name their layers through the symlinks.
+    let images: Vec<String> = tags
+        .iter()
+        .enumerate()
+        .map(|(i, t)| entry(t, if i == 0 { &layer_names } else { &linked_names }))
+        .collect();
+    add("manifest.json", format!("[{}]", images.join(",")).as_bytes(), None)?;
     let bytes = builder.into_inner().map_err(|e| e.to_string())?;
     write(out, &bytes)
 }
