@@ -1074,20 +1074,21 @@ impl Tree {
 
     /// The parent of an entry, made (0755, root's) where it is missing, as
     /// docker does for a tar that lists a file before its directory.
-    fn parent(&mut self, parts: &[OsString], label: &str) -> Result<BorrowedFd<'_>> {
-        let hit = matches!(&self.cached, Some((cached, _)) if cached.as_slice() == parts);
-        if !hit {
-            let fd = match self.open_dir(parts, OFlag::O_PATH) {
-                Ok(fd) => fd,
-                Err(Errno::ENOENT) => self.make_parents(parts, label)?,
-                Err(e) => return Err(e).stage(STAGE, format!("{label}: open {}", shown(parts))),
-            };
-            self.cached = Some((parts.to_vec(), fd));
+    /// The last one is kept: entries come directory by directory.
+    fn parent(&mut self, parts: &[OsString], label: &str) -> Result<OwnedFd> {
+        if let Some((cached, fd)) = &self.cached
+            && cached.as_slice() == parts
+        {
+            return fd.try_clone().stage(STAGE, "dup");
         }
-        match &self.cached {
-            Some((_, fd)) => Ok(fd.as_fd()),
-            None => Err(refuse("unreachable: no parent")),
-        }
+        let fd = match self.open_dir(parts, OFlag::O_PATH) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => self.make_parents(parts, label)?,
+            Err(e) => return Err(e).stage(STAGE, format!("{label}: open {}", shown(parts))),
+        };
+        let copy = fd.try_clone().stage(STAGE, "dup")?;
+        self.cached = Some((parts.to_vec(), fd));
+        Ok(copy)
     }
 
     fn make_parents(&mut self, parts: &[OsString], label: &str) -> Result<OwnedFd> {
@@ -1147,7 +1148,7 @@ impl Tree {
             return self.whiteout(dir, hidden, label);
         }
         let what = format!("{label}: {}", shown(&parts));
-        let parent = self.parent(dir, label)?.try_clone_to_owned().stage(STAGE, &what)?;
+        let parent = self.parent(dir, label)?;
         let parent = parent.as_fd();
         let existing = fstatat(parent, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW);
         let existing_dir =
