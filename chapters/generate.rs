@@ -37,6 +37,7 @@ pub const CHAPTERS: &[&str] = &[
     "14-terminal",
     "15-ps",
     "16-exec",
+    "17-images",
     "18-network",
 ];
 

@@ -51,6 +51,10 @@
 // >> 16 exec
 //! - `toybox exec` and `toybox ps` find it through its record;
 // << 16
+// >> 17 images
+//! - `toybox unpack` turns an image or a filesystem tar into a rootfs,
+//!   owned as the container's uid map will show it;
+// << 17
 // >> 18 network
 //! - its network namespace has lo, up; with --net bridge the parent adds
 //!   an eth0 on a host bridge, a default route and outbound NAT;

@@ -18,7 +18,8 @@
 use std::collections::{HashMap, HashSet};
 use std::ffi::{CString, OsStr, OsString};
 use std::fs::{self, File};
-use std::io::{self, BufReader, IsTerminal, Read, Write};
+use std::hash::{BuildHasher, RandomState};
+use std::io::{self, BufReader, IsTerminal, Read, Seek, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
@@ -32,6 +33,8 @@ use nix::sys::stat::{Mode, SFlag, fchmod, fstatat, futimens, makedev, mkdirat, m
 use nix::sys::stat::{UtimensatFlags, utimensat};
 use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, fchownat, linkat, symlinkat, unlinkat};
+use ruzstd::decoding::errors::{FrameDecoderError, ReadFrameHeaderError};
+use ruzstd::decoding::{BlockDecodingStrategy, FrameDecoder};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -215,15 +218,19 @@ fn open_source(source: &Path, reference: Option<&str>) -> Result<Image> {
     let file = File::open(source).stage(STAGE, format!("open {}", source.display()))?;
     let mut magic = [0u8; 4];
     let n = file.read_at(&mut magic, 0).stage(STAGE, format!("read {}", source.display()))?;
-    if n >= 2 && magic[..2] == [0x1f, 0x8b] {
-        // Every tool writes image archives uncompressed; a gzip tar is a rootfs.
+    let compressed =
+        magic[..n].starts_with(&[0x1f, 0x8b]) || magic[..n] == [0x28, 0xb5, 0x2f, 0xfd];
+    if compressed {
+        // Every tool writes image archives uncompressed; a compressed tar is a rootfs.
         return Ok(plain(source));
     }
-    let index = index_tar(&file, source)?;
-    let is_image = index.contains_key("index.json") || index.contains_key("manifest.json");
-    if !is_image {
+    // Headers only, seeking over the contents; the full index only for an
+    // image, so that a filesystem tar's many names are never all held.
+    let markers = |name: &str| name == "index.json" || name == "manifest.json";
+    if index_tar(&file, source, markers)?.is_empty() {
         return Ok(plain(source));
     }
+    let index = index_tar(&file, source, |_| true)?;
     open_image(Store::Tar { file, index }, source, reference)
 }
 
@@ -237,10 +244,16 @@ fn plain(source: &Path) -> Image {
     }
 }
 
-/// The regular files of a tar and where their bytes are, read header by
-/// header (seeking over the contents); links to them resolved.
-fn index_tar(file: &File, source: &Path) -> Result<HashMap<String, (u64, u64)>> {
+/// The regular files of a tar that `keep` wants and where their bytes are,
+/// read header by header (seeking over the contents); links to them resolved.
+fn index_tar(
+    file: &File,
+    source: &Path,
+    keep: impl Fn(&str) -> bool,
+) -> Result<HashMap<String, (u64, u64)>> {
     let what = format!("read {}", source.display());
+    let mut start = file;
+    start.seek(io::SeekFrom::Start(0)).stage(STAGE, &what)?;
     let mut archive = tar::Archive::new(file);
     let mut files = HashMap::new();
     let mut links = Vec::new();
@@ -253,6 +266,9 @@ fn index_tar(file: &File, source: &Path) -> Result<HashMap<String, (u64, u64)>> 
         }
         let meta = ext.finish(&entry, false).stage(STAGE, &what)?;
         let name = clean_archive_name(&meta.path);
+        if !keep(&name) {
+            continue;
+        }
         match meta.kind {
             Kind::File => {
                 files.insert(name, (entry.raw_file_position(), meta.size));
@@ -300,7 +316,9 @@ fn clean_archive_name(name: &[u8]) -> String {
 impl Store {
     fn has(&self, name: &str) -> bool {
         match self {
-            Store::Dir(dir) => dir.join(name).is_file(),
+            Store::Dir(dir) => {
+                open_beneath(dir, name).is_ok_and(|f| f.metadata().is_ok_and(|m| m.is_file()))
+            }
             Store::Tar { index, .. } => index.contains_key(name),
             Store::Plain(_) => false,
         }
@@ -314,8 +332,13 @@ impl Store {
                 Ok(Box::new(file))
             }
             Store::Dir(dir) => {
-                let path = dir.join(name);
-                let file = File::open(&path).stage(STAGE, format!("{label}: open {name}"))?;
+                let file = match open_beneath(dir, name) {
+                    Err(Errno::EXDEV) => {
+                        let what = format!("{label}: {name}: a symlink out of the image directory");
+                        return Err(refuse(what));
+                    }
+                    other => other.stage(STAGE, format!("{label}: open {name}"))?,
+                };
                 Ok(Box::new(file))
             }
             Store::Tar { file, index } => {
@@ -342,6 +365,18 @@ impl Store {
         }
         serde_json::from_slice(&bytes).map_err(|e| refuse(format!("{what}: {e}")))
     }
+}
+
+/// A file of an image directory. The names come from its JSON; a symlink
+/// among its blobs must not make toybox read, and briefly unpack, a host
+/// file such as /etc/shadow: RESOLVE_BENEATH keeps every step inside `dir`.
+fn open_beneath(dir: &Path, name: &str) -> nix::Result<File> {
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    let dir = openat(nix::fcntl::AT_FDCWD, dir, flags, Mode::empty())?;
+    let how = OpenHow::new()
+        .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    Ok(File::from(openat2(dir.as_fd(), name, how)?))
 }
 
 /// Part of a file, read with pread(2): the blobs of an image archive.
@@ -623,9 +658,7 @@ fn apply_layer(
         let gzip = MultiGzDecoder::new(BufReader::with_capacity(1 << 16, prefixed));
         walk_layer(tree, gzip, label)
     } else if head == [0x28, 0xb5, 0x2f, 0xfd] {
-        Err(refuse(format!(
-            "{label}: zstd layers are not supported; pull or save the image with gzip"
-        )))
+        walk_layer(tree, Zstd::new(BufReader::with_capacity(1 << 16, prefixed)), label)
     } else {
         walk_layer(tree, prefixed, label)
     };
@@ -652,6 +685,66 @@ fn apply_layer(
         return Err(refuse(format!("{label}: digest mismatch (uncompressed, diff_id {want})")));
     }
     Ok(())
+}
+
+/// A zstd layer (`+zstd`, what `docker buildx --compression zstd` pushes),
+/// decoded by the pure-Rust ruzstd: frame after frame, as zstd(1) reads a
+/// concatenation, skipping skippable frames (zstd:chunked writes both).
+struct Zstd<R> {
+    source: R,
+    frame: FrameDecoder,
+    in_frame: bool,
+}
+
+/// zstd -19 uses an 8 MiB window; a frame asking for more than this (from
+/// --long or --ultra, or a hostile header) is refused, not allocated.
+const MAX_ZSTD_WINDOW: u64 = 32 << 20;
+
+impl<R: io::BufRead> Zstd<R> {
+    fn new(source: R) -> Self {
+        let mut frame = FrameDecoder::new();
+        frame.set_max_window_size(MAX_ZSTD_WINDOW);
+        Zstd { source, frame, in_frame: false }
+    }
+}
+
+impl<R: io::BufRead> Read for Zstd<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if self.in_frame {
+                while self.frame.can_collect() == 0 && !self.frame.is_finished() {
+                    let step = BlockDecodingStrategy::UptoBlocks(1);
+                    self.frame.decode_blocks(&mut self.source, step).map_err(zstd_error)?;
+                }
+                let n = self.frame.read(buf)?;
+                if n > 0 || buf.is_empty() {
+                    return Ok(n);
+                }
+                self.in_frame = false;
+            }
+            if self.source.fill_buf()?.is_empty() {
+                return Ok(0);
+            }
+            match self.frame.reset(&mut self.source) {
+                Ok(()) => self.in_frame = true,
+                Err(FrameDecoderError::ReadFrameHeaderError(ReadFrameHeaderError::SkipFrame {
+                    length,
+                    ..
+                })) => {
+                    let length = u64::from(length);
+                    let skipped = io::copy(&mut (&mut self.source).take(length), &mut io::sink())?;
+                    if skipped != length {
+                        return Err(io::ErrorKind::UnexpectedEof.into());
+                    }
+                }
+                Err(e) => return Err(zstd_error(e)),
+            }
+        }
+    }
+}
+
+fn zstd_error(e: impl std::fmt::Display) -> io::Error {
+    invalid(format!("zstd: {e}"))
 }
 
 fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
@@ -904,8 +997,11 @@ struct Tree {
     /// after their contents (which change the mtime) and so that a
     /// read-only directory does not stop its own entries.
     dirs: Vec<(Components, u32, (i64, i64))>,
-    /// Paths this layer made: an opaque whiteout hides only lower layers.
-    made: HashSet<Components>,
+    /// Paths this layer made, as keyed hashes (8 bytes an entry, not a
+    /// path): an opaque whiteout hides only what lower layers made. The
+    /// key is random per run, so a layer cannot aim a collision.
+    made: HashSet<u64>,
+    hasher: RandomState,
     buffer: Vec<u8>,
     unmapped_ids: u64,
     skipped_devices: u64,
@@ -925,6 +1021,7 @@ impl Tree {
             cached: None,
             dirs: Vec::new(),
             made: HashSet::new(),
+            hasher: RandomState::new(),
             buffer: vec![0; 1 << 17],
             unmapped_ids: 0,
             skipped_devices: 0,
@@ -935,6 +1032,11 @@ impl Tree {
         let root = tree.root.try_clone().stage(STAGE, "dup")?;
         tree.chown(root.as_fd(), 0, 0, "/")?;
         fchmod(tree.root.as_fd(), Mode::from_bits_truncate(0o755)).stage(STAGE, "chmod /")?;
+        // Everything below rests on openat2 (Linux 5.6), newer than the
+        // kernel containers themselves need: say so plainly.
+        if let Err(Errno::ENOSYS) = tree.open_dir(&[], OFlag::O_PATH) {
+            return Err(refuse("toybox unpack needs openat2(2): Linux 5.6 or newer"));
+        }
         Ok(tree)
     }
 
@@ -972,20 +1074,21 @@ impl Tree {
 
     /// The parent of an entry, made (0755, root's) where it is missing, as
     /// docker does for a tar that lists a file before its directory.
-    fn parent(&mut self, parts: &[OsString], label: &str) -> Result<BorrowedFd<'_>> {
-        let hit = matches!(&self.cached, Some((cached, _)) if cached.as_slice() == parts);
-        if !hit {
-            let fd = match self.open_dir(parts, OFlag::O_PATH) {
-                Ok(fd) => fd,
-                Err(Errno::ENOENT) => self.make_parents(parts, label)?,
-                Err(e) => return Err(e).stage(STAGE, format!("{label}: open {}", shown(parts))),
-            };
-            self.cached = Some((parts.to_vec(), fd));
+    /// The last one is kept: entries come directory by directory.
+    fn parent(&mut self, parts: &[OsString], label: &str) -> Result<OwnedFd> {
+        if let Some((cached, fd)) = &self.cached
+            && cached.as_slice() == parts
+        {
+            return fd.try_clone().stage(STAGE, "dup");
         }
-        match &self.cached {
-            Some((_, fd)) => Ok(fd.as_fd()),
-            None => Err(refuse("unreachable: no parent")),
-        }
+        let fd = match self.open_dir(parts, OFlag::O_PATH) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => self.make_parents(parts, label)?,
+            Err(e) => return Err(e).stage(STAGE, format!("{label}: open {}", shown(parts))),
+        };
+        let copy = fd.try_clone().stage(STAGE, "dup")?;
+        self.cached = Some((parts.to_vec(), fd));
+        Ok(copy)
     }
 
     fn make_parents(&mut self, parts: &[OsString], label: &str) -> Result<OwnedFd> {
@@ -1045,7 +1148,7 @@ impl Tree {
             return self.whiteout(dir, hidden, label);
         }
         let what = format!("{label}: {}", shown(&parts));
-        let parent = self.parent(dir, label)?.try_clone_to_owned().stage(STAGE, &what)?;
+        let parent = self.parent(dir, label)?;
         let parent = parent.as_fd();
         let existing = fstatat(parent, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW);
         let existing_dir =
@@ -1055,7 +1158,7 @@ impl Tree {
             remove(parent, name, &what)?;
             self.cached = None;
         }
-        self.made.insert(parts.clone());
+        self.made.insert(self.hasher.hash_one(&parts));
         let mode = Mode::from_bits_truncate(meta.mode);
         match meta.kind {
             Kind::Dir => {
@@ -1208,7 +1311,7 @@ impl Tree {
                 }
                 let mut path = dir.to_vec();
                 path.push(name.clone());
-                if !self.made.contains(&path) {
+                if !self.made.contains(&self.hasher.hash_one(&path)) {
                     names.push(name);
                 }
             }
@@ -1484,4 +1587,46 @@ fn lookup_user(dest: &Path, name: &str) -> Option<u32> {
         (fields.next()? == name).then_some(())?;
         fields.nth(1)?.parse().ok()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_names_refuse_dotdot_and_absolute() {
+        let parts = components(b"./a//b/./c/", "l").ok().unwrap_or_default();
+        assert_eq!(parts, ["a", "b", "c"]);
+        assert!(components(b"a/../../x", "l").is_err());
+        assert!(components(b"/etc/passwd", "l").is_err());
+        assert!(components(b"./", "l").is_ok_and(|p| p.is_empty()));
+    }
+
+    #[test]
+    fn archive_names_are_cleaned() {
+        assert_eq!(clean_archive_name(b"./blobs//sha256/x"), "blobs/sha256/x");
+        assert_eq!(clean_archive_name(b"b/../a/layer.tar"), "a/layer.tar");
+        assert!(archive_path("../x", "l").is_err());
+        assert!(archive_path("/x", "l").is_err());
+        let hex = "a".repeat(64);
+        assert_eq!(digest_in_name(&format!("{hex}.json")), Some(format!("sha256:{hex}")));
+        assert_eq!(digest_in_name(&format!("blobs/sha256/{hex}")), Some(format!("sha256:{hex}")));
+        assert_eq!(digest_in_name("abc/layer.tar"), None);
+        assert!(blob_path("sha256:../../etc", "l").is_err());
+    }
+
+    #[test]
+    fn pax_times() {
+        assert_eq!(pax_time(b"1700000000.5"), Some((1_700_000_000, 500_000_000)));
+        assert_eq!(pax_time(b"12"), Some((12, 0)));
+        assert_eq!(pax_time(b"x"), None);
+    }
+
+    #[test]
+    fn shell_words() {
+        assert_eq!(quote("/bin/sh"), "/bin/sh");
+        assert_eq!(quote("daemon off;"), "'daemon off;'");
+        assert_eq!(quote("it's"), "'it'\\''s'");
+        assert_eq!(quote(""), "''");
+    }
 }

@@ -11,7 +11,7 @@ use std::ffi::CString;
 use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -146,6 +146,18 @@ impl Tar {
         self
     }
 
+    fn device(mut self, name: &str, major: u32, minor: u32) -> Self {
+        self.header(name.as_bytes(), b'3', 0, b"", 0o666, 0);
+        let at = self.0.len() - 512;
+        let h = &mut self.0[at..at + 512];
+        octal(&mut h[329..337], major as u64);
+        octal(&mut h[337..345], minor as u64);
+        h[148..156].copy_from_slice(b"        ");
+        let sum: u32 = h.iter().map(|b| *b as u32).sum();
+        h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        self
+    }
+
     fn dir(mut self, name: &str) -> Self {
         self.header(name.as_bytes(), b'5', 0, b"", 0o755, 0);
         self
@@ -199,6 +211,13 @@ fn gunzip(bytes: &[u8]) -> Result<Vec<u8>, String> {
 
 /// An OCI layout in `dir` of `layers` (each a tar, gzipped when `gz`).
 fn oci_layout(dir: &Path, layers: &[Vec<u8>], gz: bool, config: &str) -> Result<(), String> {
+    let blobs: Vec<(Vec<u8>, Vec<u8>)> =
+        layers.iter().map(|tar| (if gz { gzip(tar) } else { tar.clone() }, tar.clone())).collect();
+    oci_layout_of_blobs(dir, &blobs, config)
+}
+
+/// An OCI layout of (blob as stored, the tar it holds) pairs.
+fn oci_layout_of_blobs(dir: &Path, layers: &[(Vec<u8>, Vec<u8>)], config: &str) -> Outcome {
     let blob = |bytes: &[u8]| -> Result<String, String> {
         let digest = sha256(bytes);
         write(&dir.join("blobs/sha256").join(&digest[7..]), bytes)?;
@@ -206,13 +225,16 @@ fn oci_layout(dir: &Path, layers: &[Vec<u8>], gz: bool, config: &str) -> Result<
     };
     let mut descriptors = Vec::new();
     let mut diff_ids = Vec::new();
-    for tar in layers {
+    for (bytes, tar) in layers {
         diff_ids.push(format!("\"{}\"", sha256(tar)));
-        let bytes = if gz { gzip(tar) } else { tar.clone() };
-        let media = if gz { "tar+gzip" } else { "tar" };
+        let media = match bytes.get(..4) {
+            Some([0x1f, 0x8b, ..]) => "tar+gzip",
+            Some([0x28, 0xb5, 0x2f, 0xfd]) => "tar+zstd",
+            _ => "tar",
+        };
         descriptors.push(format!(
             r#"{{"mediaType":"application/vnd.oci.image.layer.v1.{media}","digest":"{}","size":{}}}"#,
-            blob(&bytes)?,
+            blob(bytes)?,
             bytes.len()
         ));
     }
@@ -323,6 +345,10 @@ fn umoci_image(dir: &Path) -> Result<PathBuf, String> {
         run(Command::new("cp").arg("-a").arg(rootfs.join(".")).arg(dir.join("bundle/rootfs")))?;
     expect(copy.code == Some(0), || format!("cp -a: {}", copy.describe()))?;
     umoci(&["repack", "--image", "img:test", "bundle"], dir)?;
+    // A bundle diffs against the image it was unpacked from: unpack the
+    // one-layer image again, so that the next repack is a second layer.
+    fs::remove_dir_all(dir.join("bundle")).map_err(|e| format!("rm bundle: {e}"))?;
+    umoci(&["unpack", "--image", "img:test", "bundle"], dir)?;
     let root = dir.join("bundle/rootfs");
     let change = || -> std::io::Result<()> {
         fs::remove_file(root.join("etc/group"))?;
@@ -346,6 +372,10 @@ fn umoci_image(dir: &Path) -> Result<PathBuf, String> {
             "GREETING=hi there",
             "--config.workingdir",
             "/tmp",
+            "--config.user",
+            "user",
+            "--config.exposedports",
+            "8080/tcp",
         ],
         dir,
     )?;
@@ -367,6 +397,13 @@ fn umoci_image_matches_umoci_unpack() -> Outcome {
     let image = umoci_image(&dir)?;
     umoci(&["unpack", "--image", "img:test", "reference"], &dir)?;
     let reference = dir.join("reference/rootfs");
+    // Two layers, the second with umoci's own whiteouts.
+    let whiteouts = layer_names(&image)?;
+    expect(whiteouts.len() == 2, || format!("{} layers, want 2", whiteouts.len()))?;
+    let second: Vec<&String> = whiteouts[1].iter().filter(|n| n.contains(".wh.")).collect();
+    expect(second.iter().any(|n| n.ends_with("etc/.wh.group")), || {
+        format!("no etc/.wh.group in layer 2: {second:?}")
+    })?;
 
     // umoci unpack as root keeps the image's ids: compare with --no-shift.
     let plain = dir.join("plain");
@@ -395,6 +432,11 @@ fn umoci_image_matches_umoci_unpack() -> Outcome {
     expect(line.contains("-e 'GREETING=hi there'") && line.contains("-w /tmp"), || {
         format!("env and workdir missing from {line:?}")
     })?;
+    // User `user` is uid 1000 in the image's /etc/passwd; the port has no flag of its own.
+    expect(line.contains("-u 1000 "), || format!("User user is not -u 1000 in {line:?}"))?;
+    expect(r.stdout.contains("# to publish a port add --net bridge -p HOSTPORT:8080"), || {
+        format!("no note for ExposedPorts\n{}", r.describe())
+    })?;
 
     // Root inside owns /etc of the shifted tree; what it makes is host 10000.
     let r = run(Command::new(TOYBOX).arg("-m").arg(&shifted).args([
@@ -412,6 +454,32 @@ fn umoci_image_matches_umoci_unpack() -> Outcome {
     })
 }
 
+/// The entry names of each layer of the OCI layout's only image.
+fn layer_names(layout: &Path) -> Result<Vec<Vec<String>>, String> {
+    let read_json = |path: &Path| -> Result<serde_json::Value, String> {
+        let bytes = fs::read(path).map_err(|e| format!("read {}: {e}", path.display()))?;
+        serde_json::from_slice(&bytes).map_err(|e| e.to_string())
+    };
+    let blob =
+        |digest: &str| layout.join("blobs/sha256").join(digest.trim_start_matches("sha256:"));
+    let index = read_json(&layout.join("index.json"))?;
+    let manifest = read_json(&blob(index["manifests"][0]["digest"].as_str().unwrap_or("")))?;
+    let mut layers = Vec::new();
+    for layer in manifest["layers"].as_array().cloned().unwrap_or_default() {
+        let bytes =
+            fs::read(blob(layer["digest"].as_str().unwrap_or(""))).map_err(|e| e.to_string())?;
+        let tar = gunzip(&bytes)?;
+        let mut archive = tar::Archive::new(&tar[..]);
+        let mut names = Vec::new();
+        for entry in archive.entries().map_err(|e| e.to_string())? {
+            let entry = entry.map_err(|e| e.to_string())?;
+            names.push(String::from_utf8_lossy(&entry.path_bytes()).into_owned());
+        }
+        layers.push(names);
+    }
+    Ok(layers)
+}
+
 /// `docker save`'s layout, made from the OCI blobs: manifest.json, the
 /// config as `<hex>.json`, each layer uncompressed as `<hex>/layer.tar`.
 fn docker_save_tar(layout: &Path, out: &Path, tags: &[&str]) -> Outcome {
@@ -426,35 +494,48 @@ fn docker_save_tar(layout: &Path, out: &Path, tags: &[&str]) -> Outcome {
     let config_digest = manifest["config"]["digest"].as_str().unwrap_or("");
     let config = fs::read(blob(config_digest)).map_err(|e| e.to_string())?;
     let mut builder = tar::Builder::new(Vec::new());
-    let mut add = |name: &str, bytes: &[u8]| -> Outcome {
+    // A file, or with `link` a symlink to one (docker save links a layer
+    // it has written already).
+    let mut add = |name: &str, bytes: &[u8], link: Option<&str>| -> Outcome {
         let mut header = tar::Header::new_ustar();
         header.set_size(bytes.len() as u64);
         header.set_mode(0o644);
+        if let Some(target) = link {
+            header.set_entry_type(tar::EntryType::Symlink);
+            header.set_link_name(target).map_err(|e| e.to_string())?;
+        }
         header.set_cksum();
         builder.append_data(&mut header, name, bytes).map_err(|e| e.to_string())
     };
     let config_name = format!("{}.json", config_digest.trim_start_matches("sha256:"));
-    add(&config_name, &config)?;
-    let mut layer_names = Vec::new();
+    add(&config_name, &config, None)?;
+    let (mut layer_names, mut linked_names) = (Vec::new(), Vec::new());
     for layer in manifest["layers"].as_array().cloned().unwrap_or_default() {
         let compressed =
             fs::read(blob(layer["digest"].as_str().unwrap_or(""))).map_err(|e| e.to_string())?;
         let tar = gunzip(&compressed)?;
         let name = format!("{}/layer.tar", &sha256(&tar)[7..]);
-        add(&name, &tar)?;
+        add(&name, &tar, None)?;
         layer_names.push(format!("\"{name}\""));
+        let linked = format!("link{}/layer.tar", linked_names.len());
+        add(&linked, b"", Some(&format!("../{name}")))?;
+        linked_names.push(format!("\"{linked}\""));
     }
     let tags: Vec<String> = tags.iter().map(|t| format!("\"{t}\"")).collect();
-    let entry = |tags: &[String]| {
+    let entry = |tag: &String, layers: &[String]| {
         format!(
-            r#"{{"Config":"{config_name}","RepoTags":[{}],"Layers":[{}]}}"#,
-            tags.join(","),
-            layer_names.join(",")
+            r#"{{"Config":"{config_name}","RepoTags":[{tag}],"Layers":[{}]}}"#,
+            layers.join(",")
         )
     };
-    // One image per tag: several, and --ref must pick.
-    let images: Vec<String> = tags.iter().map(|t| entry(std::slice::from_ref(t))).collect();
-    add("manifest.json", format!("[{}]", images.join(",")).as_bytes())?;
+    // One image per tag: several, and --ref must pick. The ones after the
+    // first name their layers through the symlinks.
+    let images: Vec<String> = tags
+        .iter()
+        .enumerate()
+        .map(|(i, t)| entry(t, if i == 0 { &layer_names } else { &linked_names }))
+        .collect();
+    add("manifest.json", format!("[{}]", images.join(",")).as_bytes(), None)?;
     let bytes = builder.into_inner().map_err(|e| e.to_string())?;
     write(out, &bytes)
 }
@@ -694,6 +775,18 @@ fn digest_mismatch_refused() -> Outcome {
     expect_one_line_error(&r, "digest mismatch (uncompressed")?;
     expect_untouched(&pen, "image")?;
 
+    // A blob in an image directory that is a symlink out of it: not read.
+    let pen = pen_named("blob-symlink")?;
+    let image = pen.dir.join("image");
+    let layer = Tar::default().file("a", b"a").finish();
+    oci_layout(&image, std::slice::from_ref(&layer), false, "{}")?;
+    let blob = image.join("blobs/sha256").join(&sha256(&layer)[7..]);
+    fs::remove_file(&blob).map_err(|e| e.to_string())?;
+    std::os::unix::fs::symlink(&pen.canary, &blob).map_err(|e| e.to_string())?;
+    let r = unpack(&[], &image, &pen.dest)?;
+    expect_one_line_error(&r, "a symlink out of the image directory")?;
+    expect_untouched(&pen, "image")?;
+
     // A manifest whose bytes are not its digest.
     let pen = pen_named("wrong-manifest")?;
     let image = pen.dir.join("image");
@@ -768,6 +861,7 @@ fn layer_semantics() -> Outcome {
         .pax(&[("SCHILY.xattr.security.capability", &cap), ("SCHILY.xattr.user.note", b"kept")])
         .file("capable", b"x")
         .hardlink("d/a-link", "d/a")
+        .device("null", 1, 3)
         .finish();
     // Opaque d/: only what this layer puts there stays, whichever comes first.
     let second = Tar::default()
@@ -791,6 +885,10 @@ fn layer_semantics() -> Outcome {
     expect(meta("d")?.uid() == 10000 && meta(".")?.uid() == 10000, || {
         "dirs not host 10000".into()
     })?;
+    let null = meta("null")?;
+    expect(null.file_type().is_char_device() && null.rdev() == libc::makedev(1, 3), || {
+        format!("null is not the char device 1:3: rdev {:x}", null.rdev())
+    })?;
     // The v2 capability came out v3, for the shifted root.
     let written = getxattr(&pen.dest.join("capable"), "security.capability").unwrap_or_default();
     let rootid = written.get(20..24).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
@@ -807,6 +905,85 @@ fn layer_semantics() -> Outcome {
     expect_ok(&r, "unpack --no-shift")?;
     let m = fs::symlink_metadata(pen.dest.join("owned-by-5000")).map_err(|e| e.to_string())?;
     expect(m.uid() == 5000, || format!("--no-shift: uid {}", m.uid()))
+}
+
+/// Not root: no owners set (they stay the caller's) and no device nodes,
+/// with a warning; everything else as root would have it. In a directory
+/// of /tmp with a copy of toybox: uid 65534 may not reach the checkout
+/// (a clone under /root is 0700).
+fn unprivileged_unpack() -> Outcome {
+    let dir = PathBuf::from(format!("/tmp/toybox-unpack-test-{}", std::process::id()));
+    let result = unprivileged_in(&dir);
+    let _ = fs::remove_dir_all(&dir);
+    result
+}
+
+fn unprivileged_in(dir: &Path) -> Outcome {
+    let _ = fs::remove_dir_all(dir);
+    fs::create_dir(dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
+    let toybox = dir.join("toybox");
+    fs::copy(TOYBOX, &toybox).map_err(|e| format!("cp toybox: {e}"))?;
+    let source = dir.join("fs.tar");
+    let layer = Tar::default().file_as("owned", b"x", 0o4755, 1000).device("null", 1, 3).finish();
+    write(&source, &layer)?;
+    for path in [dir, &source] {
+        let open = fs::Permissions::from_mode_ext(0o777);
+        fs::set_permissions(path, open).map_err(|e| e.to_string())?;
+    }
+    let dest = dir.join("dest");
+    let r = run(Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&toybox)
+        .arg("unpack")
+        .arg(&source)
+        .arg(&dest))?;
+    expect_ok(&r, "unpack as uid 65534")?;
+    expect(r.stderr.contains("warning: 1 device nodes skipped"), || r.describe())?;
+    let owned = fs::symlink_metadata(dest.join("owned")).map_err(|e| e.to_string())?;
+    expect(owned.uid() == 65534 && owned.mode() & 0o7777 == 0o4755, || {
+        format!("owned: uid {} mode {:o}", owned.uid(), owned.mode() & 0o7777)
+    })?;
+    expect(!dest.join("null").exists(), || "a device node made without root".into())
+}
+
+/// zstd layers: two frames with a skippable frame between them (zstd's
+/// own concatenation, as zstd:chunked writes), applied like gzip ones.
+fn zstd_layers() -> Outcome {
+    use ruzstd::encoding::{CompressionLevel, compress_to_vec};
+    let pen = pen("zstd")?;
+    let big: Vec<u8> = (0..100_000u32).flat_map(|i| i.to_le_bytes()).collect();
+    let tar = Tar::default().file("a", b"one\n").file("big", &big).dir("d").finish();
+    let (front, back) = tar.split_at(tar.len() / 2);
+    let mut blob = compress_to_vec(front, CompressionLevel::Fastest);
+    blob.extend_from_slice(&0x184D_2A50u32.to_le_bytes());
+    blob.extend_from_slice(&4u32.to_le_bytes());
+    blob.extend_from_slice(b"skip");
+    blob.extend_from_slice(&compress_to_vec(back, CompressionLevel::Fastest));
+    let second = Tar::default().file("d/.wh..wh..opq", b"").file(".wh.a", b"").finish();
+    let second_blob = compress_to_vec(&second[..], CompressionLevel::Fastest);
+    let image = pen.dir.join("image");
+    oci_layout_of_blobs(&image, &[(blob.clone(), tar.clone()), (second_blob, second)], "{}")?;
+    expect_ok(&unpack(&[], &image, &pen.dest)?, "unpack zstd layers")?;
+    let got = fs::read(pen.dest.join("big")).map_err(|e| e.to_string())?;
+    expect(got == big, || "big came out different".into())?;
+    expect(!pen.dest.join("a").exists(), || "a survived its whiteout in a zstd layer".into())?;
+
+    // A zstd filesystem tar (`tar --zstd -c`): one layer, like a gzip one.
+    let pen = pen_named("zstd-plain")?;
+    let source = pen.dir.join("fs.tar.zst");
+    write(&source, &blob)?;
+    expect_ok(&unpack(&[], &source, &pen.dest)?, "unpack a zstd filesystem tar")?;
+    let got = fs::read(pen.dest.join("big")).map_err(|e| e.to_string())?;
+    expect(got == big, || "big from the zstd tar came out different".into())?;
+
+    // Cut short: one error line, nothing left.
+    let pen = pen_named("zstd-truncated")?;
+    let image = pen.dir.join("image");
+    let cut = blob[..blob.len() - 100].to_vec();
+    oci_layout_of_blobs(&image, &[(cut, tar)], "{}")?;
+    let r = unpack(&[], &image, &pen.dest)?;
+    expect_one_line_error(&r, "layer 1 (sha256:")?;
+    expect_untouched(&pen, "image")
 }
 
 fn dest_rules() -> Outcome {
@@ -898,6 +1075,8 @@ const TESTS: &[(&str, TestFn)] = &[
     ("hostile_streams_refused", hostile_streams_refused),
     ("digest_mismatch_refused", digest_mismatch_refused),
     ("layer_semantics", layer_semantics),
+    ("unprivileged_unpack", unprivileged_unpack),
+    ("zstd_layers", zstd_layers),
     ("dest_rules", dest_rules),
     ("memory_does_not_grow", memory_does_not_grow),
 ];

@@ -1,0 +1,1564 @@
+//! toybox: a Linux container you can read in one sitting.
+//!
+//! It follows contained.c ("Linux containers in 500 lines of code", 2016)
+//! stage by stage. The parent prepares, clones a child and waits; the child
+//! narrows what it can see and do, then becomes the command:
+//!
+//! - the parent checks the host and the input before it makes anything;
+//! - the parent names the container and clones the child, which closes
+//!   every descriptor it inherited but 0, 1 and 2;
+//! - the child is born into new namespaces and sets its hostname;
+//! - it pivots into the rootfs, mounted nodev, and lets go of the host's;
+//! - it enters a user namespace, whose uid/gid maps the parent writes;
+//! - it drops capabilities;
+//! - it loads a seccomp filter;
+//! - the parent limits it with cgroups and rlimits before clone;
+//! - on a cgroup v2 host, it clones the child straight into its group;
+//! - the child mounts a fresh /dev;
+//! - and /proc and /sys, with what reaches the host's kernel masked;
+//! - the command gets docker's environment and working directory;
+//! - with --init, a small init runs as PID 1;
+//! - with a terminal, the container gets a pseudo-terminal of its own;
+//! - `toybox exec` and `toybox ps` find it through its record;
+//! - `toybox unpack` turns an image or a filesystem tar into a rootfs,
+//!   owned as the container's uid map will show it;
+//! - the child execs the command; the parent waits, forwards signals and
+//!   cleans up.
+//!
+//! `main` is the table of contents: read it first, then each stage in order.
+
+mod cgroup_v2;
+mod error;
+mod exec;
+// The filter's rules: build.rs compiles them into the binary, the tests again.
+#[cfg(test)]
+mod seccomp;
+mod terminal;
+mod unpack;
+
+use std::ffi::CString;
+use std::fs;
+use std::io::Read;
+use std::io::{self, Write};
+use std::os::fd::BorrowedFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use caps::CapSet;
+use clap::Parser;
+use nix::errno::Errno;
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sched::unshare;
+use nix::sched::{CloneFlags, clone};
+use nix::sys::resource::{Resource, setrlimit};
+use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, kill, signal, sigprocmask};
+use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockType, recv, socketpair};
+use nix::sys::stat::{Mode, SFlag, makedev, mknod};
+use nix::sys::statvfs::{FsFlags, statvfs};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Uid;
+use nix::unistd::isatty;
+use nix::unistd::sethostname;
+use nix::unistd::{ForkResult, fork};
+use nix::unistd::{Gid, read, setgroups, setresgid, setresuid, write};
+use nix::unistd::{Pid, execve};
+use nix::unistd::{chdir, pivot_root};
+
+use error::{Cause, EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, EXIT_TOYBOX_FAILED};
+use error::{Error, Result, Stage, fail};
+
+// ---------------------------------------------------------------------------
+// Stage 1: the command line.
+// ---------------------------------------------------------------------------
+
+/// What `--help` says toybox does: what this chapter's code does, no more.
+const ABOUT: &str = concat!(
+    "Run a command ",
+    "in a new container: new namespaces",
+    ", a private root",
+    ", a user namespace",
+    ", fewer capabilities",
+    ", a seccomp filter",
+    ", cgroup limits",
+);
+
+const EXIT_STATUS_HELP: &str = concat!(
+    "Exit status:\n",
+    "  the command's own status    when it exits\n",
+    "  128+N                       when it is killed by signal N\n",
+    "  125                         toybox itself failed (bad input, a setup stage)\n",
+    "  126                         the command cannot be executed\n",
+    "  127                         the command was not found in the rootfs\n",
+    "\n",
+    "Signals: SIGINT, SIGTERM and SIGHUP sent to toybox are forwarded to the\n",
+    "container's PID 1. PID 1 ignores signals it has no handler for, so after\n",
+    "10 s toybox sends SIGKILL (as `docker stop` does).",
+);
+
+// The command line; clap makes --help from the doc comments.
+#[derive(Parser)]
+#[command(version, about = ABOUT, after_help = EXIT_STATUS_HELP, subcommand_negates_reqs = true)]
+struct Args {
+    /// User id inside the container; 0..2000, the range the uid map covers
+    #[arg(short, long, default_value_t = 0, value_name = "UID")]
+    uid: u32,
+    /// Root filesystem to run in (a directory, not /)
+    #[arg(short, long = "mount", default_value = "./rootfs", value_name = "DIR")]
+    mount: PathBuf,
+
+    /// Print each stage and how long it took
+    #[arg(short, long)]
+    verbose: bool,
+
+    /// Set a variable in the container's environment; KEY alone copies it
+    /// from toybox's own (repeatable)
+    #[arg(short, long = "env", value_name = "KEY=VALUE")]
+    env: Vec<String>,
+
+    /// Working directory inside the container, an absolute path (default /)
+    #[arg(short, long = "workdir", value_name = "DIR")]
+    workdir: Option<PathBuf>,
+
+    /// Run a minimal init as PID 1 that starts the command, passes signals on
+    /// and reaps zombies (like docker run --init)
+    #[arg(long)]
+    init: bool,
+
+    /// Seconds the container has after a forwarded SIGINT/SIGTERM/SIGHUP
+    /// before SIGKILL
+    #[arg(long, default_value_t = STOP_GRACE.as_secs(), value_name = "SECONDS")]
+    stop_timeout: u64,
+    #[command(subcommand)]
+    subcommand: Option<Subcommand>,
+    /// Command to run and its arguments; everything after -c belongs to it
+    #[arg(short, long = "command", required = true, num_args = 1..,
+          allow_hyphen_values = true, value_name = "CMD [ARGS]...")]
+    command: Vec<String>,
+}
+
+#[derive(clap::Subcommand)]
+enum Subcommand {
+    /// Run a command in a running container: its namespaces, cgroups, uid,
+    /// capabilities and seccomp filter
+    Exec {
+        /// User id inside the container (default: the container's own)
+        #[arg(short, long, value_name = "UID")]
+        uid: Option<u32>,
+
+        /// The container's name, as `toybox ps` lists it
+        name: String,
+
+        /// Command to run and its arguments; everything after -c belongs to it
+        #[arg(short, long = "command", required = true, num_args = 1..,
+              allow_hyphen_values = true, value_name = "CMD [ARGS]...")]
+        command: Vec<String>,
+    },
+    /// List the running containers
+    Ps,
+    /// Unpack an image (OCI layout or docker save, a directory or a tar) or a
+    /// filesystem tar (maybe gzip) into a new rootfs directory
+    Unpack {
+        /// Which image, when SOURCE holds several: its ref name or repo:tag
+        #[arg(long = "ref", value_name = "REF")]
+        reference: Option<String>,
+
+        /// Keep the owners the image gives; by default host uid = 10000 + uid
+        /// (and gid), as the container's uid map shows them
+        #[arg(long)]
+        no_shift: bool,
+
+        /// An OCI image layout, a docker-save tar or a filesystem tar
+        source: PathBuf,
+
+        /// The rootfs to make: must not exist, or be an empty directory
+        dest: PathBuf,
+    },
+}
+
+/// clap exits 2 on bad usage; a container runtime answers 125 (`docker run`).
+fn parse_args() -> Result<Args> {
+    Args::try_parse().map_err(|e| {
+        if !e.use_stderr() {
+            let _ = e.print(); // --help or --version
+            std::process::exit(0);
+        }
+        // One line: clap's message up to its usage hint.
+        let message = e.to_string();
+        let lines = message.lines().take_while(|l| !l.is_empty() && !l.starts_with("Usage:"));
+        let what = lines.map(str::trim).collect::<Vec<_>>().join(" ");
+        let what = what.trim_start_matches("error: ");
+        fail("arguments", format!("{what} (see toybox --help)"), EXIT_TOYBOX_FAILED)
+    })
+}
+
+/// `-v` prints `=> stage ... done (212 µs)` as each stage finishes, the way
+/// contained.c prints `=> setting cgroups...done.`
+#[derive(Clone, Copy)]
+struct Progress {
+    verbose: bool,
+}
+
+impl Progress {
+    fn stage<T>(&self, name: &str, step: impl FnOnce() -> Result<T>) -> Result<T> {
+        let started = Instant::now();
+        let result = step()?;
+        self.note(&format!("{name} ... done ({} µs)", started.elapsed().as_micros()));
+        Ok(result)
+    }
+
+    /// One write(2) per line, so the parent's and the child's lines never interleave.
+    fn note(&self, line: &str) {
+        if self.verbose {
+            // A terminal the relay has put in raw mode no longer adds the \r.
+            let end = if isatty(io::stderr()).unwrap_or(false) { "\r\n" } else { "\n" };
+            let _ = io::stderr().write_all(format!("=> {line}{end}").as_bytes());
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The walkthrough.
+// ---------------------------------------------------------------------------
+
+fn main() {
+    let code = match run() {
+        Ok(code) => code,
+        Err(e) => {
+            let _ = io::stderr().write_all(format!("toybox: {e}\n").as_bytes());
+            e.exit_code
+        }
+    };
+    std::process::exit(code);
+}
+
+fn run() -> Result<i32> {
+    let args = parse_args()?;
+    let progress = Progress { verbose: args.verbose };
+    match &args.subcommand {
+        Some(Subcommand::Exec { uid, name, command }) => {
+            return exec::exec_into(name, *uid, command);
+        }
+        Some(Subcommand::Ps) => return exec::list(),
+        Some(Subcommand::Unpack { reference, no_shift, source, dest }) => {
+            return unpack::run(source, dest, reference.as_deref(), !no_shift);
+        }
+        None => {}
+    }
+    progress.stage("checks", || check_host(&args))?;
+    let hostname = random_hostname();
+    progress.note(&format!("hostname {hostname}"));
+    let (parent_sock, child_sock) = progress.stage("socketpair", create_socketpair)?;
+    exec::remove_stale_records();
+    let mut cgroups = progress.stage("cgroups", || create_cgroups(&hostname))?;
+    progress.stage("rlimits", set_rlimits)?;
+    let signals = block_signals()?;
+    let mut container = progress.stage("clone", || {
+        clone_child(&args, &hostname, &child_sock, &signals, &mut cgroups, progress)
+    })?;
+    drop(child_sock); // so a dead child reads as EOF on our end
+    let record =
+        exec::write_record(&hostname, container.pid, args.uid, &args.command, &cgroups.dirs())?;
+    progress.stage("uid map", || handle_child_uid_map(container.pid, &parent_sock))?;
+    let terminal = match terminal::wanted() {
+        true => Some(progress.stage("terminal", || terminal::relay_parent(&parent_sock))?),
+        false => None,
+    };
+    let grace = Duration::from_secs(args.stop_timeout);
+    let status =
+        progress.stage("wait", || wait_for_child(&mut container, &signals.forwarded, grace))?;
+    if let Some(relay) = terminal {
+        relay.finish(); // the container's last output, then the user's terminal back
+    }
+    progress.note(&format!("exit status {status}"));
+    // The child is reaped: its cgroups can go. On an error return above, the
+    // same Drops run as the locals go out of scope.
+    progress.stage("cleanup", || {
+        drop(record);
+        drop(cgroups);
+        Ok(())
+    })?;
+    Ok(status)
+}
+
+// ---------------------------------------------------------------------------
+// Stage 2: checks, before anything is created.
+// ---------------------------------------------------------------------------
+
+/// The newest feature toybox relies on: CLONE_NEWCGROUP arrived in Linux 4.6
+/// (cgroup_namespaces(7)). User namespaces (3.8), the pids controller (4.3)
+/// and ambient capabilities (4.3) are older.
+const MIN_KERNEL: (u32, u32) = (4, 6);
+const MIN_KERNEL_FEATURE: &str = "CLONE_NEWCGROUP (cgroup namespaces)";
+
+/// Inside uids 0..2000 map to 10000..12000 on the host (contained.c's map).
+const USERNS_OFFSET: u32 = 10000;
+const USERNS_COUNT: u32 = 2000;
+
+fn check_host(args: &Args) -> Result<()> {
+    let euid = Uid::effective();
+    if !euid.is_root() {
+        let what = format!(
+            "toybox needs root to create namespaces and cgroups (running as uid {euid}); try sudo"
+        );
+        return Err(fail("checks", what, EXIT_TOYBOX_FAILED));
+    }
+    check_kernel()?;
+    if args.uid >= USERNS_COUNT {
+        let what = format!("uid {} is outside the mapped range 0..{USERNS_COUNT}", args.uid);
+        return Err(fail("checks", what, EXIT_TOYBOX_FAILED));
+    }
+    let rootfs = &args.mount;
+    let meta = fs::metadata(rootfs).stage("checks", format!("rootfs {}", rootfs.display()))?;
+    if !meta.is_dir() {
+        let what = format!("rootfs {} is not a directory", rootfs.display());
+        return Err(fail("checks", what, EXIT_TOYBOX_FAILED));
+    }
+    let resolved =
+        fs::canonicalize(rootfs).stage("checks", format!("resolve {}", rootfs.display()))?;
+    if resolved == Path::new("/") {
+        return Err(fail("checks", "rootfs is /: that is the host, not a container", 125));
+    }
+    check_env_and_workdir(args)?;
+    if !args.command[0].contains('/') {
+        return check_command_in_path(&resolved, &args.command[0], search_path(&args.env));
+    }
+    check_command(&resolved, &args.command[0])
+}
+
+fn check_kernel() -> Result<()> {
+    let uts = nix::sys::utsname::uname().stage("checks", "uname")?;
+    let machine = uts.machine().to_string_lossy();
+    // The seccomp filter names x86_64 syscalls; other ABIs are refused by it.
+    if machine != "x86_64" {
+        let what = format!("architecture {machine} is not supported (toybox runs on x86_64)");
+        return Err(fail("checks", what, EXIT_TOYBOX_FAILED));
+    }
+    let release = uts.release().to_string_lossy();
+    if kernel_version(&release) < MIN_KERNEL {
+        let (major, minor) = MIN_KERNEL;
+        let what = format!(
+            "kernel {release} is too old: toybox needs {major}.{minor}+ for {MIN_KERNEL_FEATURE}"
+        );
+        return Err(fail("checks", what, EXIT_TOYBOX_FAILED));
+    }
+    Ok(())
+}
+
+/// "6.1.0-18-amd64" -> (6, 1).
+fn kernel_version(release: &str) -> (u32, u32) {
+    let mut numbers = release.split(|c: char| !c.is_ascii_digit()).map(|n| n.parse().unwrap_or(0));
+    (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0))
+}
+
+/// An early, friendly answer; execve inside the container has the last word.
+/// The path is looked up without following links, since an absolute link in
+/// the rootfs points into the container, not the host.
+fn check_command(rootfs: &Path, command: &str) -> Result<()> {
+    let inside = rootfs.join(command.trim_start_matches('/'));
+    let Ok(meta) = fs::symlink_metadata(&inside) else {
+        let what = format!("command {command} not found in {}", rootfs.display());
+        return Err(fail("checks", what, EXIT_NOT_FOUND));
+    };
+    let executable =
+        meta.is_symlink() || (meta.is_file() && meta.permissions().mode() & 0o111 != 0);
+    if !executable {
+        let what = format!("command {command} in {} is not an executable file", rootfs.display());
+        return Err(fail("checks", what, EXIT_CANNOT_EXECUTE));
+    }
+    Ok(())
+}
+
+/// A name without a slash is looked up in the container's PATH, inside the
+/// rootfs, the way the shell and execvp(3) look it up.
+fn check_command_in_path(rootfs: &Path, name: &str, path: &str) -> Result<()> {
+    for dir in path.split(':').filter(|dir| dir.starts_with('/')) {
+        let candidate = format!("{}/{name}", dir.trim_end_matches('/'));
+        if fs::symlink_metadata(rootfs.join(&candidate[1..])).is_ok() {
+            return check_command(rootfs, &candidate);
+        }
+    }
+    let what = format!("command {name} not found in PATH {path} in {}", rootfs.display());
+    Err(fail("checks", what, EXIT_NOT_FOUND))
+}
+
+fn check_env_and_workdir(args: &Args) -> Result<()> {
+    if let Some(entry) = args.env.iter().find(|e| e.is_empty() || e.starts_with('=')) {
+        let what = format!("-e {entry:?}: want KEY=VALUE or KEY");
+        return Err(fail("checks", what, EXIT_TOYBOX_FAILED));
+    }
+    if let Some(dir) = args.workdir.as_ref().filter(|dir| !dir.is_absolute()) {
+        let what = format!("-w {}: the working directory must be an absolute path", dir.display());
+        return Err(fail("checks", what, EXIT_TOYBOX_FAILED));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Stage 3: a random, readable hostname; it names the container.
+// ---------------------------------------------------------------------------
+
+const ADJECTIVES: &[&str] = &[
+    "brave", "calm", "eager", "fancy", "gentle", "happy", "jolly", "kind", "lively", "merry",
+    "nimble", "proud", "quiet", "rapid", "shy", "tidy", "vivid", "witty", "young", "zesty",
+];
+const NOUNS: &[&str] = &[
+    "otter", "falcon", "badger", "heron", "lynx", "marten", "newt", "panda", "quokka", "raven",
+    "salmon", "tapir", "urchin", "viper", "walrus", "yak", "zebra", "bison", "crane", "dingo",
+];
+
+/// `adjective-noun-xxxxxx`: 400 word pairs times 2^24 hex suffixes makes two
+/// equal names among 32 simultaneous starts about a one-in-a-billion event.
+/// The suffix comes from `rand` (seeded by the OS), never from the clock.
+fn random_hostname() -> String {
+    let adjective = ADJECTIVES[rand::random_range(0..ADJECTIVES.len())];
+    let noun = NOUNS[rand::random_range(0..NOUNS.len())];
+    let suffix: u32 = rand::random_range(0..1 << 24);
+    format!("{adjective}-{noun}-{suffix:06x}")
+}
+
+// ---------------------------------------------------------------------------
+// Stage 4: a socketpair for the user-namespace handshake.
+// ---------------------------------------------------------------------------
+
+/// SOCK_SEQPACKET keeps each message whole; close-on-exec keeps the
+/// container's command from inheriting the child's end (socketpair(2)).
+fn create_socketpair() -> Result<(OwnedFd, OwnedFd)> {
+    let flags = SockFlag::SOCK_CLOEXEC;
+    socketpair(AddressFamily::Unix, SockType::SeqPacket, None, flags)
+        .stage("socketpair", "socketpair(AF_UNIX, SOCK_SEQPACKET)")
+}
+
+// ---------------------------------------------------------------------------
+// Stage 5: cgroups and rlimits, in the parent before clone, so that the child
+// is born limited.
+// ---------------------------------------------------------------------------
+
+const GIB: &str = "1073741824";
+
+/// contained.c's table, cgroup v1 file names. The memsw line makes swap count
+/// toward the 1 GiB (memory+swap), so swap cannot stretch the limit.
+/// `optional` marks files a kernel may lack: memsw without swap accounting,
+/// blkio.weight without CFQ (gone in 5.0), blkio.bfq.weight without BFQ.
+/// Each I/O scheduler reads its own weight, so both are written where both
+/// exist, each a tenth of its default: CFQ's 50 of 500 (contained.c's), and
+/// BFQ's 10 of 100 (Documentation/block/bfq-iosched.rst; range 1..1000).
+/// contained.c's third memory line,
+/// memory.kmem.limit_in_bytes, is left out: since Linux 4.6 every v1 group
+/// charges kernel memory to memory.limit_in_bytes as well, and since 5.16
+/// ("memcg, kmem: further deprecate kmem.limit_in_bytes") no kernel enforces
+/// a kmem limit: a write fails with EOPNOTSUPP, or on later kernels is
+/// accepted and ignored (Documentation/admin-guide/cgroup-v1/memory.rst).
+const CGROUP_V1_SETTINGS: &[CgroupSetting] = &[
+    required("memory", "memory.limit_in_bytes", GIB),
+    optional("memory", "memory.memsw.limit_in_bytes", GIB),
+    required("cpu", "cpu.shares", "256"),
+    required("pids", "pids.max", "64"),
+    optional("blkio", "blkio.weight", "50"),
+    optional("blkio", "blkio.bfq.weight", "10"),
+    // Only the devices /dev has (DEVICES below), and the ptys of the new
+    // devpts: ptmx and the pts majors' first (devices(7)). `m` lets toybox
+    // mknod the six nodes; the child is in this group when mount_dev runs.
+    required("devices", "devices.deny", "a"),
+    required("devices", "devices.allow", "c 1:3 rwm"),
+    required("devices", "devices.allow", "c 1:5 rwm"),
+    required("devices", "devices.allow", "c 1:7 rwm"),
+    required("devices", "devices.allow", "c 1:8 rwm"),
+    required("devices", "devices.allow", "c 1:9 rwm"),
+    required("devices", "devices.allow", "c 5:0 rwm"),
+    required("devices", "devices.allow", "c 5:2 rw"),
+    required("devices", "devices.allow", "c 136:* rw"),
+];
+
+pub(crate) struct CgroupSetting {
+    controller: &'static str,
+    file: &'static str,
+    value: &'static str,
+    required: bool,
+}
+
+pub(crate) const fn required(
+    controller: &'static str,
+    file: &'static str,
+    value: &'static str,
+) -> CgroupSetting {
+    CgroupSetting { controller, file, value, required: true }
+}
+
+pub(crate) const fn optional(
+    controller: &'static str,
+    file: &'static str,
+    value: &'static str,
+) -> CgroupSetting {
+    CgroupSetting { controller, file, value, required: false }
+}
+
+/// A devices.allow row of the table as numbers, for v2's BPF program:
+/// a character device's major, its minor (None for `*`), and the access
+/// allowed (mknod 1, read 2, write 4).
+pub(crate) struct DeviceRule {
+    pub major: u32,
+    pub minor: Option<u32>,
+    pub access: u32,
+}
+
+pub(crate) fn device_rules() -> Vec<DeviceRule> {
+    let rows = CGROUP_V1_SETTINGS.iter().filter(|s| s.file == "devices.allow");
+    rows.filter_map(|row| {
+        let (numbers, letters) = row.value.strip_prefix("c ")?.split_once(' ')?;
+        let (major, minor) = numbers.split_once(':')?;
+        let bit = |letter, bit| if letters.contains(letter) { bit } else { 0 };
+        Some(DeviceRule {
+            major: major.parse().ok()?,
+            minor: minor.parse().ok(),
+            access: bit('m', 1) | bit('r', 2) | bit('w', 4),
+        })
+    })
+    .collect()
+}
+
+/// The groups toybox made; dropping this removes them.
+enum Cgroups {
+    #[allow(dead_code)] // held for its Drop
+    V1(CgroupsV1),
+    V2(cgroup_v2::Group),
+}
+
+impl Cgroups {
+    /// The directories made, for the container's record: should toybox be
+    /// killed outright, whoever finds the record stale removes them.
+    fn dirs(&self) -> Vec<PathBuf> {
+        match self {
+            Cgroups::V1(v1) => v1.groups.iter().map(|group| group.made.clone()).collect(),
+            Cgroups::V2(group) => vec![group.path.clone()],
+        }
+    }
+}
+
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+/// Every container's groups are made in this one parent group, at the top of
+/// each hierarchy (as docker's cgroupfs driver makes `docker/`): one place to
+/// find them. The parent stays when the containers are gone.
+/// In v2 it is also the one place whose controllers toybox enables.
+const CGROUP_PARENT: &str = "toybox";
+
+/// mkdir the parent group, which another toybox may be making at this moment.
+fn make_parent_group(parent: &Path) -> Result<()> {
+    match fs::create_dir(parent) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
+            Err(e).stage("cgroups", format!("mkdir {}", parent.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A pure cgroup v2 host mounts the unified hierarchy itself at
+/// /sys/fs/cgroup; v1 and hybrid hosts (like systemd's "hybrid" mode, with
+/// cgroup2 at /sys/fs/cgroup/unified) keep the v1 controllers there.
+fn create_cgroups(name: &str) -> Result<Cgroups> {
+    if Path::new(CGROUP_ROOT).join("cgroup.controllers").exists() {
+        return cgroup_v2::create(name).map(Cgroups::V2);
+    }
+    create_cgroups_v1(name).map(Cgroups::V1)
+}
+
+/// The v1 groups toybox made, one per controller.
+struct CgroupsV1 {
+    groups: Vec<V1Group>,
+}
+
+struct V1Group {
+    controller: &'static str,
+    /// The group toybox was in, to move back to before rmdir.
+    from: PathBuf,
+    made: PathBuf,
+}
+
+/// contained.c's way for cgroup v1: make a group per controller (in the
+/// `toybox` parent at the top of its hierarchy), write the limits, then move
+/// toybox itself in, so the child it clones starts inside. A v1 controller
+/// that is not mounted gets one warning and no limit.
+fn create_cgroups_v1(name: &str) -> Result<CgroupsV1> {
+    let current =
+        read_kernel_file("/proc/self/cgroup").stage("cgroups", "read /proc/self/cgroup")?;
+    let mut cgroups = CgroupsV1 { groups: Vec::new() };
+    let mut missing = Vec::new();
+    for setting in CGROUP_V1_SETTINGS {
+        let controller = setting.controller;
+        let made = cgroups.groups.iter().position(|g| g.controller == controller);
+        let at = match made {
+            Some(at) => at,
+            None if missing.contains(&controller) => continue,
+            None => {
+                let Some(from) = v1_current_group(&current, controller) else {
+                    if setting.required {
+                        missing.push(controller);
+                    }
+                    continue;
+                };
+                let parent = Path::new(CGROUP_ROOT).join(controller).join(CGROUP_PARENT);
+                make_parent_group(&parent)?;
+                let made = parent.join(name);
+                fs::create_dir(&made).stage("cgroups", format!("mkdir {}", made.display()))?;
+                cgroups.groups.push(V1Group { controller, from, made });
+                cgroups.groups.len() - 1
+            }
+        };
+        write_setting(&cgroups.groups[at].made, setting)?;
+    }
+    warn_unlimited("v1", &missing);
+    // `tasks`, not `cgroup.procs`: "0" written to `tasks` moves only the
+    // calling thread, and toybox has one here (cgroups(7)). A write to
+    // cgroup.procs moves a whole thread group under a global lock taken for
+    // writing (cgroup_threadgroup_rwsem, kernel/cgroup/cgroup.c), which
+    // first waits for an RCU grace period: some milliseconds per start.
+    for group in &cgroups.groups {
+        let tasks = group.made.join("tasks");
+        fs::write(&tasks, "0").stage("cgroups", format!("write {}", tasks.display()))?;
+    }
+    Ok(cgroups)
+}
+
+/// /proc and cgroup files report a size of 0, so fs::read_to_string stats
+/// them, then reads in small growing chunks, and the kernel renders the whole
+/// file for each one. Reads into a page-sized buffer take them in one read
+/// (and one more to see the end).
+pub(crate) fn read_kernel_file(path: impl AsRef<Path>) -> io::Result<String> {
+    let mut file = fs::File::open(path)?;
+    let mut bytes = vec![0; 4096];
+    let mut len = 0;
+    loop {
+        match file.read(&mut bytes[len..])? {
+            0 => break,
+            n => len += n,
+        }
+        if len == bytes.len() {
+            bytes.resize(2 * len, 0);
+        }
+    }
+    bytes.truncate(len);
+    String::from_utf8(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// Write one limit; an optional file the kernel does not have is skipped.
+fn write_setting(group: &Path, setting: &CgroupSetting) -> Result<()> {
+    let file = group.join(setting.file);
+    if !setting.required && !file.exists() {
+        return Ok(());
+    }
+    fs::write(&file, setting.value).stage("cgroups", format!("write {}", file.display()))
+}
+
+fn warn_unlimited(version: &str, missing: &[&str]) {
+    if !missing.is_empty() {
+        let missing = missing.join(", ");
+        eprintln!(
+            "toybox: cgroups: no cgroup {version} controller {missing} under {CGROUP_ROOT}; \
+             continuing without those limits"
+        );
+    }
+}
+
+/// Where toybox sits in a v1 hierarchy, from a `/proc/self/cgroup` line such
+/// as `4:memory:/user.slice` (cgroups(7)); None when it is not mounted.
+fn v1_current_group(proc_self_cgroup: &str, controller: &str) -> Option<PathBuf> {
+    let mount = Path::new(CGROUP_ROOT).join(controller);
+    for line in proc_self_cgroup.lines() {
+        let mut fields = line.splitn(3, ':');
+        let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
+        if controllers.split(',').any(|c| c == controller) && mount.join("cgroup.procs").exists() {
+            return Some(mount.join(path.trim_start_matches('/')));
+        }
+    }
+    None
+}
+
+impl Drop for CgroupsV1 {
+    /// A v1 group can only be removed once it has no tasks: move toybox back
+    /// to where it was, then rmdir. By now the container has been reaped.
+    /// Threads toybox started since it joined (the terminal relay's) are in
+    /// the group too: each goes back by its id, and only then does toybox
+    /// itself, by "0" (see create_cgroups_v1: only a tid takes the lock).
+    fn drop(&mut self) {
+        let threads = other_threads();
+        for group in self.groups.iter().rev() {
+            let tasks = group.from.join("tasks");
+            for tid in threads.iter().map(String::as_str).chain(["0"]) {
+                match fs::write(&tasks, tid) {
+                    Err(e) if tid == "0" || e.raw_os_error() != Some(libc::ESRCH) => {
+                        eprintln!("toybox: cleanup: write {}: {}", tasks.display(), e.describe())
+                    }
+                    _ => {} // moved, or a thread that has exited since
+                }
+            }
+            if let Err(e) = fs::remove_dir(&group.made) {
+                eprintln!("toybox: cleanup: rmdir {}: {}", group.made.display(), e.describe());
+            }
+        }
+    }
+}
+
+/// The ids of toybox's threads other than the calling one (proc(5),
+/// /proc/self/task).
+fn other_threads() -> Vec<String> {
+    let own = nix::unistd::gettid().to_string();
+    let tasks = fs::read_dir("/proc/self/task").into_iter().flatten().flatten();
+    tasks.map(|t| t.file_name().to_string_lossy().into_owned()).filter(|t| *t != own).collect()
+}
+
+/// rlimits are per process and inherited across clone and execve, so they
+/// must be set before clone (setrlimit(2)). 64 open files, as contained.c.
+fn set_rlimits() -> Result<()> {
+    setrlimit(Resource::RLIMIT_NOFILE, 64, 64).stage("rlimits", "setrlimit(RLIMIT_NOFILE, 64)")
+}
+
+// ---------------------------------------------------------------------------
+// Stage 6: clone into new namespaces.
+// ---------------------------------------------------------------------------
+
+/// The signals toybox forwards, blocked so they queue for `wait_for_child`
+/// instead of killing toybox before it can clean up; SIGCHLD is blocked too so
+/// the child's exit arrives through the same sigwait.
+struct Signals {
+    forwarded: SigSet,
+    original: SigSet,
+}
+
+const FORWARDED_SIGNALS: [Signal; 3] = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP];
+
+fn block_signals() -> Result<Signals> {
+    let mut forwarded = SigSet::empty();
+    for signal in FORWARDED_SIGNALS.into_iter().chain([Signal::SIGCHLD]) {
+        forwarded.add(signal);
+    }
+    let mut original = SigSet::empty();
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&forwarded), Some(&mut original))
+        .stage("signals", "sigprocmask(SIG_BLOCK)")?;
+    Ok(Signals { forwarded, original })
+}
+
+/// The container's first process, killed and reaped on drop unless it has
+/// already been waited for, so no error path leaves it running.
+struct Container {
+    pid: Pid,
+    reaped: bool,
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        if !self.reaped {
+            let _ = kill(self.pid, Signal::SIGKILL);
+            let _ = waitpid(self.pid, None);
+        }
+    }
+}
+
+/// contained.c's flags. CLONE_NEWUSER is not among them: the child unshares
+/// it later, after its mounts, which need the host user namespace's privilege.
+fn namespace_flags() -> CloneFlags {
+    CloneFlags::CLONE_NEWNS
+        | CloneFlags::CLONE_NEWCGROUP
+        | CloneFlags::CLONE_NEWPID
+        | CloneFlags::CLONE_NEWIPC
+        | CloneFlags::CLONE_NEWNET
+        | CloneFlags::CLONE_NEWUTS
+}
+
+const STACK_SIZE: usize = 1024 * 1024;
+
+fn clone_child(
+    args: &Args,
+    hostname: &str,
+    sock: &OwnedFd,
+    signals: &Signals,
+    cgroups: &mut Cgroups,
+    progress: Progress,
+) -> Result<Container> {
+    let child = || run_child(args, hostname, sock, &signals.original, progress);
+    if let Cgroups::V2(group) = cgroups
+        && let Some(fd) = group.fd()
+    {
+        match clone3_into_cgroup(fd) {
+            Ok(Some(pid)) => return Ok(Container { pid, reaped: false }),
+            // SAFETY: _exit(2) ends the child without running the parent's cleanup.
+            Ok(None) => unsafe { libc::_exit(child() as i32) },
+            // Before Linux 5.7, or under a filter that refuses clone3.
+            Err(Errno::ENOSYS | Errno::EPERM | Errno::EINVAL) => group.join()?,
+            Err(e) => return Err(e).stage("clone", "clone3(CLONE_INTO_CGROUP)"),
+        }
+    }
+    let mut stack = vec![0u8; STACK_SIZE];
+    // SAFETY: without CLONE_VM the child gets its own copy of memory, as with
+    // fork(2); it only runs `run_child` and then execs or exits.
+    let pid = unsafe {
+        clone(Box::new(child), &mut stack, namespace_flags(), Some(Signal::SIGCHLD as i32))
+    }
+    .stage("clone", format!("clone({:?})", namespace_flags()))?;
+    Ok(Container { pid, reaped: false })
+}
+
+/// clone3(2) with CLONE_INTO_CGROUP (Linux 5.7) starts the child inside its
+/// cgroup v2 group: it never runs outside it, and toybox never joins it.
+/// Used like fork (no new stack, no CLONE_VM), it returns twice: the child's
+/// pid in the parent, None in the child.
+fn clone3_into_cgroup(cgroup: BorrowedFd) -> std::result::Result<Option<Pid>, Errno> {
+    const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+    #[repr(C)]
+    #[derive(Default)]
+    struct CloneArgs {
+        flags: u64,
+        pidfd: u64,
+        child_tid: u64,
+        parent_tid: u64,
+        exit_signal: u64,
+        stack: u64,
+        stack_size: u64,
+        tls: u64,
+        set_tid: u64,
+        set_tid_size: u64,
+        cgroup: u64,
+    }
+    let clone_args = CloneArgs {
+        flags: namespace_flags().bits() as u64 | CLONE_INTO_CGROUP,
+        exit_signal: Signal::SIGCHLD as u64,
+        cgroup: cgroup.as_raw_fd() as u64,
+        ..Default::default()
+    };
+    let size = std::mem::size_of::<CloneArgs>();
+    // SAFETY: clone_args is a valid struct clone_args of `size` bytes; without
+    // CLONE_VM the child runs on a copy of this stack, as after fork(2).
+    let rc = unsafe { libc::syscall(libc::SYS_clone3, &clone_args as *const CloneArgs, size) };
+    match rc {
+        -1 => Err(Errno::last()),
+        0 => Ok(None),
+        pid => Ok(Some(Pid::from_raw(pid as i32))),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Stage 7: the child. Each step narrows what the command can do; the last
+// one replaces this program with it.
+// ---------------------------------------------------------------------------
+
+fn run_child(
+    args: &Args,
+    hostname: &str,
+    sock: &OwnedFd,
+    mask: &SigSet,
+    progress: Progress,
+) -> isize {
+    let result = child_stages(args, hostname, sock, mask, progress);
+    let error = match result {
+        Ok(never) => match never {},
+        Err(error) => error,
+    };
+    let _ = io::stderr().write_all(format!("toybox: {error}\n").as_bytes());
+    error.exit_code as isize
+}
+
+fn child_stages(
+    args: &Args,
+    hostname: &str,
+    sock: &OwnedFd,
+    mask: &SigSet,
+    progress: Progress,
+) -> Result<std::convert::Infallible> {
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(mask), None)
+        .stage("signals", "restore signal mask")?;
+    close_inherited_fds(Some(sock.as_raw_fd()))?;
+    progress.stage("hostname", || set_hostname(hostname))?;
+    progress.stage("mounts", || setup_mounts(&args.mount))?;
+    progress.stage("dev", || mount_dev(progress))?;
+    progress.stage("proc", || mount_proc_and_sys(progress))?;
+    progress.stage("user namespace", || enter_user_namespace(sock, args.uid))?;
+    die_with_parent(sock)?;
+    // After the uid switch, so the pty belongs to the container's user.
+    if terminal::wanted() {
+        progress.stage("terminal", || terminal::attach_child(sock))?;
+    }
+    progress.stage("capabilities", drop_capabilities)?;
+    progress.stage("seccomp", load_seccomp_filter)?;
+    if let Some(dir) = &args.workdir {
+        chdir(dir).stage("workdir", format!("chdir {}", dir.display()))?;
+    }
+    let env = container_env(args.uid, hostname, &args.env);
+    if args.init {
+        progress.note("init");
+        return run_init(&args.command, &env);
+    }
+    progress.note("execve");
+    exec_command(&args.command, &env)
+}
+
+/// A descriptor toybox inherited without close-on-exec would pass into the
+/// container past every wall built around it: a directory the caller had
+/// open leads back to the host's filesystem as /proc/self/fd/N/.. (the hole
+/// of runc's CVE-2024-21626; contained.c has it too). So the child closes everything above 2 but `keep` (its end of
+/// the socketpair, itself close-on-exec), and the command starts with 0, 1
+/// and 2 only. close_range(2) arrived in Linux 5.9; before it,
+/// /proc/self/fd lists what is open.
+pub(crate) fn close_inherited_fds(keep: Option<RawFd>) -> Result<()> {
+    let ranges = match keep.filter(|&fd| fd > 2).map(|fd| fd as u32) {
+        Some(fd) => vec![(3, fd - 1), (fd + 1, u32::MAX)],
+        None => vec![(3, u32::MAX)],
+    };
+    for (first, last) in ranges.into_iter().filter(|(first, last)| first <= last) {
+        // SAFETY: close_range takes numbers and touches no memory; the
+        // child holds no Rust object for what it closes but `keep`.
+        if unsafe { libc::syscall(libc::SYS_close_range, first, last, 0) } != 0 {
+            match Errno::last() {
+                Errno::ENOSYS => return close_listed_fds(keep),
+                errno => return Err(errno).stage("fds", format!("close_range({first}, {last})")),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Before Linux 5.9: close what /proc/self/fd lists. The listing's own
+/// descriptor is among them, already closed: its EBADF is ignored.
+fn close_listed_fds(keep: Option<RawFd>) -> Result<()> {
+    let listing = fs::read_dir("/proc/self/fd").stage("fds", "read /proc/self/fd")?;
+    let fds: Vec<RawFd> =
+        listing.flatten().filter_map(|entry| entry.file_name().to_str()?.parse().ok()).collect();
+    for fd in fds.into_iter().filter(|&fd| fd > 2 && Some(fd) != keep) {
+        // SAFETY: as above; fd is a number from the kernel's own list.
+        unsafe { libc::close(fd) };
+    }
+    Ok(())
+}
+
+/// If toybox is killed outright (SIGKILL), the container goes with it
+/// (PR_SET_PDEATHSIG, prctl(2)).
+/// Set after the uid change, which clears it.
+/// Should toybox have died already, its end of the socket reads as EOF.
+pub(crate) fn die_with_parent(sock: &OwnedFd) -> Result<()> {
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).stage("clone", "prctl(PR_SET_PDEATHSIG)")?;
+    let mut byte = [0u8];
+    match recv(sock.as_raw_fd(), &mut byte, MsgFlags::MSG_DONTWAIT) {
+        Err(Errno::EAGAIN) => Ok(()),
+        _ => Err(fail("clone", "toybox exited before the container started", 125)),
+    }
+}
+
+/// Only this UTS namespace sees the new name (uts_namespaces(7)).
+fn set_hostname(hostname: &str) -> Result<()> {
+    sethostname(hostname).stage("hostname", format!("sethostname({hostname})"))
+}
+
+/// Make every mount private so nothing propagates back to the host, bind the
+/// rootfs onto itself (pivot_root needs a mount point), and swap roots.
+/// pivot_root(".", ".") stacks the old root on top of the new one; unmounting
+/// "." then detaches it (pivot_root(2), NOTES). Unlike contained.c this needs
+/// no temporary directory, so nothing is left on the host or in the rootfs.
+fn setup_mounts(rootfs: &Path) -> Result<()> {
+    let none: Option<&str> = None;
+    mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none)
+        .stage("mounts", "mount / MS_REC|MS_PRIVATE")?;
+    mount(Some(rootfs), rootfs, none, MsFlags::MS_BIND | MsFlags::MS_REC, none)
+        .stage("mounts", format!("bind mount {}", rootfs.display()))?;
+    remount_nodev(rootfs)?;
+    chdir(rootfs).stage("mounts", format!("chdir {}", rootfs.display()))?;
+    pivot_root(".", ".").stage("mounts", format!("pivot_root({}, .)", rootfs.display()))?;
+    umount2(".", MntFlags::MNT_DETACH).stage("mounts", "umount2(old root, MNT_DETACH)")?;
+    chdir("/").stage("mounts", "chdir /")
+}
+
+/// A device node in the rootfs (a `docker export`, an unpacked image, a
+/// hostile tarball) would open inside like the host's own: a block node of
+/// the host's disk is the disk. Remounted nodev, the rootfs holds none that
+/// works; the container's devices are the fresh /dev's. A bind remount sets
+/// every per-mount flag at once, so the source's (ro, nosuid, noexec, atime)
+/// are read back with statvfs(3) and kept: none is relaxed (mount(2)).
+fn remount_nodev(rootfs: &Path) -> Result<()> {
+    let what = format!("statvfs {}", rootfs.display());
+    let source = statvfs(rootfs).stage("mounts", what)?.flags();
+    let kept = [
+        (FsFlags::ST_RDONLY, MsFlags::MS_RDONLY),
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+    ];
+    let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_NODEV;
+    for (has, flag) in kept {
+        if source.contains(has) {
+            flags |= flag;
+        }
+    }
+    let none: Option<&str> = None;
+    mount(none, rootfs, none, flags, none)
+        .stage("mounts", format!("remount {} nodev", rootfs.display()))
+}
+
+/// The devices every program expects, as `docker run` gives them:
+/// (name, major, minor) of character devices (devices(7)).
+const DEVICES: &[(&str, u64, u64)] = &[
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+];
+
+/// (link, target): the pty multiplexer of the new devpts, and the fd links.
+const DEV_LINKS: &[(&str, &str)] = &[
+    ("/dev/ptmx", "pts/ptmx"),
+    ("/dev/fd", "/proc/self/fd"),
+    ("/dev/stdin", "/proc/self/fd/0"),
+    ("/dev/stdout", "/proc/self/fd/1"),
+    ("/dev/stderr", "/proc/self/fd/2"),
+];
+
+/// A fresh /dev on a small tmpfs: nothing of the host's /dev comes along.
+/// The nodes are made with mknod, which needs CAP_MKNOD in the initial user
+/// namespace, so this runs before the child enters its own. devpts is a new
+/// instance with its own ptmx: the host's terminals are not in it
+/// (devpts(5)). /dev/shm is a tmpfs of its own for POSIX shared memory.
+fn mount_dev(progress: Progress) -> Result<()> {
+    let nosuid_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
+    make_mount_point("/dev", progress)?;
+    mount_fs("tmpfs", "/dev", nosuid_noexec, "mode=755,size=64k")?;
+    for &(name, major, minor) in DEVICES {
+        let path = format!("/dev/{name}");
+        let mode = Mode::from_bits_truncate(0o666);
+        mknod(path.as_str(), SFlag::S_IFCHR, mode, makedev(major, minor))
+            .stage("dev", format!("mknod {path}"))?;
+        chmod(&path, 0o666)?; // mknod(2) applies the umask
+    }
+    for (dir, mode) in [("/dev/pts", 0o755), ("/dev/shm", 0o1777)] {
+        fs::create_dir(dir).stage("dev", format!("mkdir {dir}"))?;
+        chmod(dir, mode)?;
+    }
+    mount_fs("devpts", "/dev/pts", nosuid_noexec, "newinstance,ptmxmode=0666,mode=0620")?;
+    mount_fs("tmpfs", "/dev/shm", nosuid_noexec | MsFlags::MS_NODEV, "mode=1777,size=64m")?;
+    for &(link, target) in DEV_LINKS {
+        std::os::unix::fs::symlink(target, link).stage("dev", format!("symlink {link}"))?;
+    }
+    Ok(())
+}
+
+fn chmod(path: &str, mode: u32) -> Result<()> {
+    let permissions = fs::Permissions::from_mode(mode);
+    fs::set_permissions(path, permissions).stage("dev", format!("chmod {mode:o} {path}"))
+}
+
+/// Many unpacked images and hand-made rootfs have no /dev, /proc or /sys.
+/// As runc does, toybox makes the missing mount point, in the rootfs: after
+/// pivot_root "/" is the rootfs, so the path cannot lead out of it. Anything
+/// else already there, a symlink included, is refused rather than followed.
+fn make_mount_point(path: &str, progress: Progress) -> Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => Err(fail("mounts", format!("{path} in the rootfs is not a directory"), 125)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::DirBuilder::new()
+                .mode(0o755)
+                .create(path)
+                .stage("mounts", format!("mkdir {path}"))?;
+            progress.note(&format!("mkdir {path}: the rootfs had no mount point there"));
+            Ok(())
+        }
+        Err(e) => Err(e).stage("mounts", format!("stat {path}")),
+    }
+}
+
+/// mount(2) a filesystem that has no source device.
+fn mount_fs(fstype: &str, target: &str, flags: MsFlags, data: &str) -> Result<()> {
+    mount(Some(fstype), target, Some(fstype), flags, Some(data))
+        .stage("mounts", format!("mount {fstype} on {target}"))
+}
+
+/// What docker hides in /proc and /sys: these reach the host's kernel, not
+/// the container (kernel memory, keyrings, timers, firmware). powercap's
+/// energy counters and the per-CPU interrupt counts are side channels into
+/// the host's work (PLATYPUS; moby's thermal-interrupt advisory, 2025). A
+/// directory gets an empty read-only tmpfs over it, a file /dev/null.
+const MASKED_PATHS: &[&str] = &[
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/devices/virtual/powercap",
+    "/sys/firmware",
+];
+
+/// What runc makes read-only: kernel settings for the whole machine, and
+/// sysrq-trigger, which can reboot or crash the host.
+const READ_ONLY_PATHS: &[&str] =
+    &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+
+/// A proc of the container's own PID namespace, so `ps` and `top` show only
+/// its processes (proc(5), pid_namespaces(7)). /sys is mounted read-only, as
+/// docker does: tools expect it, the container's own network devices show
+/// there, and nothing in it can be changed. The container's root cannot
+/// unmount the masks: after it enters its user namespace it has no
+/// privilege over this mount namespace (mount_namespaces(7)).
+fn mount_proc_and_sys(progress: Progress) -> Result<()> {
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    make_mount_point("/proc", progress)?;
+    make_mount_point("/sys", progress)?;
+    mount_fs("proc", "/proc", flags, "")?;
+    mount_fs("sysfs", "/sys", flags | MsFlags::MS_RDONLY, "")?;
+    for &path in MASKED_PATHS {
+        match fs::metadata(path) {
+            Ok(meta) if meta.is_dir() => mount_fs("tmpfs", path, MsFlags::MS_RDONLY, "size=0")?,
+            Ok(_) => mount(Some("/dev/null"), path, none(), MsFlags::MS_BIND, none())
+                .stage("proc", format!("mask {path}"))?,
+            Err(_) => continue, // this kernel has no such file
+        }
+    }
+    for &path in READ_ONLY_PATHS {
+        if !Path::new(path).exists() {
+            continue;
+        }
+        mount(Some(path), path, none(), MsFlags::MS_BIND | MsFlags::MS_REC, none())
+            .stage("proc", format!("bind {path}"))?;
+        let read_only = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | flags;
+        mount(none(), path, none(), read_only, none())
+            .stage("proc", format!("remount {path} read-only"))?;
+    }
+    Ok(())
+}
+
+fn none() -> Option<&'static str> {
+    None
+}
+
+/// The handshake (user_namespaces(7)): only a process outside the new user
+/// namespace may write its uid_map, so the child unshares, tells the parent,
+/// and waits for the parent's answer before switching to the requested uid.
+/// As in contained.c, a kernel without user namespaces gets one line and the
+/// container goes on without one.
+fn enter_user_namespace(sock: &OwnedFd, uid: u32) -> Result<()> {
+    let has_userns = match unshare(CloneFlags::CLONE_NEWUSER) {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!(
+                "toybox: user namespace: unshare(CLONE_NEWUSER): {}; continuing without",
+                e.desc()
+            );
+            false
+        }
+    };
+    write(sock, &[has_userns as u8]).stage("user namespace", "write to parent")?;
+    let mut answer = [1u8];
+    let n = read(sock, &mut answer).stage("user namespace", "read from parent")?;
+    if n != 1 || answer[0] != 0 {
+        return Err(fail("user namespace", "the parent could not write the uid/gid maps", 125));
+    }
+    switch_user(uid)
+}
+
+/// Become `uid` (and the group of the same number) inside the namespace.
+fn switch_user(uid: u32) -> Result<()> {
+    let (uid, gid) = (Uid::from_raw(uid), Gid::from_raw(uid));
+    setgroups(&[gid]).stage("user namespace", format!("setgroups([{gid}])"))?;
+    setresgid(gid, gid, gid).stage("user namespace", format!("setresgid({gid})"))?;
+    setresuid(uid, uid, uid).stage("user namespace", format!("setresuid({uid})"))
+}
+
+// ---------------------------------------------------------------------------
+// Stage 8 (parent): answer the handshake with the uid/gid maps.
+// ---------------------------------------------------------------------------
+
+fn handle_child_uid_map(pid: Pid, sock: &OwnedFd) -> Result<()> {
+    let mut has_userns = [0u8];
+    let n = read(sock, &mut has_userns).stage("uid map", "read from child")?;
+    if n != 1 {
+        // The child failed before the handshake and said why; its exit status tells.
+        return Ok(());
+    }
+    if has_userns[0] == 1 {
+        let map = format!("0 {USERNS_OFFSET} {USERNS_COUNT}\n");
+        for file in ["uid_map", "gid_map"] {
+            let path = format!("/proc/{pid}/{file}");
+            fs::write(&path, &map).stage("uid map", format!("write {path}"))?;
+        }
+    }
+    write(sock, &[0]).stage("uid map", "write to child")?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Stage 7, continued: the last steps, then execve.
+// ---------------------------------------------------------------------------
+
+/// What root inside the container keeps: the capabilities contained.c
+/// deliberately left alone. Everything else goes: drop_capabilities probes
+/// numbers until the kernel answers EINVAL, so capabilities newer than this
+/// list (CAP_PERFMON, CAP_BPF, CAP_CHECKPOINT_RESTORE, ...) are dropped too.
+const KEPT_CAPABILITIES: &[caps::Capability] = &[
+    caps::Capability::CAP_CHOWN,
+    caps::Capability::CAP_DAC_OVERRIDE,
+    caps::Capability::CAP_FOWNER,
+    caps::Capability::CAP_KILL,
+    caps::Capability::CAP_SETGID,
+    caps::Capability::CAP_SETUID,
+    caps::Capability::CAP_SETPCAP,
+    caps::Capability::CAP_LINUX_IMMUTABLE,
+    caps::Capability::CAP_NET_BIND_SERVICE,
+    caps::Capability::CAP_NET_BROADCAST,
+    caps::Capability::CAP_NET_ADMIN,
+    caps::Capability::CAP_NET_RAW,
+    caps::Capability::CAP_IPC_OWNER,
+    caps::Capability::CAP_SYS_CHROOT,
+    caps::Capability::CAP_SYS_PTRACE,
+    caps::Capability::CAP_SYS_PACCT,
+    caps::Capability::CAP_SYS_TTY_CONFIG,
+    caps::Capability::CAP_LEASE,
+];
+
+/// The bounding set caps what any later execve can gain; the inheritable and
+/// ambient sets are how capabilities would survive execve for a non-root
+/// user (capabilities(7)). After execve root's permitted and effective sets
+/// are its bounding set, so those lose the same capabilities.
+/// Capabilities are dropped by number until the kernel says EINVAL (no such
+/// capability): the caps crate's enum ends at the ones it knew of, and the
+/// running kernel may know more.
+fn drop_capabilities() -> Result<()> {
+    for number in 0.. {
+        if KEPT_CAPABILITIES.iter().any(|kept| kept.index() == number) {
+            continue;
+        }
+        // SAFETY: PR_CAPBSET_DROP takes a capability number and touches no memory.
+        if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, number as libc::c_ulong, 0, 0, 0) } != 0 {
+            match Errno::last() {
+                Errno::EINVAL => break,
+                errno => {
+                    let what = format!("prctl(PR_CAPBSET_DROP, {number})");
+                    return Err(errno).stage("capabilities", what);
+                }
+            }
+        }
+    }
+    caps::clear(None, CapSet::Inheritable).stage("capabilities", "clear inheritable set")?;
+    caps::clear(None, CapSet::Ambient).stage("capabilities", "clear ambient set")
+}
+
+/// The filter, as libseccomp compiled the rules in seccomp.rs when toybox was
+/// built (build.rs): classic BPF, eight bytes an instruction. The first
+/// program is syscallz's rules, the second what syscallz cannot name.
+const SECCOMP_PROGRAMS: [&[u8]; 2] = [
+    include_bytes!(concat!(env!("OUT_DIR"), "/seccomp.bpf")),
+    include_bytes!(concat!(env!("OUT_DIR"), "/seccomp-second.bpf")),
+];
+
+/// Load the filter (seccomp(2)). no_new_privs is set first and on purpose:
+/// contained.c leaves it off, which lets a setuid-root binary in the rootfs
+/// gain privileges at execve; with it set, execve can never add privileges,
+/// and an unprivileged uid may load the filter at all. Each program is what
+/// libseccomp's seccomp_load would hand the kernel, without compiling the
+/// rules again at every start.
+fn load_seccomp_filter() -> Result<()> {
+    nix::sys::prctl::set_no_new_privs().stage("seccomp", "prctl(PR_SET_NO_NEW_PRIVS)")?;
+    for bytes in SECCOMP_PROGRAMS {
+        let program: Vec<libc::sock_filter> = bytes
+            .chunks_exact(8)
+            .map(|insn| libc::sock_filter {
+                code: u16::from_ne_bytes([insn[0], insn[1]]),
+                jt: insn[2],
+                jf: insn[3],
+                k: u32::from_ne_bytes([insn[4], insn[5], insn[6], insn[7]]),
+            })
+            .collect();
+        let fprog =
+            libc::sock_fprog { len: program.len() as u16, filter: program.as_ptr() as *mut _ };
+        // SAFETY: fprog points at `program`, which outlives the call; the kernel copies it.
+        let rc = unsafe { libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &fprog) };
+        if rc != 0 {
+            let what = "prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER)";
+            return Err(Errno::last()).stage("seccomp", what);
+        }
+    }
+    Ok(())
+}
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// What `docker run` starts a command with: PATH, HOSTNAME, HOME, TERM when
+/// there is a terminal, then every -e, a later one replacing an earlier one.
+/// Nothing else of toybox's own environment leaks in.
+fn container_env(uid: u32, hostname: &str, extra: &[String]) -> Vec<String> {
+    let home = if uid == 0 { "/root" } else { "/" };
+    let mut env = vec![
+        format!("PATH={DEFAULT_PATH}"),
+        format!("HOSTNAME={hostname}"),
+        format!("HOME={home}"),
+    ];
+    if nix::unistd::isatty(io::stdin()).unwrap_or(false) {
+        env.push("TERM=xterm".to_string());
+    }
+    for entry in extra {
+        let entry = match entry.split_once('=') {
+            Some(_) => entry.clone(),
+            None => match std::env::var(entry) {
+                Ok(value) => format!("{entry}={value}"),
+                Err(_) => continue, // docker run -e KEY: unset stays unset
+            },
+        };
+        let key = &entry[..=entry.find('=').unwrap_or(0)];
+        env.retain(|old| !old.starts_with(key));
+        env.push(entry);
+    }
+    env
+}
+
+/// The PATH the command is looked up in: the last -e PATH=, or the default.
+fn search_path(env: &[String]) -> &str {
+    env.iter().rev().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(DEFAULT_PATH)
+}
+
+/// Replace the child with the command. Only a failure returns, and its errno
+/// picks the exit status: ENOENT 127, anything else 126 (`docker run`).
+fn exec_command(command: &[String], env: &[String]) -> Result<std::convert::Infallible> {
+    let argv = to_cstrings(command)?;
+    let envp = to_cstrings(env)?;
+    // Rust's runtime ignores SIGPIPE in toybox, and an ignored signal stays
+    // ignored across execve (signal(7)): `yes | head` would print EPIPE errors.
+    // SAFETY: SIG_DFL installs no handler; nothing runs between here and execve.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }
+        .stage("exec", "signal(SIGPIPE, SIG_DFL)")?;
+    // A name without a slash is tried in each PATH directory, as execvp(3)
+    // does; a directory where it exists but cannot run decides the status.
+    if !command[0].contains('/') {
+        let mut last = Errno::ENOENT;
+        for dir in search_path(env).split(':') {
+            let path = CString::new(format!("{dir}/{}", command[0])).unwrap_or_default();
+            let Err(errno) = execve(&path, &argv, &envp);
+            if errno != Errno::ENOENT {
+                last = errno;
+            }
+        }
+        return Err(exec_error(&command[0], last));
+    }
+    let Err(errno) = execve(&argv[0], &argv, &envp);
+    Err(exec_error(&command[0], errno))
+}
+
+fn to_cstrings(strings: &[String]) -> Result<Vec<CString>> {
+    strings
+        .iter()
+        .map(|s| CString::new(s.as_bytes()))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|_| fail("execve", "an argument contains a NUL byte", EXIT_TOYBOX_FAILED))
+}
+
+fn exec_error(command: &str, errno: Errno) -> Error {
+    let exit_code = if errno == Errno::ENOENT { EXIT_NOT_FOUND } else { EXIT_CANNOT_EXECUTE };
+    Error { stage: "execve", what: format!("execve {command}"), cause: errno.describe(), exit_code }
+}
+
+// ---------------------------------------------------------------------------
+// Stage 9 (parent): wait, forwarding signals; the drops clean up.
+// ---------------------------------------------------------------------------
+
+/// How long PID 1 has to act on a forwarded signal before SIGKILL, by
+/// default (docker stop).
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// PID 1 of a PID namespace only receives the signals it has a handler for
+/// (pid_namespaces(7)), so a forwarded SIGTERM may do nothing: toybox then
+/// sends SIGKILL after `grace`. The exit status is the container's own:
+/// its exit code, or 128+N when signal N killed it.
+fn wait_for_child(container: &mut Container, signals: &SigSet, grace: Duration) -> Result<i32> {
+    let mut deadline: Option<Instant> = None;
+    loop {
+        let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        match wait_for_signal(signals, timeout)? {
+            None => {
+                kill(container.pid, Signal::SIGKILL).stage("wait", "kill(SIGKILL)")?;
+                deadline = None;
+            }
+            Some(Signal::SIGCHLD) => {
+                let status = waitpid(container.pid, Some(WaitPidFlag::WNOHANG))
+                    .stage("wait", format!("waitpid({})", container.pid))?;
+                let code = match status {
+                    WaitStatus::Exited(_, code) => code,
+                    WaitStatus::Signaled(_, signal, _) => 128 + signal as i32,
+                    _ => continue,
+                };
+                container.reaped = true;
+                return Ok(code);
+            }
+            Some(signal) => {
+                kill(container.pid, signal).stage("wait", format!("forward {signal}"))?;
+                deadline.get_or_insert(Instant::now() + grace);
+            }
+        }
+    }
+}
+
+/// sigtimedwait(2): the next blocked signal, or None when the timeout passes.
+fn wait_for_signal(signals: &SigSet, timeout: Option<Duration>) -> Result<Option<Signal>> {
+    let timespec = timeout.map(|t| libc::timespec {
+        tv_sec: t.as_secs() as libc::time_t,
+        tv_nsec: t.subsec_nanos() as libc::c_long,
+    });
+    let timespec_ptr = timespec.as_ref().map_or(std::ptr::null(), |t| t as *const _);
+    loop {
+        // SAFETY: the set and timespec are valid for the call; siginfo may be null.
+        let rc =
+            unsafe { libc::sigtimedwait(signals.as_ref(), std::ptr::null_mut(), timespec_ptr) };
+        match rc {
+            -1 if Errno::last() == Errno::EAGAIN => return Ok(None),
+            -1 if Errno::last() == Errno::EINTR => continue,
+            -1 => return Err(Errno::last()).stage("wait", "sigtimedwait"),
+            n => return Signal::try_from(n).map(Some).stage("wait", "sigtimedwait"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// --init: PID 1 as an init process.
+// ---------------------------------------------------------------------------
+
+/// `--init` makes PID 1 this small init instead of the command, as `docker
+/// run --init` (tini) does. A command written as an ordinary program makes a
+/// poor PID 1: it dies of no signal it has no handler for, and orphans that
+/// exit stay zombies, since reaping them is PID 1's job (pid_namespaces(7)).
+/// The init forks the command, passes the forwarded signals on to it, reaps
+/// every child that exits, and ends with the command's status; the kernel
+/// then kills whatever is left in the namespace.
+fn run_init(command: &[String], env: &[String]) -> Result<std::convert::Infallible> {
+    // The same signals toybox itself waits for, the same way.
+    let signals = block_signals()?;
+    // SAFETY: the container's process has one thread, so fork(2) is safe.
+    let command_pid = match unsafe { fork() }.stage("init", "fork")? {
+        ForkResult::Child => {
+            // The blocked mask survives execve: give the command a clean one.
+            sigprocmask(SigmaskHow::SIG_SETMASK, Some(&signals.original), None)
+                .stage("init", "restore signal mask")?;
+            return exec_command(command, env);
+        }
+        ForkResult::Parent { child } => child,
+    };
+    loop {
+        match wait_for_signal(&signals.forwarded, None)? {
+            Some(Signal::SIGCHLD) => {
+                while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                    let code = match status {
+                        WaitStatus::Exited(pid, code) if pid == command_pid => code,
+                        WaitStatus::Signaled(pid, signal, _) if pid == command_pid => {
+                            128 + signal as i32
+                        }
+                        WaitStatus::StillAlive => break,
+                        _ => continue, // an orphan reaped
+                    };
+                    // SAFETY: _exit(2) ends PID 1, and with it the namespace.
+                    unsafe { libc::_exit(code) };
+                }
+            }
+            Some(signal) => {
+                let _ = kill(command_pid, signal); // it may have exited already
+            }
+            None => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_rules_read_every_allow_row() {
+        let rows = CGROUP_V1_SETTINGS.iter().filter(|s| s.file == "devices.allow").count();
+        let rules = device_rules();
+        assert_eq!(rules.len(), rows);
+        assert!(rules.iter().any(|r| r.major == 136 && r.minor.is_none() && r.access == 6));
+        assert!(rules.iter().any(|r| r.major == 1 && r.minor == Some(3) && r.access == 7));
+        // Every jump of the v2 program lands inside it.
+        let program = cgroup_v2::device_program(&rules);
+        for (at, insn) in program.iter().enumerate() {
+            let (code, off) = cgroup_v2::insn_jump(insn);
+            assert!(code != 0x55 || at + 1 + off as usize <= program.len() - 2);
+        }
+    }
+
+    #[test]
+    fn device_cgroup_allows_every_node_in_dev() {
+        for &(name, major, minor) in DEVICES {
+            let rule = format!("c {major}:{minor} rwm");
+            let allowed =
+                CGROUP_V1_SETTINGS.iter().any(|s| s.file == "devices.allow" && s.value == rule);
+            assert!(allowed, "/dev/{name} ({major}:{minor}) has no `{rule}` in devices.allow");
+        }
+    }
+
+    #[test]
+    fn kernel_versions_compare_as_numbers() {
+        assert_eq!(kernel_version("6.18.44-fc-v657"), (6, 18));
+        assert_eq!(kernel_version("4.10.0"), (4, 10));
+        assert!(kernel_version("4.10.0") >= MIN_KERNEL);
+        assert!(kernel_version("4.4.0-210-generic") < MIN_KERNEL);
+        assert!(kernel_version("3.10.0-1160.el7.x86_64") < MIN_KERNEL);
+    }
+
+    #[test]
+    fn hostnames_are_adjective_noun_hex() {
+        let name = random_hostname();
+        let parts: Vec<&str> = name.split('-').collect();
+        assert_eq!(parts.len(), 3, "{name}");
+        assert!(ADJECTIVES.contains(&parts[0]) && NOUNS.contains(&parts[1]), "{name}");
+        assert!(parts[2].len() == 6 && parts[2].chars().all(|c| c.is_ascii_hexdigit()), "{name}");
+    }
+
+    /// Both ways of closing, in a forked child (they would close the test
+    /// harness's own descriptors): what is above 2 goes, but `keep`.
+    #[test]
+    fn inherited_fds_are_closed_but_the_kept_one() {
+        use nix::unistd::{ForkResult, fork};
+        for close in [close_inherited_fds, close_listed_fds] {
+            let kept = fs::File::open("/").map(std::os::fd::IntoRawFd::into_raw_fd);
+            let other = fs::File::open("/").map(std::os::fd::IntoRawFd::into_raw_fd);
+            let (Ok(kept), Ok(other)) = (kept, other) else { panic!("open /") };
+            let is_open = |fd| unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0;
+            // SAFETY: the child only closes, checks and _exits.
+            match unsafe { fork() }.expect("fork") {
+                ForkResult::Child => {
+                    let ok = close(Some(kept)).is_ok() && is_open(kept) && !is_open(other);
+                    unsafe { libc::_exit(if ok && (0..3).all(is_open) { 0 } else { 1 }) }
+                }
+                ForkResult::Parent { child } => {
+                    let status = waitpid(child, None).expect("waitpid");
+                    assert_eq!(status, WaitStatus::Exited(child, 0));
+                }
+            }
+            unsafe { libc::close(kept) };
+            unsafe { libc::close(other) };
+        }
+    }
+
+    /// The programs toybox loads are the rules in seccomp.rs as this
+    /// libseccomp compiles them now: build.rs wrote each file it should.
+    #[test]
+    fn seccomp_programs_are_the_rules_compiled() {
+        // Not /tmp: the container tests look there for leftovers.
+        let dir = Path::new(env!("OUT_DIR")).join(format!("test-{}", std::process::id()));
+        fs::create_dir_all(&dir).expect("make a temporary directory");
+        seccomp::export(&dir).expect("compile the rules");
+        let first = fs::read(dir.join("seccomp.bpf")).expect("read seccomp.bpf");
+        let second = fs::read(dir.join("seccomp-second.bpf")).expect("read seccomp-second.bpf");
+        fs::remove_dir_all(&dir).expect("remove the temporary directory");
+        let embedded = SECCOMP_PROGRAMS.map(<[u8]>::len);
+        let compiled = [first.len(), second.len()];
+        assert!(
+            SECCOMP_PROGRAMS == [&first[..], &second[..]],
+            "{embedded:?} vs {compiled:?} bytes"
+        );
+        assert!(SECCOMP_PROGRAMS.iter().all(|p| !p.is_empty() && p.len() % 8 == 0));
+    }
+}
