@@ -3,7 +3,7 @@
 # exit with toybox and its peers, round by round, as root.
 #
 #   toybox    the release build, -m ROOTFS -c /payload
-#   toybox-bridge   --net bridge: the same with eth0 on a bridge and NAT (chapter 17);
+#   toybox-bridge   --net bridge: the same with eth0 on a bridge and NAT (chapter 18);
 #             alone, so each run also makes and removes the bridge and table
 #   toybox-bridge-p and -p 18080:80, a published port (its own nft table)
 #   unshare+ip  S1's commands for that topology (bench/seed-net.sh)

@@ -1854,7 +1854,7 @@ type TestFn = fn(&Lab) -> Outcome;
 // --net bridge: only ever on networks the test makes.
 // ---------------------------------------------------------------------------
 
-/// A fake host and a fake internet (chapter 17's notes): two network
+/// A fake host and a fake internet (chapter 18's notes): two network
 /// namespaces held by `sleep` processes. toybox runs in the fake host (its
 /// own network and mount namespaces, a tmpfs on /run/toybox), whose only
 /// way out is a veth to the fake internet on 198.18.0.0/15, the benchmarking

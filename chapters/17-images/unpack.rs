@@ -1011,7 +1011,9 @@ struct Tree {
 
 impl Tree {
     fn new(path: &Path, shift: bool) -> Result<Tree> {
-        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        // O_NOFOLLOW: the directory we just made, not a symlink someone
+        // put in its place in a shared parent.
+        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         let root = openat(nix::fcntl::AT_FDCWD, path, flags, Mode::empty())
             .stage(STAGE, format!("open {}", path.display()))?;
         let mut tree = Tree {
