@@ -46,15 +46,7 @@ fail() {
 [ "$(id -u)" = 0 ] || fail "run as root (mmdebstrap's root mode and toybox unpack's chown need it)"
 command -v mmdebstrap >/dev/null 2>&1 || fail "mmdebstrap is not installed (apt-get install mmdebstrap)"
 
-here=$(cd "$(dirname "$0")/.." && pwd)
-toybox=${TOYBOX_BIN:-}
-if [ -z "$toybox" ]; then
-    for candidate in "$here/toybox" "$here"/target/*/release/toybox; do
-        if [ -x "$candidate" ]; then toybox=$candidate; break; fi
-    done
-fi
-[ -n "$toybox" ] || toybox=$(command -v toybox 2>/dev/null) ||
-    fail "no toybox binary: build it (make build) or set TOYBOX_BIN"
+. "$(dirname "$0")/find-toybox.sh"
 
 if [ -e "$out" ] && [ ! -f "$out/etc/debian_version" ] && [ -n "$(ls -A "$out" 2>/dev/null)" ]; then
     fail "$out exists and is not a Debian rootfs; give another DIR or remove it"

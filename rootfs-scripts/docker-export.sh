@@ -48,15 +48,7 @@ if ! info=$("$docker" info --format '{{.ServerVersion}}' 2>&1); then
     fail "cannot reach the docker daemon: $(printf '%s' "$info" | grep -v '^$' | tail -n 1)"
 fi
 
-here=$(cd "$(dirname "$0")/.." && pwd)
-toybox=${TOYBOX_BIN:-}
-if [ -z "$toybox" ]; then
-    for candidate in "$here/toybox" "$here"/target/*/release/toybox; do
-        if [ -x "$candidate" ]; then toybox=$candidate; break; fi
-    done
-fi
-[ -n "$toybox" ] || toybox=$(command -v toybox 2>/dev/null) ||
-    fail "no toybox binary: build it (make build) or set TOYBOX_BIN"
+. "$(dirname "$0")/find-toybox.sh"
 
 if [ -e "$out" ] && [ ! -e "$mark" ] && [ -n "$(ls -A "$out" 2>/dev/null)" ]; then
     fail "$out exists and is not an earlier export; give another DIR or remove it"
