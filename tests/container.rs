@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+mod harness;
+
 type Outcome = Result<(), String>;
 
 const TOYBOX: &str = env!("CARGO_BIN_EXE_toybox");
@@ -2434,24 +2436,10 @@ fn skip_reason(name: &str) -> Option<String> {
 }
 
 fn main() {
-    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
-    let selected: Vec<&(&str, TestFn)> = TESTS
-        .iter()
-        .filter(|(name, _)| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str())))
-        .collect();
-    let (mut passed, mut failed, mut skipped) = (0, 0, 0);
-    let lab = if is_root() {
-        match setup_lab() {
-            Ok(lab) => Some(lab),
-            Err(e) => {
-                println!("FAIL lab setup: {e}");
-                failed += 1;
-                None
-            }
-        }
-    } else {
-        None
-    };
+    let selected = harness::selected(TESTS);
+    let mut tally = harness::Tally::default();
+    let lab =
+        if is_root() { setup_lab().map_err(|e| tally.fail("lab setup", &e)).ok() } else { None };
     for (name, test) in selected {
         let reason = if !is_root() {
             Some("needs root (namespaces, cgroups)".to_string())
@@ -2459,26 +2447,13 @@ fn main() {
             skip_reason(name)
         };
         if let Some(reason) = reason {
-            println!("SKIP {name}: {reason}");
-            skipped += 1;
+            tally.skip(name, &reason);
             continue;
         }
         let Some(lab) = &lab else { continue };
-        let started = Instant::now();
-        match test(lab) {
-            Ok(()) => {
-                println!("ok   {name} ({} ms)", started.elapsed().as_millis());
-                passed += 1;
-            }
-            Err(e) => {
-                println!("FAIL {name}: {e}");
-                failed += 1;
-            }
-        }
-        let _ = std::io::stdout().flush();
+        tally.run(name, || test(lab));
     }
-    println!("container: {passed} passed, {failed} failed, {skipped} skipped");
-    std::process::exit(if failed == 0 { 0 } else { 1 });
+    tally.finish("container");
 }
 
 fn is_root() -> bool {

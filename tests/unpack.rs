@@ -18,6 +18,8 @@ use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 
+mod harness;
+
 type Outcome = Result<(), String>;
 
 const TOYBOX: &str = env!("CARGO_BIN_EXE_toybox");
@@ -1095,11 +1097,8 @@ fn is_root() -> bool {
 }
 
 fn main() {
-    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
-    let selected = TESTS
-        .iter()
-        .filter(|(name, _)| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str())));
-    let (mut passed, mut failed, mut skipped) = (0, 0, 0);
+    let selected = harness::selected(TESTS);
+    let mut tally = harness::Tally::default();
     // The umoci image is made of the busybox rootfs the container tests use,
     // unshifted: an image holds the ids as the container sees them (0, 1000).
     let rootfs = repo_root().join(IMAGE_ROOTFS);
@@ -1107,8 +1106,7 @@ fn main() {
     if is_root() {
         let setup = run(Command::new(&script).arg("--no-shift").arg(&rootfs));
         if let Err(e) = setup.and_then(|r| expect(r.code == Some(0), || r.describe())) {
-            println!("FAIL lab setup (busybox-rootfs.sh): {e}");
-            failed += 1;
+            tally.fail("lab setup (busybox-rootfs.sh)", &e);
         }
     }
     for (name, test) in selected {
@@ -1117,24 +1115,10 @@ fn main() {
         } else {
             skip_reason(name)
         };
-        if let Some(reason) = reason {
-            println!("SKIP {name}: {reason}");
-            skipped += 1;
-            continue;
+        match reason {
+            Some(reason) => tally.skip(name, &reason),
+            None => tally.run(name, test),
         }
-        let started = Instant::now();
-        match test() {
-            Ok(()) => {
-                println!("ok   {name} ({} ms)", started.elapsed().as_millis());
-                passed += 1;
-            }
-            Err(e) => {
-                println!("FAIL {name}: {e}");
-                failed += 1;
-            }
-        }
-        let _ = std::io::stdout().flush();
     }
-    println!("unpack: {passed} passed, {failed} failed, {skipped} skipped");
-    std::process::exit(if failed == 0 { 0 } else { 1 });
+    tally.finish("unpack");
 }
