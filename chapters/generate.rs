@@ -133,8 +133,11 @@ pub fn generate(repo: &Path, chapter: u32) -> Result<Vec<(String, String)>, Stri
         fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))
     };
     let last = CHAPTERS.last().map(|c| number(c)) == Some(chapter);
+    // The last chapter is src/ whole, with code marked for a chapter not
+    // written yet (the notes come last): everything up to u32::MAX.
+    let upto = if last { u32::MAX } else { chapter };
     let cut = |name: &str| {
-        let text = for_chapter(&read(name)?, chapter, last);
+        let text = for_chapter(&read(name)?, upto, last);
         let text = text.map_err(|e| format!("src/{name}: {e}"))?;
         rustfmt(repo, &text).map_err(|e| format!("src/{name} for chapter {chapter}: {e}"))
     };
