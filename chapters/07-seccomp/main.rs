@@ -715,7 +715,9 @@ pub(crate) fn drop_capabilities(sets: &Capabilities) -> Result<()> {
     caps::set(None, CapSet::Inheritable, &set(&sets.inheritable))
         .stage("capabilities", "set the inheritable set")?;
     caps::clear(None, CapSet::Ambient).stage("capabilities", "clear ambient set")?;
-    for &cap in &sets.ambient {
+    // An ambient capability must be inheritable too (capabilities(7)); runc
+    // skips the others, and `runc spec` lists ambient ones without it.
+    for &cap in sets.ambient.iter().filter(|cap| sets.inheritable.contains(cap)) {
         caps::raise(None, CapSet::Ambient, cap).stage("capabilities", format!("raise {cap}"))?;
     }
     Ok(())

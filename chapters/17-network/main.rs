@@ -72,6 +72,7 @@ mod error;
 mod exec; // >> 15
 mod netlink; // >> 17
 mod network; // >> 17
+mod oci; // >> 19
 // >> 07 seccomp
 // The filter's rules: build.rs compiles them into the binary, the tests again.
 #[cfg(test)]
@@ -241,6 +242,25 @@ enum Subcommand {
     // << 16
     /// List the running containers
     Ps,
+    // >> 19 oci
+    /// Write a default OCI config.json into the bundle, as `runc spec` does
+    /// (its rootfs: the bundle's rootfs/)
+    Spec {
+        /// The bundle's directory
+        #[arg(short, long, default_value = ".", value_name = "DIR")]
+        bundle: PathBuf,
+    },
+    /// Run an OCI bundle's container in the foreground, as `runc run` does:
+    /// create, start and wait; exit with its status
+    Run {
+        /// The bundle's directory: config.json and the rootfs
+        #[arg(short, long, default_value = ".", value_name = "DIR")]
+        bundle: PathBuf,
+
+        /// The container's id
+        id: String,
+    },
+    // << 19
 }
 // << 15
 
@@ -526,6 +546,10 @@ fn run() -> Result<i32> {
             return exec::exec_into(name, *uid, command);
         }
         Some(Subcommand::Ps) => return exec::list(),
+        // >> 19 oci
+        Some(Subcommand::Spec { bundle }) => return oci::spec(bundle),
+        Some(Subcommand::Run { bundle, id }) => return oci::run(bundle, id, progress),
+        // << 19
         None => {}
     }
     // << 16
@@ -1461,10 +1485,12 @@ fn attach_tree(tree: &OwnedFd, entry: &Mount, progress: Progress) -> Result<()> 
     const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
     let target = entry.target.as_str();
     let is_dir = fs::metadata(format!("/proc/self/fd/{}", tree.as_raw_fd())).map(|m| m.is_dir());
-    match is_dir {
-        Ok(false) if !Path::new(target).exists() => {
+    match (is_dir, fs::symlink_metadata(target)) {
+        (Ok(false), Ok(meta)) if meta.is_file() => {}
+        (Ok(false), Err(e)) if e.kind() == io::ErrorKind::NotFound => {
             fs::File::create(target).stage("mounts", format!("create {target}"))?;
         }
+        (Ok(false), _) => return Err(fail("mounts", format!("{target} is not a file"), 125)),
         _ => make_mount_point(target, progress)?,
     }
     let to = CString::new(target).map_err(|_| fail("mounts", "a NUL byte", 125))?;
@@ -1861,16 +1887,18 @@ pub(crate) fn drop_capabilities(sets: &Capabilities) -> Result<()> {
     caps::set(None, CapSet::Inheritable, &set(&sets.inheritable))
         .stage("capabilities", "set the inheritable set")?;
     // >> 19 oci
-    // Permitted only shrinks; effective and ambient take from it.
+    // Effective first: it must stay within permitted, which only shrinks.
     if let (Some(permitted), Some(effective)) = (&sets.permitted, &sets.effective) {
-        caps::set(None, CapSet::Permitted, &set(permitted))
-            .stage("capabilities", "set the permitted set")?;
         caps::set(None, CapSet::Effective, &set(effective))
             .stage("capabilities", "set the effective set")?;
+        caps::set(None, CapSet::Permitted, &set(permitted))
+            .stage("capabilities", "set the permitted set")?;
     }
     // << 19
     caps::clear(None, CapSet::Ambient).stage("capabilities", "clear ambient set")?;
-    for &cap in &sets.ambient {
+    // An ambient capability must be inheritable too (capabilities(7)); runc
+    // skips the others, and `runc spec` lists ambient ones without it.
+    for &cap in sets.ambient.iter().filter(|cap| sets.inheritable.contains(cap)) {
         caps::raise(None, CapSet::Ambient, cap).stage("capabilities", format!("raise {cap}"))?;
     }
     Ok(())

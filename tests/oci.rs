@@ -1,0 +1,401 @@
+//! OCI bundles run by `toybox run`: bundles made by `toybox spec` (and by
+//! `runc spec`, when runc is installed) over the busybox test rootfs, with
+//! config.json edited by the test; each property read back from inside the
+//! container (busybox and the static probe, tests/probe/) and from the host.
+//!
+//! A plain harness, as tests/container.rs: one container at a time, each run
+//! checked for leftovers (its cgroups, its record, mounts, /tmp), and a test
+//! that cannot run here says SKIP and why.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::{Value, json};
+
+type Outcome = Result<(), String>;
+type Test = fn(&Path) -> Outcome;
+type Edit = fn(&mut Value);
+
+const TOYBOX: &str = env!("CARGO_BIN_EXE_toybox");
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The busybox rootfs with the probe, as tests/container.rs makes it.
+fn rootfs() -> Result<PathBuf, String> {
+    let rootfs = repo().join("target/test-rootfs");
+    let script = repo().join("rootfs-scripts/busybox-rootfs.sh");
+    setup(Command::new(script).arg(&rootfs))?;
+    let probe = rootfs.join("probe");
+    let source = repo().join("tests/probe/probe.c");
+    setup(
+        Command::new("cc").args(["-static", "-O2", "-o"]).arg(&probe).arg(source).arg("-lpthread"),
+    )?;
+    Ok(rootfs)
+}
+
+fn setup(command: &mut Command) -> Outcome {
+    let output = command.output().map_err(|e| format!("{command:?}: {e}"))?;
+    match output.status.success() {
+        true => Ok(()),
+        false => Err(format!("{command:?}: {}", String::from_utf8_lossy(&output.stderr))),
+    }
+}
+
+/// A bundle directory: config.json from `toybox spec` (or `runc spec`),
+/// root.path pointing at the shared rootfs, no terminal, and `edit` applied.
+struct Bundle {
+    dir: PathBuf,
+}
+
+impl Bundle {
+    fn new(
+        name: &str,
+        maker: &str,
+        rootfs: &Path,
+        edit: impl FnOnce(&mut Value),
+    ) -> Result<Bundle, String> {
+        let dir = repo().join("target/oci-tests").join(name);
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let output = match maker {
+            "toybox" => Command::new(TOYBOX).args(["spec", "--bundle"]).arg(&dir).output(),
+            _ => Command::new(maker).args(["spec", "--bundle"]).arg(&dir).output(),
+        }
+        .map_err(|e| format!("{maker} spec: {e}"))?;
+        if !output.status.success() {
+            return Err(format!("{maker} spec: {}", String::from_utf8_lossy(&output.stderr)));
+        }
+        let path = dir.join("config.json");
+        let text = fs::read_to_string(&path).map_err(|e| e.to_string())?;
+        let mut config: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+        config["root"]["path"] = json!(rootfs);
+        config["process"]["terminal"] = json!(false);
+        edit(&mut config);
+        let text = serde_json::to_string_pretty(&config).map_err(|e| e.to_string())?;
+        fs::write(&path, text).map_err(|e| e.to_string())?;
+        Ok(Bundle { dir })
+    }
+
+    fn run(&self, id: &str) -> Result<Run, String> {
+        let before = snapshot(id);
+        let output = Command::new(TOYBOX)
+            .args(["run", "--bundle"])
+            .arg(&self.dir)
+            .arg(id)
+            .output()
+            .map_err(|e| format!("toybox run: {e}"))?;
+        let run = Run::from(output);
+        let after = snapshot(id);
+        let left: Vec<&String> = after.difference(&before).collect();
+        if !left.is_empty() {
+            return Err(format!("left behind: {left:?}\n{}", run.describe()));
+        }
+        Ok(run)
+    }
+}
+
+impl Drop for Bundle {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(output: Output) -> Run {
+        Run {
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+impl Run {
+    fn describe(&self) -> String {
+        format!("exit {:?}\nstdout:\n{}stderr:\n{}", self.code, self.stdout, self.stderr)
+    }
+
+    /// The value after `key ` on the first line that starts so.
+    fn value(&self, key: &str) -> Option<&str> {
+        let prefix = format!("{key} ");
+        self.stdout.lines().find_map(|l| l.strip_prefix(prefix.as_str()))
+    }
+
+    fn expect_code(&self, code: i32) -> Outcome {
+        match self.code == Some(code) {
+            true => Ok(()),
+            false => Err(format!("want exit {code}\n{}", self.describe())),
+        }
+    }
+
+    fn expect(&self, key: &str, want: &str) -> Outcome {
+        match self.value(key) {
+            Some(value) if value == want => Ok(()),
+            other => Err(format!("{key}: want {want:?}, got {other:?}\n{}", self.describe())),
+        }
+    }
+}
+
+/// What a run named `id` could leave: its cgroups, its record, mounts
+/// naming it, and /tmp (other agents' files there are not ours: only
+/// entries naming the id count).
+fn snapshot(id: &str) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    if let Ok(controllers) = fs::read_dir("/sys/fs/cgroup") {
+        for controller in controllers.flatten() {
+            let group = controller.path().join("toybox").join(id);
+            if group.exists() {
+                found.insert(group.display().to_string());
+            }
+        }
+    }
+    let record = Path::new("/run/toybox").join(id);
+    if record.exists() {
+        found.insert(record.display().to_string());
+    }
+    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    for line in mounts.lines().filter(|l| l.contains("oci-tests")) {
+        found.insert(format!("mount {line}"));
+    }
+    found
+}
+
+fn expect(condition: bool, message: impl FnOnce() -> String) -> Outcome {
+    if condition { Ok(()) } else { Err(message()) }
+}
+
+fn set_args(config: &mut Value, args: &[&str]) {
+    config["process"]["args"] = json!(args);
+}
+
+// ---------------------------------------------------------------------------
+// The tests.
+// ---------------------------------------------------------------------------
+
+/// `toybox spec`'s defaults, read back: hostname, user, the three
+/// capabilities in every set but inheritable, no_new_privs, the NOFILE
+/// rlimit, a read-only root, /proc/sys read-only, the masks.
+fn spec_defaults_inside(rootfs: &Path) -> Outcome {
+    let bundle =
+        Bundle::new("defaults", "toybox", rootfs, |c| set_args(c, &["/probe", "identity"]))?;
+    let run = bundle.run("oci-defaults")?;
+    run.expect_code(0)?;
+    run.expect("hostname", "toybox")?;
+    run.expect("uid", "0 0 0")?;
+    run.expect("no_new_privs", "1")?;
+    run.expect("seccomp", "0")?;
+    run.expect("nofile", "1024 1024")?;
+    // CAP_KILL 5, CAP_NET_BIND_SERVICE 10, CAP_AUDIT_WRITE 29.
+    let three = format!("{:016x}", 1u64 << 5 | 1 << 10 | 1 << 29);
+    let bundle = Bundle::new("caps", "toybox", rootfs, |c| set_args(c, &["/probe", "caps"]))?;
+    let run = bundle.run("oci-caps")?;
+    run.expect_code(0)?;
+    for set in ["bounding", "effective", "permitted"] {
+        run.expect(set, &three)?;
+    }
+    // Ambient needs the capability inheritable too: spec has none inheritable.
+    run.expect("inheritable", "0000000000000000")?;
+    run.expect("ambient", "0000000000000000")?;
+    let script = "touch /x 2>&1 | sed 's/^/touch /'; \
+                  echo x > /proc/sys/kernel/hostname 2>/dev/null || echo sysctl refused; \
+                  echo keys $(wc -c < /proc/keys); echo env $(env | sort | tr '\\n' ' ')";
+    let bundle =
+        Bundle::new("readonly", "toybox", rootfs, |c| set_args(c, &["/bin/sh", "-c", script]))?;
+    let run = bundle.run("oci-readonly")?;
+    run.expect_code(0)?;
+    expect(run.stdout.contains("Read-only file system"), || {
+        format!("touch /x worked\n{}", run.describe())
+    })?;
+    run.expect("sysctl", "refused")?;
+    run.expect("keys", "0")?;
+    // Exactly config.json's environment: toybox adds nothing (sh adds PWD, SHLVL).
+    let env = run.value("env").unwrap_or("");
+    let names: Vec<&str> =
+        env.split_whitespace().map(|kv| kv.split('=').next().unwrap_or("")).collect();
+    expect(names == ["PATH", "PWD", "SHLVL", "TERM"], || format!("environment: {env}"))
+}
+
+/// An edited config, read back: env exactly, cwd, uid/gid/groups/umask,
+/// rlimits, one capability, a sysctl, a read-only file bind.
+fn edited_config_inside(rootfs: &Path) -> Outcome {
+    let marker = repo().join("target/oci-tests-marker");
+    fs::write(&marker, "from the host\n").map_err(|e| e.to_string())?;
+    let script = "echo id $(id -u) $(id -g) $(id -G); echo umask $(umask); echo cwd $(pwd); \
+                  echo env $(env | sort | tr '\\n' ' '); \
+                  echo nofile $(ulimit -n) $(ulimit -Hn); \
+                  echo ping $(cat /proc/sys/net/ipv4/ping_group_range); \
+                  echo marker $(cat /etc/hosts); \
+                  echo marker-mount $(grep -c ' /etc/hosts ro,' /proc/self/mountinfo); \
+                  echo capeff $(grep CapEff /proc/self/status | cut -f2)";
+    let bundle = Bundle::new("edited", "toybox", rootfs, |c| {
+        set_args(c, &["/bin/sh", "-c", script]);
+        c["process"]["env"] = json!(["PATH=/bin:/usr/bin", "ONE=1"]);
+        c["process"]["cwd"] = json!("/etc");
+        c["process"]["user"] =
+            json!({"uid": 1000, "gid": 1001, "additionalGids": [10, 20], "umask": 23});
+        c["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "hard": 400, "soft": 300}]);
+        let chown = json!(["CAP_CHOWN"]);
+        c["process"]["capabilities"] = json!({"bounding": chown, "effective": chown,
+            "permitted": chown, "inheritable": chown, "ambient": chown});
+        c["linux"]["sysctl"] = json!({"net.ipv4.ping_group_range": "0 0"});
+        let bind = json!({"destination": "/etc/hosts", "type": "bind", "source": marker,
+                          "options": ["bind", "ro"]});
+        if let Some(mounts) = c["mounts"].as_array_mut() {
+            mounts.push(bind);
+        }
+    })?;
+    let run = bundle.run("oci-edited")?;
+    let _ = fs::remove_file(&marker);
+    run.expect_code(0)?;
+    run.expect("id", "1000 1001 1001 10 20")?;
+    run.expect("umask", "0027")?;
+    run.expect("cwd", "/etc")?;
+    run.expect("nofile", "300 400")?;
+    run.expect("ping", "0 0")?;
+    run.expect("marker", "from the host")?;
+    run.expect("marker-mount", "1")?;
+    // A uid other than 0 keeps capabilities across execve only as ambient
+    // ones (capabilities(7)): CAP_CHOWN (0) is inheritable and ambient.
+    run.expect("capeff", "0000000000000001")?;
+    let env = run.value("env").unwrap_or("");
+    expect(env.starts_with("ONE=1 PATH=/bin:/usr/bin"), || format!("environment: {env}"))
+}
+
+/// A small seccomp profile: everything allowed but getcwd, which fails
+/// with EPERM (busybox's pwd applet calls it); and an exit code passed on.
+fn seccomp_profile_and_exit_code(rootfs: &Path) -> Outcome {
+    let script = "/bin/pwd 2>&1; echo after $?; exit 7";
+    let bundle = Bundle::new("seccomp", "toybox", rootfs, |c| {
+        set_args(c, &["/bin/sh", "-c", script]);
+        c["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+            "syscalls": [
+                {"names": ["getcwd"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1},
+                {"names": ["no_such_call"], "action": "SCMP_ACT_ERRNO"},
+                {"names": ["personality"], "action": "SCMP_ACT_ERRNO",
+                 "args": [{"index": 0, "value": 0xffffffffu32, "op": "SCMP_CMP_NE"}]}
+            ]
+        });
+    })?;
+    let run = bundle.run("oci-seccomp")?;
+    run.expect_code(7)?;
+    expect(run.stdout.contains("Operation not permitted"), || {
+        format!("getcwd allowed\n{}", run.describe())
+    })?;
+    run.expect("after", "1")
+}
+
+/// What config.json may not say: each refused with exit 125, one line,
+/// nothing made.
+fn bad_configs_refused(rootfs: &Path) -> Outcome {
+    let cases: [(&str, Edit, &str); 4] = [
+        ("version", |c| c["ociVersion"] = json!("2.0.0"), "ociVersion"),
+        (
+            "rlimit",
+            |c| {
+                c["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "hard": 10, "soft": 20}])
+            },
+            "below soft",
+        ),
+        (
+            "capability",
+            |c| c["process"]["capabilities"]["bounding"] = json!(["CAP_NOPE"]),
+            "unknown capability",
+        ),
+        ("command", |c| set_args(c, &["/no/such/command"]), "not found"),
+    ];
+    for (name, edit, needle) in cases {
+        let bundle = Bundle::new(name, "toybox", rootfs, edit)?;
+        let run = bundle.run(&format!("oci-bad-{name}"))?;
+        run.expect_code(125)
+            .or_else(|e| if name == "command" { run.expect_code(127) } else { Err(e) })?;
+        let lines: Vec<&str> = run.stderr.lines().collect();
+        expect(
+            lines.len() == 1 && lines[0].starts_with("toybox: ") && lines[0].contains(needle),
+            || format!("{name}: want one line naming {needle:?}\n{}", run.describe()),
+        )?;
+    }
+    let bundle = Bundle::new("ids", "toybox", rootfs, |_| {})?;
+    for id in ["../up", "a/b", ".."] {
+        let run = bundle.run(id)?;
+        run.expect_code(125)?;
+    }
+    Ok(())
+}
+
+/// `runc spec`'s bundle, as S0 makes it, run by toybox.
+fn runc_spec_bundle(rootfs: &Path) -> Outcome {
+    let bundle = Bundle::new("runc", "runc", rootfs, |c| set_args(c, &["/probe", "identity"]))?;
+    let run = bundle.run("oci-runc")?;
+    run.expect_code(0)?;
+    run.expect("hostname", "runc")?;
+    run.expect("nofile", "1024 1024")?;
+    run.expect("no_new_privs", "1")
+}
+
+fn have(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn main() {
+    if !nix_is_root() {
+        println!("SKIP oci: not root (containers need root)");
+        return;
+    }
+    let filter = std::env::args().nth(1).unwrap_or_default();
+    let rootfs = match rootfs() {
+        Ok(rootfs) => rootfs,
+        Err(e) => {
+            eprintln!("oci: setting up the rootfs: {e}");
+            std::process::exit(1);
+        }
+    };
+    let tests: [(&str, Test); 5] = [
+        ("spec_defaults_inside", spec_defaults_inside),
+        ("edited_config_inside", edited_config_inside),
+        ("seccomp_profile_and_exit_code", seccomp_profile_and_exit_code),
+        ("bad_configs_refused", bad_configs_refused),
+        ("runc_spec_bundle", runc_spec_bundle),
+    ];
+    let (mut passed, mut failed, mut skipped) = (0, 0, 0);
+    for (name, test) in tests.into_iter().filter(|(name, _)| name.contains(&filter)) {
+        if name == "runc_spec_bundle" && !have("runc") {
+            println!("SKIP {name}: runc is not installed (apt-get install runc)");
+            skipped += 1;
+            continue;
+        }
+        match test(&rootfs) {
+            Ok(()) => {
+                println!("ok   {name}");
+                passed += 1;
+            }
+            Err(e) => {
+                println!("FAIL {name}: {e}");
+                failed += 1;
+            }
+        }
+    }
+    println!("oci: {passed} passed, {failed} failed, {skipped} skipped");
+    if failed > 0 {
+        std::process::exit(1);
+    }
+}
+
+fn nix_is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
