@@ -228,32 +228,7 @@ fn spec_defaults_inside(rootfs: &Path) -> Outcome {
 /// An edited config, read back: env exactly, cwd, uid/gid/groups/umask,
 /// rlimits, one capability, a sysctl, a read-only file bind.
 fn edited_config_inside(rootfs: &Path) -> Outcome {
-    let marker = repo().join("target/oci-tests-marker");
-    fs::write(&marker, "from the host\n").map_err(|e| e.to_string())?;
-    let script = "echo id $(id -u) $(id -g) $(id -G); echo umask $(umask); echo cwd $(pwd); \
-                  echo env $(env | sort | tr '\\n' ' '); \
-                  echo nofile $(ulimit -n) $(ulimit -Hn); \
-                  echo ping $(cat /proc/sys/net/ipv4/ping_group_range); \
-                  echo marker $(cat /etc/hosts); \
-                  echo marker-mount $(grep -c ' /etc/hosts ro,' /proc/self/mountinfo); \
-                  echo capeff $(grep CapEff /proc/self/status | cut -f2)";
-    let bundle = Bundle::new("edited", "toybox", rootfs, |c| {
-        set_args(c, &["/bin/sh", "-c", script]);
-        c["process"]["env"] = json!(["PATH=/bin:/usr/bin", "ONE=1"]);
-        c["process"]["cwd"] = json!("/etc");
-        c["process"]["user"] =
-            json!({"uid": 1000, "gid": 1001, "additionalGids": [10, 20], "umask": 23});
-        c["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "hard": 400, "soft": 300}]);
-        let chown = json!(["CAP_CHOWN"]);
-        c["process"]["capabilities"] = json!({"bounding": chown, "effective": chown,
-            "permitted": chown, "inheritable": chown, "ambient": chown});
-        c["linux"]["sysctl"] = json!({"net.ipv4.ping_group_range": "0 0"});
-        let bind = json!({"destination": "/etc/hosts", "type": "bind", "source": marker,
-                          "options": ["bind", "ro"]});
-        if let Some(mounts) = c["mounts"].as_array_mut() {
-            mounts.push(bind);
-        }
-    })?;
+    let (bundle, marker) = edited_bundle(rootfs, "edited")?;
     let run = bundle.run("oci-edited")?;
     let _ = fs::remove_file(&marker);
     run.expect_code(0)?;
@@ -268,7 +243,72 @@ fn edited_config_inside(rootfs: &Path) -> Outcome {
     // ones (capabilities(7)): CAP_CHOWN (0) is inheritable and ambient.
     run.expect("capeff", "0000000000000001")?;
     let env = run.value("env").unwrap_or("");
-    expect(env.starts_with("ONE=1 PATH=/bin:/usr/bin"), || format!("environment: {env}"))
+    let want = "HOME=/ ONE=1 PATH=/bin:/usr/bin PWD=/etc SHLVL=1"; // sh adds PWD, SHLVL
+    expect(env == want, || format!("environment: {env}"))
+}
+
+/// The bundle of edited_config_inside, and its host file to bind.
+fn edited_bundle(rootfs: &Path, name: &str) -> Result<(Bundle, PathBuf), String> {
+    let marker = repo().join("target").join(format!("oci-tests-{name}-marker"));
+    fs::write(&marker, "from the host\n").map_err(|e| e.to_string())?;
+    let script = "echo id $(id -u) $(id -g) $(id -G); echo umask $(umask); echo cwd $(pwd); \
+                  echo env $(env | sort | tr '\\n' ' '); \
+                  echo nofile $(ulimit -n) $(ulimit -Hn); \
+                  echo ping $(cat /proc/sys/net/ipv4/ping_group_range); \
+                  echo marker $(cat /etc/hosts); \
+                  echo marker-mount $(grep -c ' /etc/hosts ro,' /proc/self/mountinfo); \
+                  echo capeff $(grep CapEff /proc/self/status | cut -f2)";
+    let bundle = Bundle::new("edited", "toybox", rootfs, |c| {
+        set_args(c, &["/bin/sh", "-c", script]);
+        // HOME given: runc adds one from the rootfs's /etc/passwd otherwise.
+        c["process"]["env"] = json!(["PATH=/bin:/usr/bin", "ONE=1", "HOME=/"]);
+        c["process"]["cwd"] = json!("/etc");
+        c["process"]["user"] =
+            json!({"uid": 1000, "gid": 1001, "additionalGids": [10, 20], "umask": 23});
+        c["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "hard": 400, "soft": 300}]);
+        let chown = json!(["CAP_CHOWN"]);
+        c["process"]["capabilities"] = json!({"bounding": chown, "effective": chown,
+            "permitted": chown, "inheritable": chown, "ambient": chown});
+        c["linux"]["sysctl"] = json!({"net.ipv4.ping_group_range": "0 0"});
+        let bind = json!({"destination": "/etc/hosts", "type": "bind", "source": marker,
+                          "options": ["bind", "ro"]});
+        if let Some(mounts) = c["mounts"].as_array_mut() {
+            mounts.push(bind);
+        }
+    })?;
+    Ok((bundle, marker))
+}
+
+/// The same bundles run by runc: the same answers, line for line.
+fn same_answers_as_runc(rootfs: &Path) -> Outcome {
+    let root = repo().join("target/oci-tests/runc-root");
+    let (edited, marker) = edited_bundle(rootfs, "edited-runc")?;
+    let identity = Bundle::new("identity-runc", "toybox", rootfs, |c| {
+        set_args(c, &["/probe", "identity"]);
+        c["root"]["readonly"] = json!(false);
+    })?;
+    let caps = Bundle::new("caps-runc", "runc", rootfs, |c| set_args(c, &["/probe", "caps"]))?;
+    for (bundle, id) in
+        [(&edited, "oci-same-edited"), (&identity, "oci-same-id"), (&caps, "oci-same-caps")]
+    {
+        let toybox = bundle.run(id)?;
+        let runc = Command::new("runc")
+            .arg("--root")
+            .arg(&root)
+            .args(["run", "--bundle"])
+            .arg(&bundle.dir)
+            .arg(id)
+            .output()
+            .map(Run::from)
+            .map_err(|e| format!("runc run: {e}"))?;
+        toybox.expect_code(0)?;
+        expect(toybox.stdout == runc.stdout && runc.code == Some(0), || {
+            format!("{id}: toybox\n{}\nrunc\n{}", toybox.describe(), runc.describe())
+        })?;
+    }
+    let _ = fs::remove_file(&marker);
+    let _ = fs::remove_dir_all(&root);
+    Ok(())
 }
 
 /// A small seccomp profile: everything allowed but getcwd, which fails
@@ -364,16 +404,17 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let tests: [(&str, Test); 5] = [
+    let tests: [(&str, Test); 6] = [
         ("spec_defaults_inside", spec_defaults_inside),
         ("edited_config_inside", edited_config_inside),
         ("seccomp_profile_and_exit_code", seccomp_profile_and_exit_code),
         ("bad_configs_refused", bad_configs_refused),
         ("runc_spec_bundle", runc_spec_bundle),
+        ("same_answers_as_runc", same_answers_as_runc),
     ];
     let (mut passed, mut failed, mut skipped) = (0, 0, 0);
     for (name, test) in tests.into_iter().filter(|(name, _)| name.contains(&filter)) {
-        if name == "runc_spec_bundle" && !have("runc") {
+        if name.contains("runc") && !have("runc") {
             println!("SKIP {name}: runc is not installed (apt-get install runc)");
             skipped += 1;
             continue;
