@@ -336,6 +336,23 @@ fn seccomp_profile_and_exit_code(rootfs: &Path) -> Outcome {
     run.expect("after", "1")
 }
 
+/// linux.resources.pids.limit caps the container's processes: the probe
+/// forks until EAGAIN (PID 1 counts, and toybox itself on cgroup v1).
+fn pids_limit_from_config(rootfs: &Path) -> Outcome {
+    let bundle = Bundle::new("pids", "toybox", rootfs, |c| {
+        set_args(c, &["/probe", "forkbomb"]);
+        c["linux"]["resources"]["pids"] = json!({"limit": 12});
+    })?;
+    let run = bundle.run("oci-pids")?;
+    run.expect_code(0)?;
+    let line = run.value("forked").unwrap_or("");
+    let mut fields = line.split_whitespace();
+    let count: u32 = fields.next().and_then(|n| n.parse().ok()).unwrap_or(u32::MAX);
+    expect(fields.next() == Some("EAGAIN") && (6..12).contains(&count), || {
+        format!("forked {line:?}, expected fewer than 12 then EAGAIN\n{}", run.describe())
+    })
+}
+
 /// What config.json may not say: each refused with exit 125, one line,
 /// nothing made.
 fn bad_configs_refused(rootfs: &Path) -> Outcome {
@@ -404,10 +421,11 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let tests: [(&str, Test); 6] = [
+    let tests: [(&str, Test); 7] = [
         ("spec_defaults_inside", spec_defaults_inside),
         ("edited_config_inside", edited_config_inside),
         ("seccomp_profile_and_exit_code", seccomp_profile_and_exit_code),
+        ("pids_limit_from_config", pids_limit_from_config),
         ("bad_configs_refused", bad_configs_refused),
         ("runc_spec_bundle", runc_spec_bundle),
         ("same_answers_as_runc", same_answers_as_runc),
