@@ -348,6 +348,8 @@ pub(crate) struct ChildConfig {
     // >> 08 cgroups
     /// (resource, soft, hard), set before clone.
     pub rlimits: Vec<(Resource, u64, u64)>,
+    /// The container's group, relative to each hierarchy's root.
+    pub cgroup: PathBuf,
     /// The limits of a cgroup v1 host, in its file names.
     pub cgroup_v1: Vec<CgroupSetting>,
     // << 08
@@ -478,6 +480,7 @@ fn child_config(args: &Args, hostname: &str) -> ChildConfig {
         seccomp: SECCOMP_PROGRAMS.iter().map(|p| p.to_vec()).collect(), // >> 07
         no_new_privileges: true,                 // >> 07
         rlimits: vec![(Resource::RLIMIT_NOFILE, 64, 64)], // >> 08
+        cgroup: Path::new(CGROUP_PARENT).join(hostname), // >> 08
         cgroup_v1: CGROUP_V1_SETTINGS.to_vec(),  // >> 08
         cgroup_v2: cgroup_v2::SETTINGS.to_vec(), // >> 09
         init: args.init,                         // >> 13
@@ -902,14 +905,10 @@ const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 // << 09
 const CGROUP_PARENT: &str = "toybox";
 
-/// mkdir the parent group, which another toybox may be making at this moment.
+/// mkdir the parent group (and any above it), which another toybox may be
+/// making at this moment: create_dir_all takes one made meanwhile as made.
 fn make_parent_group(parent: &Path) -> Result<()> {
-    match fs::create_dir(parent) {
-        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
-            Err(e).stage("cgroups", format!("mkdir {}", parent.display()))
-        }
-        _ => Ok(()),
-    }
+    fs::create_dir_all(parent).stage("cgroups", format!("mkdir {}", parent.display()))
 }
 
 // before 09: /// contained.c's cgroups are v1's: a hierarchy per controller under /sys/fs/cgroup.
@@ -921,10 +920,10 @@ fn make_parent_group(parent: &Path) -> Result<()> {
 fn create_cgroups(config: &ChildConfig) -> Result<Cgroups> {
     // >> 09 cgroup v2
     if Path::new(CGROUP_ROOT).join("cgroup.controllers").exists() {
-        return cgroup_v2::create(&config.name, &config.cgroup_v2).map(Cgroups::V2);
+        return cgroup_v2::create(&config.cgroup, &config.cgroup_v2).map(Cgroups::V2);
     }
     // << 09
-    create_cgroups_v1(&config.name, &config.cgroup_v1).map(Cgroups::V1)
+    create_cgroups_v1(&config.cgroup, &config.cgroup_v1).map(Cgroups::V1)
 }
 
 /// The v1 groups toybox made, one per controller.
@@ -943,7 +942,7 @@ struct V1Group {
 /// `toybox` parent at the top of its hierarchy), write the limits, then move
 /// toybox itself in, so the child it clones starts inside. A v1 controller
 /// that is not mounted gets one warning and no limit.
-fn create_cgroups_v1(name: &str, settings: &[CgroupSetting]) -> Result<CgroupsV1> {
+fn create_cgroups_v1(group: &Path, settings: &[CgroupSetting]) -> Result<CgroupsV1> {
     // before 09: let current = fs::read_to_string("/proc/self/cgroup").stage("cgroups", "read /proc/self/cgroup")?;
     // >> 09 cgroup v2
     let current =
@@ -964,9 +963,10 @@ fn create_cgroups_v1(name: &str, settings: &[CgroupSetting]) -> Result<CgroupsV1
                     }
                     continue;
                 };
-                let parent = Path::new(CGROUP_ROOT).join(controller).join(CGROUP_PARENT);
-                make_parent_group(&parent)?;
-                let made = parent.join(name);
+                let made = Path::new(CGROUP_ROOT).join(controller).join(group);
+                if let Some(parent) = made.parent() {
+                    make_parent_group(parent)?;
+                }
                 fs::create_dir(&made).stage("cgroups", format!("mkdir {}", made.display()))?;
                 cgroups.groups.push(V1Group { controller, from, made });
                 cgroups.groups.len() - 1

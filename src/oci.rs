@@ -121,6 +121,7 @@ struct Linux {
     readonly_paths: Vec<String>,
     seccomp: Option<Seccomp>,
     resources: Resources,
+    cgroups_path: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -286,6 +287,7 @@ fn child_config(spec: Spec, bundle: &Path, id: &str) -> Result<ChildConfig> {
     };
     let mounts = spec.mounts.iter().map(|m| mount(m, bundle)).collect::<Result<Vec<_>>>()?;
     let (cgroup_v1, cgroup_v2) = cgroup_settings(&linux.resources);
+    let cgroup = cgroup_path(linux.cgroups_path.as_deref(), id)?;
     Ok(ChildConfig {
         name: id.to_string(),
         command: process.args,
@@ -311,6 +313,7 @@ fn child_config(spec: Spec, bundle: &Path, id: &str) -> Result<ChildConfig> {
         seccomp,
         no_new_privileges: process.no_new_privileges,
         rlimits: process.rlimits.iter().map(rlimit).collect::<Result<_>>()?,
+        cgroup,
         cgroup_v1,
         cgroup_v2,
         init: false,
@@ -449,6 +452,29 @@ fn rlimit(limit: &Rlimit) -> Result<(Resource, u64, u64)> {
         return Err(bad(what));
     }
     Ok((resource, limit.soft, limit.hard))
+}
+
+/// linux.cgroupsPath, relative to each hierarchy's root: an absolute path
+/// as it is, a relative one (or none) in toybox's own parent group
+/// (config-linux.md leaves a relative path to the runtime).
+fn cgroup_path(path: Option<&str>, id: &str) -> Result<PathBuf> {
+    let path = path.filter(|p| !p.is_empty());
+    if let Some(path) = path.filter(|p| !p.starts_with('/') && p.contains(':')) {
+        let what = format!("cgroupsPath {path:?} is a systemd slice: toybox makes cgroupfs paths");
+        return Err(bad(what));
+    }
+    let Some(path) = path else {
+        return Ok(Path::new(crate::CGROUP_PARENT).join(id));
+    };
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    if parts.is_empty() || parts.iter().any(|p| *p == "." || *p == "..") {
+        return Err(bad(format!("cgroupsPath {path:?}: want a path of names")));
+    }
+    let joined: PathBuf = parts.iter().collect();
+    match path.starts_with('/') {
+        true => Ok(joined),
+        false => Ok(Path::new(crate::CGROUP_PARENT).join(joined)),
+    }
 }
 
 /// linux.resources as (v1, v2) cgroup files. The devices rows are always
@@ -805,6 +831,17 @@ mod tests {
         let json = MINIMAL
             .replace(r#""cwd": "/""#, r#""cwd": "/", "capabilities": {"bounding": ["CAP_NOPE"]}"#);
         assert!(spec_of(&json).is_err());
+    }
+
+    #[test]
+    fn cgroup_paths() {
+        let path = |p| cgroup_path(p, "id").map_err(|e| e.to_string());
+        assert_eq!(path(None), Ok(PathBuf::from("toybox/id")));
+        assert_eq!(path(Some("/a/b")), Ok(PathBuf::from("a/b")));
+        assert_eq!(path(Some("a")), Ok(PathBuf::from("toybox/a")));
+        assert!(path(Some("/a/../b")).is_err());
+        assert!(path(Some("/")).is_err());
+        assert!(path(Some("machine.slice:libpod:id")).is_err());
     }
 
     #[test]

@@ -353,6 +353,49 @@ fn pids_limit_from_config(rootfs: &Path) -> Outcome {
     })
 }
 
+/// linux.cgroupsPath, absolute: the group is there in every hierarchy
+/// with the limit, holds the container, and is gone after the run.
+fn cgroups_path_from_config(rootfs: &Path) -> Outcome {
+    let bundle = Bundle::new("cgpath", "toybox", rootfs, |c| {
+        set_args(c, &["/bin/sleep", "1"]);
+        c["linux"]["cgroupsPath"] = json!("/toybox-oci-test/oci-cgpath");
+        c["linux"]["resources"]["pids"] = json!({"limit": 12});
+    })?;
+    let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let pids = match v2 {
+        true => PathBuf::from("/sys/fs/cgroup/toybox-oci-test/oci-cgpath"),
+        false => PathBuf::from("/sys/fs/cgroup/pids/toybox-oci-test/oci-cgpath"),
+    };
+    let mut child = Command::new(TOYBOX)
+        .args(["run", "--bundle"])
+        .arg(&bundle.dir)
+        .arg("oci-cgpath")
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let mut seen = None;
+    for _ in 0..100 {
+        let procs = fs::read_to_string(pids.join("cgroup.procs")).unwrap_or_default();
+        if !procs.trim().is_empty() {
+            seen = Some((fs::read_to_string(pids.join("pids.max")).unwrap_or_default(), procs));
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let status = child.wait().map_err(|e| e.to_string())?;
+    let gone = !pids.exists();
+    // toybox keeps parent groups, as its own toybox/; the test made this one.
+    for controller in fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+        let _ = fs::remove_dir(controller.path().join("toybox-oci-test"));
+    }
+    let _ = fs::remove_dir("/sys/fs/cgroup/toybox-oci-test");
+    let Some((max, procs)) = seen else {
+        return Err(format!("{} never held a process", pids.display()));
+    };
+    expect(max.trim() == "12" && status.success() && gone, || {
+        format!("pids.max {max:?}, procs {procs:?}, exit {status}, gone after: {gone}")
+    })
+}
+
 /// What config.json may not say: each refused with exit 125, one line,
 /// nothing made.
 fn bad_configs_refused(rootfs: &Path) -> Outcome {
@@ -421,11 +464,12 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let tests: [(&str, Test); 7] = [
+    let tests: [(&str, Test); 8] = [
         ("spec_defaults_inside", spec_defaults_inside),
         ("edited_config_inside", edited_config_inside),
         ("seccomp_profile_and_exit_code", seccomp_profile_and_exit_code),
         ("pids_limit_from_config", pids_limit_from_config),
+        ("cgroups_path_from_config", cgroups_path_from_config),
         ("bad_configs_refused", bad_configs_refused),
         ("runc_spec_bundle", runc_spec_bundle),
         ("same_answers_as_runc", same_answers_as_runc),

@@ -148,6 +148,8 @@ pub(crate) struct ChildConfig {
     pub no_new_privileges: bool,
     /// (resource, soft, hard), set before clone.
     pub rlimits: Vec<(Resource, u64, u64)>,
+    /// The container's group, relative to each hierarchy's root.
+    pub cgroup: PathBuf,
     /// The limits of a cgroup v1 host, in its file names.
     pub cgroup_v1: Vec<CgroupSetting>,
     /// How long PID 1 has after a forwarded signal before SIGKILL.
@@ -206,6 +208,7 @@ fn child_config(args: &Args, hostname: &str) -> ChildConfig {
         seccomp: SECCOMP_PROGRAMS.iter().map(|p| p.to_vec()).collect(),
         no_new_privileges: true,
         rlimits: vec![(Resource::RLIMIT_NOFILE, 64, 64)],
+        cgroup: Path::new(CGROUP_PARENT).join(hostname),
         cgroup_v1: CGROUP_V1_SETTINGS.to_vec(),
         stop_grace: STOP_GRACE,
     }
@@ -469,19 +472,15 @@ const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 /// find them. The parent stays when the containers are gone.
 const CGROUP_PARENT: &str = "toybox";
 
-/// mkdir the parent group, which another toybox may be making at this moment.
+/// mkdir the parent group (and any above it), which another toybox may be
+/// making at this moment: create_dir_all takes one made meanwhile as made.
 fn make_parent_group(parent: &Path) -> Result<()> {
-    match fs::create_dir(parent) {
-        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
-            Err(e).stage("cgroups", format!("mkdir {}", parent.display()))
-        }
-        _ => Ok(()),
-    }
+    fs::create_dir_all(parent).stage("cgroups", format!("mkdir {}", parent.display()))
 }
 
 /// contained.c's cgroups are v1's: a hierarchy per controller under /sys/fs/cgroup.
 fn create_cgroups(config: &ChildConfig) -> Result<Cgroups> {
-    create_cgroups_v1(&config.name, &config.cgroup_v1).map(Cgroups::V1)
+    create_cgroups_v1(&config.cgroup, &config.cgroup_v1).map(Cgroups::V1)
 }
 
 /// The v1 groups toybox made, one per controller.
@@ -500,7 +499,7 @@ struct V1Group {
 /// `toybox` parent at the top of its hierarchy), write the limits, then move
 /// toybox itself in, so the child it clones starts inside. A v1 controller
 /// that is not mounted gets one warning and no limit.
-fn create_cgroups_v1(name: &str, settings: &[CgroupSetting]) -> Result<CgroupsV1> {
+fn create_cgroups_v1(group: &Path, settings: &[CgroupSetting]) -> Result<CgroupsV1> {
     let current =
         fs::read_to_string("/proc/self/cgroup").stage("cgroups", "read /proc/self/cgroup")?;
     let mut cgroups = CgroupsV1 { groups: Vec::new() };
@@ -518,9 +517,10 @@ fn create_cgroups_v1(name: &str, settings: &[CgroupSetting]) -> Result<CgroupsV1
                     }
                     continue;
                 };
-                let parent = Path::new(CGROUP_ROOT).join(controller).join(CGROUP_PARENT);
-                make_parent_group(&parent)?;
-                let made = parent.join(name);
+                let made = Path::new(CGROUP_ROOT).join(controller).join(group);
+                if let Some(parent) = made.parent() {
+                    make_parent_group(parent)?;
+                }
                 fs::create_dir(&made).stage("cgroups", format!("mkdir {}", made.display()))?;
                 cgroups.groups.push(V1Group { controller, from, made });
                 cgroups.groups.len() - 1

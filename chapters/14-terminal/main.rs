@@ -186,6 +186,8 @@ pub(crate) struct ChildConfig {
     pub no_new_privileges: bool,
     /// (resource, soft, hard), set before clone.
     pub rlimits: Vec<(Resource, u64, u64)>,
+    /// The container's group, relative to each hierarchy's root.
+    pub cgroup: PathBuf,
     /// The limits of a cgroup v1 host, in its file names.
     pub cgroup_v1: Vec<CgroupSetting>,
     /// The same limits in cgroup v2's names.
@@ -269,6 +271,7 @@ fn child_config(args: &Args, hostname: &str) -> ChildConfig {
         seccomp: SECCOMP_PROGRAMS.iter().map(|p| p.to_vec()).collect(),
         no_new_privileges: true,
         rlimits: vec![(Resource::RLIMIT_NOFILE, 64, 64)],
+        cgroup: Path::new(CGROUP_PARENT).join(hostname),
         cgroup_v1: CGROUP_V1_SETTINGS.to_vec(),
         cgroup_v2: cgroup_v2::SETTINGS.to_vec(),
         init: args.init,
@@ -610,14 +613,10 @@ const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 /// In v2 it is also the one place whose controllers toybox enables.
 const CGROUP_PARENT: &str = "toybox";
 
-/// mkdir the parent group, which another toybox may be making at this moment.
+/// mkdir the parent group (and any above it), which another toybox may be
+/// making at this moment: create_dir_all takes one made meanwhile as made.
 fn make_parent_group(parent: &Path) -> Result<()> {
-    match fs::create_dir(parent) {
-        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
-            Err(e).stage("cgroups", format!("mkdir {}", parent.display()))
-        }
-        _ => Ok(()),
-    }
+    fs::create_dir_all(parent).stage("cgroups", format!("mkdir {}", parent.display()))
 }
 
 /// A pure cgroup v2 host mounts the unified hierarchy itself at
@@ -625,9 +624,9 @@ fn make_parent_group(parent: &Path) -> Result<()> {
 /// cgroup2 at /sys/fs/cgroup/unified) keep the v1 controllers there.
 fn create_cgroups(config: &ChildConfig) -> Result<Cgroups> {
     if Path::new(CGROUP_ROOT).join("cgroup.controllers").exists() {
-        return cgroup_v2::create(&config.name, &config.cgroup_v2).map(Cgroups::V2);
+        return cgroup_v2::create(&config.cgroup, &config.cgroup_v2).map(Cgroups::V2);
     }
-    create_cgroups_v1(&config.name, &config.cgroup_v1).map(Cgroups::V1)
+    create_cgroups_v1(&config.cgroup, &config.cgroup_v1).map(Cgroups::V1)
 }
 
 /// The v1 groups toybox made, one per controller.
@@ -646,7 +645,7 @@ struct V1Group {
 /// `toybox` parent at the top of its hierarchy), write the limits, then move
 /// toybox itself in, so the child it clones starts inside. A v1 controller
 /// that is not mounted gets one warning and no limit.
-fn create_cgroups_v1(name: &str, settings: &[CgroupSetting]) -> Result<CgroupsV1> {
+fn create_cgroups_v1(group: &Path, settings: &[CgroupSetting]) -> Result<CgroupsV1> {
     let current =
         read_kernel_file("/proc/self/cgroup").stage("cgroups", "read /proc/self/cgroup")?;
     let mut cgroups = CgroupsV1 { groups: Vec::new() };
@@ -664,9 +663,10 @@ fn create_cgroups_v1(name: &str, settings: &[CgroupSetting]) -> Result<CgroupsV1
                     }
                     continue;
                 };
-                let parent = Path::new(CGROUP_ROOT).join(controller).join(CGROUP_PARENT);
-                make_parent_group(&parent)?;
-                let made = parent.join(name);
+                let made = Path::new(CGROUP_ROOT).join(controller).join(group);
+                if let Some(parent) = made.parent() {
+                    make_parent_group(parent)?;
+                }
                 fs::create_dir(&made).stage("cgroups", format!("mkdir {}", made.display()))?;
                 cgroups.groups.push(V1Group { controller, from, made });
                 cgroups.groups.len() - 1

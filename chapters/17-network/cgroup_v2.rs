@@ -49,7 +49,9 @@ pub struct Group {
     joined_from: Option<PathBuf>,
 }
 
-pub fn create(name: &str, settings: &[CgroupSetting]) -> Result<Group> {
+/// `group` is the container's, relative to the root: its parents are made
+/// as needed, each handing the controllers down.
+pub fn create(group: &Path, settings: &[CgroupSetting]) -> Result<Group> {
     let root = Path::new(CGROUP_ROOT);
     let available = read(&root.join("cgroup.controllers"))?;
     let mut wanted: Vec<&'static str> = settings.iter().map(|s| s.controller).collect();
@@ -58,11 +60,14 @@ pub fn create(name: &str, settings: &[CgroupSetting]) -> Result<Group> {
     crate::warn_unlimited("v2", &missing);
     wanted.retain(|c| !missing.contains(c));
 
-    let parent = root.join(crate::CGROUP_PARENT);
     enable_controllers(root, &wanted)?;
-    crate::make_parent_group(&parent)?;
-    enable_controllers(&parent, &wanted)?;
-    let mut group = Group { path: parent.join(name), fd: None, joined_from: None };
+    let mut parent = root.to_path_buf();
+    for part in group.parent().into_iter().flat_map(Path::components) {
+        parent.push(part);
+        crate::make_parent_group(&parent)?;
+        enable_controllers(&parent, &wanted)?;
+    }
+    let mut group = Group { path: root.join(group), fd: None, joined_from: None };
     fs::create_dir(&group.path).stage("cgroups", format!("mkdir {}", group.path.display()))?;
     let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
     let fd = open(&group.path, flags, Mode::empty());
