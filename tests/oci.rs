@@ -396,6 +396,28 @@ fn cgroups_path_from_config(rootfs: &Path) -> Outcome {
     })
 }
 
+/// A user namespace with config.json's maps: uid 0 inside is 100000 on
+/// the host, and the host's root, unmapped, owns the rootfs as nobody.
+fn user_namespace_maps(rootfs: &Path) -> Outcome {
+    let script = "echo uidmap $(cat /proc/self/uid_map); echo gidmap $(cat /proc/self/gid_map); \
+                  echo uid $(id -u); echo owner $(stat -c %u /)";
+    let bundle = Bundle::new("userns", "toybox", rootfs, |c| {
+        set_args(c, &["/bin/sh", "-c", script]);
+        if let Some(namespaces) = c["linux"]["namespaces"].as_array_mut() {
+            namespaces.push(json!({"type": "user"}));
+        }
+        let map = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        c["linux"]["uidMappings"] = map.clone();
+        c["linux"]["gidMappings"] = map;
+    })?;
+    let run = bundle.run("oci-userns")?;
+    run.expect_code(0)?;
+    run.expect("uidmap", "0 100000 65536")?;
+    run.expect("gidmap", "0 100000 65536")?;
+    run.expect("uid", "0")?;
+    run.expect("owner", "65534")
+}
+
 /// What config.json may not say: each refused with exit 125, one line,
 /// nothing made.
 fn bad_configs_refused(rootfs: &Path) -> Outcome {
@@ -464,12 +486,13 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let tests: [(&str, Test); 8] = [
+    let tests: [(&str, Test); 9] = [
         ("spec_defaults_inside", spec_defaults_inside),
         ("edited_config_inside", edited_config_inside),
         ("seccomp_profile_and_exit_code", seccomp_profile_and_exit_code),
         ("pids_limit_from_config", pids_limit_from_config),
         ("cgroups_path_from_config", cgroups_path_from_config),
+        ("user_namespace_maps", user_namespace_maps),
         ("bad_configs_refused", bad_configs_refused),
         ("runc_spec_bundle", runc_spec_bundle),
         ("same_answers_as_runc", same_answers_as_runc),

@@ -159,10 +159,12 @@ struct Namespace {
     path: Option<PathBuf>,
 }
 
+/// config-linux.md spells these containerID and hostID.
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
 struct IdMapping {
+    #[serde(rename = "containerID")]
     container_id: u32,
+    #[serde(rename = "hostID")]
     host_id: u32,
     size: u32,
 }
