@@ -418,6 +418,53 @@ fn user_namespace_maps(rootfs: &Path) -> Outcome {
     run.expect("owner", "65534")
 }
 
+/// linux.namespaces: a network namespace joined by path is that one; one
+/// left out is the host's.
+fn namespaces_by_path_and_absent(rootfs: &Path) -> Outcome {
+    let mut holder = Command::new("unshare")
+        .args(["--net", "sleep", "30"])
+        .spawn()
+        .map_err(|e| format!("unshare: {e}"))?;
+    let pid = holder.id();
+    let link =
+        |path: &str| fs::read_link(path).map(|l| l.display().to_string()).unwrap_or_default();
+    let own = link("/proc/self/ns/net");
+    // unshare(1) swaps namespaces before it execs sleep: wait for the new one.
+    let mut theirs = String::new();
+    for _ in 0..100 {
+        theirs = link(&format!("/proc/{pid}/ns/net"));
+        if !theirs.is_empty() && theirs != own {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let script = &["/bin/sh", "-c", "echo net $(readlink /proc/self/ns/net)"];
+    let joined = Bundle::new("netpath", "toybox", rootfs, |c| {
+        set_args(c, script);
+        let path = format!("/proc/{pid}/ns/net");
+        for ns in c["linux"]["namespaces"].as_array_mut().into_iter().flatten() {
+            if ns["type"] == "network" {
+                ns["path"] = json!(path);
+            }
+        }
+    })?;
+    let run = joined.run("oci-netpath");
+    let _ = holder.kill();
+    let _ = holder.wait();
+    let run = run?;
+    run.expect_code(0)?;
+    run.expect("net", &theirs)?;
+    let host = Bundle::new("nonet", "toybox", rootfs, |c| {
+        set_args(c, script);
+        if let Some(list) = c["linux"]["namespaces"].as_array_mut() {
+            list.retain(|ns| ns["type"] != "network");
+        }
+    })?;
+    let run = host.run("oci-nonet")?;
+    run.expect_code(0)?;
+    run.expect("net", &own)
+}
+
 /// What config.json may not say: each refused with exit 125, one line,
 /// nothing made.
 fn bad_configs_refused(rootfs: &Path) -> Outcome {
@@ -486,13 +533,14 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let tests: [(&str, Test); 9] = [
+    let tests: [(&str, Test); 10] = [
         ("spec_defaults_inside", spec_defaults_inside),
         ("edited_config_inside", edited_config_inside),
         ("seccomp_profile_and_exit_code", seccomp_profile_and_exit_code),
         ("pids_limit_from_config", pids_limit_from_config),
         ("cgroups_path_from_config", cgroups_path_from_config),
         ("user_namespace_maps", user_namespace_maps),
+        ("namespaces_by_path_and_absent", namespaces_by_path_and_absent),
         ("bad_configs_refused", bad_configs_refused),
         ("runc_spec_bundle", runc_spec_bundle),
         ("same_answers_as_runc", same_answers_as_runc),
