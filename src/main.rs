@@ -1572,18 +1572,26 @@ const DEV_MOUNTS: &[(&str, &str, MsFlags, &str)] = &[
 /// instance with its own ptmx: the host's terminals are not in it
 /// (devpts(5)). /dev/shm is a tmpfs of its own for POSIX shared memory.
 /// The mounts come from the description (DEV_MOUNTS for toybox's own flags),
-/// those on /dev and below here, in their order; the rest after, in "proc".
+/// in their order: those up to the last on /dev and below here, the rest
+/// after, in "proc".
 // before 19: fn mount_dev(mounts: &[Mount], progress: Progress) -> Result<()> {
 // >> 19 oci
 fn mount_dev(mounts: &[Mount], trees: &[Option<OwnedFd>], progress: Progress) -> Result<()> {
     // << 19
-    let under_dev = |target: &str| target == "/dev" || target.starts_with("/dev/");
-    // before 19: mount_listed(mounts, under_dev, progress)?;
-    mount_listed(mounts, trees, under_dev, progress)?; // >> 19
+    let end = dev_mounts_end(mounts);
+    // before 19: mount_listed(mounts, |at| at < end, progress)?;
+    mount_listed(mounts, trees, |at| at < end, progress)?; // >> 19
     for &(link, target) in DEV_LINKS {
         std::os::unix::fs::symlink(target, link).stage("dev", format!("symlink {link}"))?;
     }
     Ok(())
+}
+
+/// Where the mounts on /dev end in the list: "dev" mounts it up to there,
+/// "proc" the rest, so the order of the whole list is kept.
+fn dev_mounts_end(mounts: &[Mount]) -> usize {
+    let on_dev = |m: &Mount| m.target == "/dev" || m.target.starts_with("/dev/");
+    mounts.iter().rposition(on_dev).map_or(0, |last| last + 1)
 }
 
 /// The nodes of DEVICES, in the fresh /dev.
@@ -1598,17 +1606,18 @@ fn make_devices() -> Result<()> {
     Ok(())
 }
 
-/// Mount the entries of `mounts` whose target `pick` takes, in order, each
-/// on a mount point made if missing. A tmpfs on /dev gets the nodes.
+/// Mount the entries of `mounts` whose place in the list `pick` takes, in
+/// order, each on a mount point made if missing. A tmpfs on /dev gets the
+/// nodes.
 fn mount_listed(
     mounts: &[Mount],
     trees: &[Option<OwnedFd>], // >> 19
-    pick: impl Fn(&str) -> bool,
+    pick: impl Fn(usize) -> bool,
     progress: Progress,
 ) -> Result<()> {
-    // before 19: for entry in mounts.iter().filter(|m| pick(&m.target)) {
+    // before 19: for (_, entry) in mounts.iter().enumerate().filter(|(at, _)| pick(*at)) {
     // >> 19 oci
-    for (at, entry) in mounts.iter().enumerate().filter(|(_, m)| pick(&m.target)) {
+    for (at, entry) in mounts.iter().enumerate().filter(|(at, _)| pick(*at)) {
         if let Some(Some(tree)) = trees.get(at) {
             attach_tree(tree, entry, progress)?;
             continue;
@@ -1618,6 +1627,7 @@ fn mount_listed(
             // In the fresh /dev: nothing there to report.
             true => fs::DirBuilder::new()
                 .mode(0o755)
+                .recursive(true)
                 .create(&entry.target)
                 .stage("dev", format!("mkdir {}", entry.target))?,
             false => make_mount_point(&entry.target, progress)?,
@@ -1713,9 +1723,9 @@ fn mount_proc_and_sys(
     progress: Progress,
 ) -> Result<()> {
     // << 19
-    let elsewhere = |target: &str| target != "/dev" && !target.starts_with("/dev/");
-    // before 19: mount_listed(&config.mounts, elsewhere, progress)?;
-    mount_listed(&config.mounts, trees, elsewhere, progress)?; // >> 19
+    let end = dev_mounts_end(&config.mounts);
+    // before 19: mount_listed(&config.mounts, |at| at >= end, progress)?;
+    mount_listed(&config.mounts, trees, |at| at >= end, progress)?; // >> 19
     for path in &config.masked_paths {
         let path = path.as_str();
         match fs::metadata(path) {

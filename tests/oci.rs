@@ -208,7 +208,8 @@ fn spec_defaults_inside(rootfs: &Path) -> Outcome {
     run.expect("ambient", "0000000000000000")?;
     let script = "touch /x 2>&1 | sed 's/^/touch /'; \
                   echo x > /proc/sys/kernel/hostname 2>/dev/null || echo sysctl refused; \
-                  echo keys $(wc -c < /proc/keys); echo env $(env | sort | tr '\\n' ' ')";
+                  echo keys $(wc -c < /proc/keys); echo env $(env | sort | tr '\\n' ' '); \
+                  echo mounts $(cut -d' ' -f5 /proc/self/mountinfo | tr '\\n' ' ')";
     let bundle =
         Bundle::new("readonly", "toybox", rootfs, |c| set_args(c, &["/bin/sh", "-c", script]))?;
     let run = bundle.run("oci-readonly")?;
@@ -218,6 +219,11 @@ fn spec_defaults_inside(rootfs: &Path) -> Outcome {
     })?;
     run.expect("sysctl", "refused")?;
     run.expect("keys", "0")?;
+    // config.json's mounts, in its order (mountinfo lists them as made).
+    let listed = ["/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys", "/sys/fs/cgroup"];
+    let mounts = run.value("mounts").unwrap_or("");
+    let seen: Vec<&str> = mounts.split_whitespace().filter(|m| listed.contains(m)).collect();
+    expect(seen == listed, || format!("mounts in this order: {mounts}"))?;
     // Exactly config.json's environment: toybox adds nothing (sh adds PWD, SHLVL).
     let env = run.value("env").unwrap_or("");
     let names: Vec<&str> =

@@ -1082,14 +1082,22 @@ const DEV_MOUNTS: &[(&str, &str, MsFlags, &str)] = &[
 /// instance with its own ptmx: the host's terminals are not in it
 /// (devpts(5)). /dev/shm is a tmpfs of its own for POSIX shared memory.
 /// The mounts come from the description (DEV_MOUNTS for toybox's own flags),
-/// those on /dev and below here, in their order; the rest after, in "proc".
+/// in their order: those up to the last on /dev and below here, the rest
+/// after, in "proc".
 fn mount_dev(mounts: &[Mount], progress: Progress) -> Result<()> {
-    let under_dev = |target: &str| target == "/dev" || target.starts_with("/dev/");
-    mount_listed(mounts, under_dev, progress)?;
+    let end = dev_mounts_end(mounts);
+    mount_listed(mounts, |at| at < end, progress)?;
     for &(link, target) in DEV_LINKS {
         std::os::unix::fs::symlink(target, link).stage("dev", format!("symlink {link}"))?;
     }
     Ok(())
+}
+
+/// Where the mounts on /dev end in the list: "dev" mounts it up to there,
+/// "proc" the rest, so the order of the whole list is kept.
+fn dev_mounts_end(mounts: &[Mount]) -> usize {
+    let on_dev = |m: &Mount| m.target == "/dev" || m.target.starts_with("/dev/");
+    mounts.iter().rposition(on_dev).map_or(0, |last| last + 1)
 }
 
 /// The nodes of DEVICES, in the fresh /dev.
@@ -1104,14 +1112,16 @@ fn make_devices() -> Result<()> {
     Ok(())
 }
 
-/// Mount the entries of `mounts` whose target `pick` takes, in order, each
-/// on a mount point made if missing. A tmpfs on /dev gets the nodes.
-fn mount_listed(mounts: &[Mount], pick: impl Fn(&str) -> bool, progress: Progress) -> Result<()> {
-    for entry in mounts.iter().filter(|m| pick(&m.target)) {
+/// Mount the entries of `mounts` whose place in the list `pick` takes, in
+/// order, each on a mount point made if missing. A tmpfs on /dev gets the
+/// nodes.
+fn mount_listed(mounts: &[Mount], pick: impl Fn(usize) -> bool, progress: Progress) -> Result<()> {
+    for (_, entry) in mounts.iter().enumerate().filter(|(at, _)| pick(*at)) {
         match entry.target.starts_with("/dev/") {
             // In the fresh /dev: nothing there to report.
             true => fs::DirBuilder::new()
                 .mode(0o755)
+                .recursive(true)
                 .create(&entry.target)
                 .stage("dev", format!("mkdir {}", entry.target))?,
             false => make_mount_point(&entry.target, progress)?,
@@ -1198,8 +1208,8 @@ const PROC_MOUNTS: &[(&str, &str, MsFlags, &str)] = &[
 /// the read-only paths and the mounts are the description's (MASKED_PATHS,
 /// READ_ONLY_PATHS and PROC_MOUNTS for toybox's own flags).
 fn mount_proc_and_sys(config: &ChildConfig, progress: Progress) -> Result<()> {
-    let elsewhere = |target: &str| target != "/dev" && !target.starts_with("/dev/");
-    mount_listed(&config.mounts, elsewhere, progress)?;
+    let end = dev_mounts_end(&config.mounts);
+    mount_listed(&config.mounts, |at| at >= end, progress)?;
     for path in &config.masked_paths {
         let path = path.as_str();
         match fs::metadata(path) {
