@@ -339,7 +339,33 @@ fn seccomp_profile_and_exit_code(rootfs: &Path) -> Outcome {
     expect(run.stdout.contains("Operation not permitted"), || {
         format!("getcwd allowed\n{}", run.describe())
     })?;
-    run.expect("after", "1")
+    run.expect("after", "1")?;
+    // Two rules for chmod and fchmod, one per bit (MASKED_EQ: value is the
+    // mask, valueTwo the datum): either bit is refused, a plain mode is
+    // not, nor fchmodat, which the profile does not name.
+    let masked = |bit: u32| {
+        json!({"names": ["chmod", "fchmod"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1,
+               "args": [{"index": 1, "value": bit, "valueTwo": bit, "op": "SCMP_CMP_MASKED_EQ"}]})
+    };
+    let bundle = Bundle::new("seccomp-args", "toybox", rootfs, |c| {
+        set_args(c, &["/probe", "syscalls"]);
+        c["root"]["readonly"] = json!(false); // the probe writes /tmp/probe-syscalls
+        c["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW",
+                                       "syscalls": [masked(0o4000), masked(0o2000)]});
+    })?;
+    let run = bundle.run("oci-seccomp-args")?;
+    for (call, want) in [
+        ("chmod_suid", "EPERM"),
+        ("chmod_sgid", "EPERM"),
+        ("fchmod_suid", "EPERM"),
+        ("fchmod_sgid", "EPERM"),
+        ("chmod_plain", "OK"),
+        ("fchmod_plain", "OK"),
+        ("fchmodat_suid", "OK"),
+    ] {
+        run.expect(call, want)?;
+    }
+    Ok(())
 }
 
 /// linux.resources.pids.limit caps the container's processes: the probe
