@@ -500,27 +500,31 @@ fn namespaces_by_path_and_absent(rootfs: &Path) -> Outcome {
 /// What config.json may not say: each refused with exit 125, one line,
 /// nothing made.
 fn bad_configs_refused(rootfs: &Path) -> Outcome {
-    let cases: [(&str, Edit, &str); 4] = [
-        ("version", |c| c["ociVersion"] = json!("2.0.0"), "ociVersion"),
+    let cases: [(&str, Edit, &str, i32); 6] = [
+        ("version", |c| c["ociVersion"] = json!("2.0.0"), "ociVersion", 125),
         (
             "rlimit",
             |c| {
                 c["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "hard": 10, "soft": 20}])
             },
             "below soft",
+            125,
         ),
         (
             "capability",
             |c| c["process"]["capabilities"]["bounding"] = json!(["CAP_NOPE"]),
             "unknown capability",
+            125,
         ),
-        ("command", |c| set_args(c, &["/no/such/command"]), "not found"),
+        // runc's words, which podman turns into 127 and 126.
+        ("command", |c| set_args(c, &["/no/such/command"]), "no such file or directory", 127),
+        ("in-path", |c| set_args(c, &["no-such-command"]), "executable file not found", 127),
+        ("not-executable", |c| set_args(c, &["/etc"]), "permission denied", 126),
     ];
-    for (name, edit, needle) in cases {
+    for (name, edit, needle, code) in cases {
         let bundle = Bundle::new(name, "toybox", rootfs, edit)?;
         let run = bundle.run(&format!("oci-bad-{name}"))?;
-        run.expect_code(125)
-            .or_else(|e| if name == "command" { run.expect_code(127) } else { Err(e) })?;
+        run.expect_code(code)?;
         let lines: Vec<&str> = run.stderr.lines().collect();
         expect(
             lines.len() == 1 && lines[0].starts_with("toybox: ") && lines[0].contains(needle),

@@ -215,11 +215,25 @@ pub fn run(bundle: &Path, id: &str, progress: Progress) -> Result<i32> {
     let rootfs = fs::canonicalize(&config.rootfs)
         .stage("checks", format!("rootfs {}", config.rootfs.display()))?;
     let command = &config.command[0];
-    match command.contains('/') {
-        true => crate::check_command(&rootfs, command)?,
-        false => crate::check_command_in_path(&rootfs, command, crate::search_path(&config.env))?,
-    }
+    let found = match command.contains('/') {
+        true => crate::check_command(&rootfs, command),
+        false => crate::check_command_in_path(&rootfs, command, crate::search_path(&config.env)),
+    };
+    found.map_err(|e| runc_words(e, command))?;
     crate::run_container(&config, progress)
+}
+
+/// Clients match runc's words for a command that is missing or cannot run
+/// (podman turns them into 127 and 126): say those, and what toybox found.
+fn runc_words(mut error: crate::error::Error, command: &str) -> crate::error::Error {
+    let words = match (error.exit_code, command.contains('/')) {
+        (crate::error::EXIT_NOT_FOUND, true) => "no such file or directory",
+        (crate::error::EXIT_NOT_FOUND, false) => "executable file not found in $PATH",
+        (crate::error::EXIT_CANNOT_EXECUTE, _) => "permission denied",
+        _ => return error,
+    };
+    error.what = format!("exec: {command:?}: {words} ({})", error.what);
+    error
 }
 
 /// runc's rule for ids: letters, digits and `_+-.`, and not `.` or `..`:
