@@ -1293,6 +1293,9 @@ fn child_stages(
     }
     // << 14
     // >> 19 oci
+    if config.capabilities.effective.is_some() {
+        progress.stage("capabilities", raise_effective)?;
+    }
     // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: before the drop.
     if !config.no_new_privileges && !config.seccomp.is_empty() {
         progress.stage("seccomp", || load_seccomp_filter(&config.seccomp, false))?;
@@ -1860,6 +1863,17 @@ const KEPT_CAPABILITIES: &[caps::Capability] = &[
     caps::Capability::CAP_LEASE,
 ];
 
+// >> 19 oci
+/// A switch to a uid other than 0 empties the effective set (PR_SET_KEEPCAPS
+/// kept the permitted one), but the drops need CAP_SETPCAP and a filter
+/// loaded without no_new_privs CAP_SYS_ADMIN: effective = permitted again,
+/// until drop_capabilities sets the configured sets.
+fn raise_effective() -> Result<()> {
+    let permitted = caps::read(None, CapSet::Permitted).stage("capabilities", "read permitted")?;
+    caps::set(None, CapSet::Effective, &permitted).stage("capabilities", "raise effective")
+}
+// << 19
+
 /// The bounding set caps what any later execve can gain; the inheritable and
 /// ambient sets are how capabilities would survive execve for a non-root
 /// user (capabilities(7)). After execve root's permitted and effective sets
@@ -1868,16 +1882,6 @@ const KEPT_CAPABILITIES: &[caps::Capability] = &[
 /// capability): the caps crate's enum ends at the ones it knew of, and the
 /// running kernel may know more.
 pub(crate) fn drop_capabilities(sets: &Capabilities) -> Result<()> {
-    // >> 19 oci
-    // Dropping from the bounding set takes CAP_SETPCAP in the effective set,
-    // which a switch to a uid other than 0 has emptied (PR_SET_KEEPCAPS kept
-    // the permitted set).
-    if sets.effective.is_some() {
-        let permitted =
-            caps::read(None, CapSet::Permitted).stage("capabilities", "read permitted")?;
-        caps::set(None, CapSet::Effective, &permitted).stage("capabilities", "raise effective")?;
-    }
-    // << 19
     for number in 0.. {
         if sets.bounding.iter().any(|kept| kept.index() == number) {
             continue;

@@ -354,6 +354,28 @@ fn seccomp_profile_and_exit_code(rootfs: &Path) -> Outcome {
                                        "syscalls": [masked(0o4000), masked(0o2000)]});
     })?;
     let run = bundle.run("oci-seccomp-args")?;
+    // Without noNewPrivileges and as uid 1000: the filter is loaded while
+    // CAP_SYS_ADMIN is still there, and no_new_privs stays off.
+    let unprivileged = Bundle::new("seccomp-user", "toybox", rootfs, |c| {
+        set_args(
+            c,
+            &[
+                "/bin/sh",
+                "-c",
+                "/bin/pwd 2>&1; echo nnp $(grep NoNewPrivs /proc/self/status | cut -f2)",
+            ],
+        );
+        c["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+        c["process"]["noNewPrivileges"] = json!(false);
+        c["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["getcwd"], "action": "SCMP_ACT_ERRNO"}]});
+    })?;
+    let user = unprivileged.run("oci-seccomp-user")?;
+    user.expect_code(0)?;
+    expect(user.stdout.contains("Operation not permitted"), || {
+        format!("getcwd allowed without no_new_privs\n{}", user.describe())
+    })?;
+    user.expect("nnp", "0")?;
     for (call, want) in [
         ("chmod_suid", "EPERM"),
         ("chmod_sgid", "EPERM"),
