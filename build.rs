@@ -23,8 +23,38 @@ fn main() {
         eprintln!("toybox: seccomp: cargo set no OUT_DIR");
         exit(1);
     };
-    if let Err(error) = seccomp::export(&PathBuf::from(out_dir)) {
+    if let Err(error) = seccomp::export(&PathBuf::from(&out_dir)) {
         eprintln!("toybox: seccomp: compile the filter with libseccomp: {error}");
         exit(1);
     }
+    link_libseccomp_statically(&PathBuf::from(out_dir));
+}
+
+/// toybox itself calls libseccomp too, for an OCI bundle's profile
+/// (src/oci.rs), and stays a static binary. seccomp-sys asks for
+/// `-lseccomp`, which ld resolves in the first directory that has either
+/// file: a directory searched first that holds only libseccomp.a makes it
+/// the static library (Debian's libseccomp-dev ships both).
+fn link_libseccomp_statically(out_dir: &std::path::Path) {
+    let found = std::process::Command::new("cc").arg("-print-file-name=libseccomp.a").output();
+    let archive = found.map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    let archive = match archive {
+        Ok(path) if path.is_absolute() && path.exists() => path,
+        _ => {
+            eprintln!("toybox: seccomp: libseccomp.a not found (apt-get install libseccomp-dev)");
+            exit(1);
+        }
+    };
+    let dir = out_dir.join("static-libseccomp");
+    let _ = std::fs::create_dir_all(&dir);
+    let link = dir.join("libseccomp.a");
+    let _ = std::fs::remove_file(&link);
+    if let Err(error) = std::os::unix::fs::symlink(&archive, &link) {
+        eprintln!("toybox: seccomp: link {}: {error}", link.display());
+        exit(1);
+    }
+    println!("cargo::rustc-link-search=native={}", dir.display());
+    // The archive comes after libc on rustc's command line: libc again.
+    println!("cargo::rustc-link-arg=-Wl,-Bstatic");
+    println!("cargo::rustc-link-arg=-lc");
 }

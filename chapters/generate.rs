@@ -39,6 +39,7 @@ pub const CHAPTERS: &[&str] = &[
     "16-exec",
     "17-images",
     "18-network",
+    "19-oci",
 ];
 
 pub fn number(chapter: &str) -> u32 {

@@ -59,23 +59,28 @@
 //! - its network namespace has lo, up; with --net bridge the parent adds
 //!   an eth0 on a host bridge, a default route and outbound NAT;
 // << 18
+// >> 19 oci
+//! - `toybox spec` and `toybox run` take the same stages from an OCI
+//!   bundle's config.json instead of toybox's flags;
+// << 19
 //! - the child execs the command; the parent waits, forwards signals and
 //!   cleans up.
 //!
 //! `main` is the table of contents: read it first, then each stage in order.
 
-// >> 18 markers
+// >> 19 markers
 // The chapters under chapters/ are made from this file: a line marked
 // `// >> NN` (or a block between `// >> NN` and `// << NN`) arrives in
 // chapter NN; `// before NN: code` is the code chapters before NN have there.
 // Chapters before the last are written without the markers.
-// << 18
+// << 19
 
 mod cgroup_v2; // >> 09
 mod error;
 mod exec; // >> 15
 mod netlink; // >> 18
 mod network; // >> 18
+mod oci; // >> 19
 // >> 07 seccomp
 // The filter's rules: build.rs compiles them into the binary, the tests again.
 #[cfg(test)]
@@ -84,6 +89,7 @@ mod seccomp;
 mod terminal; // >> 14
 mod unpack; // >> 17
 
+use std::borrow::Cow; // >> 08
 use std::ffi::CString;
 use std::fs;
 use std::io::Read; // >> 09
@@ -265,6 +271,25 @@ enum Subcommand {
         dest: PathBuf,
     },
     // << 17
+    // >> 19 oci
+    /// Write a default OCI config.json into the bundle, as `runc spec` does
+    /// (its rootfs: the bundle's rootfs/)
+    Spec {
+        /// The bundle's directory
+        #[arg(short, long, default_value = ".", value_name = "DIR")]
+        bundle: PathBuf,
+    },
+    /// Run an OCI bundle's container in the foreground, as `runc run` does:
+    /// create, start and wait; exit with its status
+    Run {
+        /// The bundle's directory: config.json and the rootfs
+        #[arg(short, long, default_value = ".", value_name = "DIR")]
+        bundle: PathBuf,
+
+        /// The container's id
+        id: String,
+    },
+    // << 19
 }
 // << 15
 
@@ -282,6 +307,219 @@ fn parse_args() -> Result<Args> {
         let what = what.trim_start_matches("error: ");
         fail("arguments", format!("{what} (see toybox --help)"), EXIT_TOYBOX_FAILED)
     })
+}
+
+// ---------------------------------------------------------------------------
+// Stage 1, continued: what the child is to become.
+// ---------------------------------------------------------------------------
+
+/// contained.c's `struct child_config`, grown into one plain description of
+/// the container. toybox's own flags fill it with contained.c's choices (the
+/// tables below stay, as the defaults); the stages read it, never the flags
+/// or the tables.
+// >> 19 oci
+/// `toybox run` fills it from a bundle's config.json instead (oci.rs).
+// << 19
+pub(crate) struct ChildConfig {
+    /// The container's name: its cgroups and its record are called so.
+    pub name: String,
+    /// The command and its arguments; a name without a slash is looked up in
+    /// the PATH of `env`.
+    pub command: Vec<String>,
+    /// The command's whole environment, exactly as it gets it.
+    pub env: Vec<String>,
+    // >> 12 environment
+    /// The working directory, inside the container.
+    pub cwd: Option<PathBuf>,
+    // << 12
+    /// The namespaces the child is born into (clone(2) flags).
+    pub namespaces: CloneFlags,
+    // >> 03 namespaces
+    /// None leaves the hostname alone (no UTS namespace of its own).
+    pub hostname: Option<String>,
+    // << 03
+    // >> 19 oci
+    /// Namespaces joined instead of made: setns(2) on the file at the path.
+    pub joined_namespaces: Vec<(CloneFlags, PathBuf)>,
+    // << 19
+    // >> 04 mounts
+    pub rootfs: PathBuf,
+    // << 04
+    // >> 19 oci
+    /// Remount / read-only once everything is mounted.
+    pub readonly_root: bool,
+    // << 19
+    // >> 10 dev
+    /// What is mounted inside after pivot_root, in order.
+    pub mounts: Vec<Mount>,
+    // << 10
+    // >> 11 proc
+    pub masked_paths: Vec<String>,
+    pub readonly_paths: Vec<String>,
+    // << 11
+    // >> 19 oci
+    /// Written to /proc/sys inside, before readonly_paths.
+    pub sysctl: Vec<(String, String)>,
+    // << 19
+    // >> 05 user namespace
+    /// The uid_map and gid_map the parent writes; None: no user namespace.
+    pub id_maps: Option<(String, String)>,
+    pub user: User,
+    // << 05
+    // >> 06 capabilities
+    pub capabilities: Capabilities,
+    // << 06
+    // >> 07 seccomp
+    /// Classic BPF programs, loaded in order; each as seccomp(2) takes it.
+    pub seccomp: Vec<Vec<u8>>,
+    pub no_new_privileges: bool,
+    // << 07
+    // >> 08 cgroups
+    /// (resource, soft, hard), set before clone.
+    pub rlimits: Vec<(Resource, u64, u64)>,
+    /// The container's group, relative to each hierarchy's root.
+    pub cgroup: PathBuf,
+    /// The limits of a cgroup v1 host, in its file names.
+    pub cgroup_v1: Vec<CgroupSetting>,
+    // << 08
+    // >> 09 cgroup v2
+    /// The same limits in cgroup v2's names.
+    pub cgroup_v2: Vec<CgroupSetting>,
+    // << 09
+    // >> 13 init
+    pub init: bool,
+    // << 13
+    // >> 14 terminal
+    pub terminal: bool,
+    // << 14
+    /// How long PID 1 has after a forwarded signal before SIGKILL.
+    pub stop_grace: Duration,
+    // >> 18 network
+    pub net: network::Mode,
+    pub subnet: network::Subnet,
+    pub publish: Vec<network::Port>,
+    // << 18
+}
+
+// >> 05 user namespace
+/// Who the command runs as, inside the container.
+pub(crate) struct User {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+    // >> 19 oci
+    pub umask: Option<u32>,
+    // << 19
+}
+
+impl User {
+    /// contained.c's: the uid, and the group of the same number.
+    pub fn contained(uid: u32) -> User {
+        User {
+            uid,
+            gid: uid,
+            groups: vec![uid],
+            umask: None, // >> 19
+        }
+    }
+}
+// << 05
+
+// >> 06 capabilities
+/// The five sets of capabilities(7). None leaves a set as the uid switch and
+/// the drops leave it.
+pub(crate) struct Capabilities {
+    pub bounding: Vec<caps::Capability>,
+    pub inheritable: Vec<caps::Capability>,
+    pub ambient: Vec<caps::Capability>,
+    // >> 19 oci
+    pub effective: Option<Vec<caps::Capability>>,
+    pub permitted: Option<Vec<caps::Capability>>,
+    // << 19
+}
+
+impl Capabilities {
+    /// contained.c's: its list bounds them all, nothing is inherited.
+    pub fn contained() -> Capabilities {
+        Capabilities {
+            bounding: KEPT_CAPABILITIES.to_vec(),
+            inheritable: Vec::new(),
+            ambient: Vec::new(),
+            effective: None, // >> 19
+            permitted: None, // >> 19
+        }
+    }
+}
+// << 06
+
+// >> 10 dev
+/// One mount(2) of a filesystem without a source device, on a path inside.
+pub(crate) struct Mount {
+    pub fstype: String,
+    pub target: String,
+    pub flags: MsFlags,
+    pub data: String,
+    // >> 19 oci
+    /// A host file or directory bound there instead (MS_BIND).
+    pub bind: Option<PathBuf>,
+    // << 19
+}
+// << 10
+
+// >> 05 user namespace
+fn contained_map() -> String {
+    format!("0 {USERNS_OFFSET} {USERNS_COUNT}\n")
+}
+// << 05
+
+/// The description toybox's own flags make: contained.c's choices.
+fn child_config(args: &Args, hostname: &str) -> ChildConfig {
+    ChildConfig {
+        name: hostname.to_string(),
+        command: args.command.clone(),
+        // before 12: env: Vec::new(),
+        env: container_env(args.uid, hostname, &args.env), // >> 12
+        cwd: args.workdir.clone(),                         // >> 12
+        namespaces: namespace_flags(),
+        hostname: Some(hostname.to_string()), // >> 03
+        joined_namespaces: Vec::new(),        // >> 19
+        rootfs: args.mount.clone(),           // >> 04
+        readonly_root: false,                 // >> 19
+        // >> 10 dev
+        mounts: DEV_MOUNTS
+            .iter()
+            .chain(PROC_MOUNTS) // >> 11
+            .map(|&(fstype, target, flags, data)| Mount {
+                fstype: fstype.into(),
+                target: target.into(),
+                flags,
+                data: data.into(),
+                bind: None, // >> 19
+            })
+            .collect(),
+        // << 10
+        masked_paths: MASKED_PATHS.iter().map(|p| p.to_string()).collect(), // >> 11
+        readonly_paths: READ_ONLY_PATHS.iter().map(|p| p.to_string()).collect(), // >> 11
+        sysctl: Vec::new(),                                                 // >> 19
+        // >> 05 user namespace
+        id_maps: Some((contained_map(), contained_map())),
+        user: User::contained(args.uid),
+        // << 05
+        capabilities: Capabilities::contained(), // >> 06
+        seccomp: SECCOMP_PROGRAMS.iter().map(|p| p.to_vec()).collect(), // >> 07
+        no_new_privileges: true,                 // >> 07
+        rlimits: vec![(Resource::RLIMIT_NOFILE, 64, 64)], // >> 08
+        cgroup: Path::new(CGROUP_PARENT).join(hostname), // >> 08
+        cgroup_v1: CGROUP_V1_SETTINGS.to_vec(),  // >> 08
+        cgroup_v2: cgroup_v2::SETTINGS.to_vec(), // >> 09
+        init: args.init,                         // >> 13
+        terminal: terminal::wanted(),            // >> 14
+        // before 13: stop_grace: STOP_GRACE,
+        stop_grace: Duration::from_secs(args.stop_timeout), // >> 13
+        net: args.net,                                      // >> 18
+        subnet: args.subnet,                                // >> 18
+        publish: args.publish.clone(),                      // >> 18
+    }
 }
 
 /// `-v` prints `=> stage ... done (212 µs)` as each stage finishes, the way
@@ -345,49 +583,59 @@ fn run() -> Result<i32> {
             return unpack::run(source, dest, reference.as_deref(), !no_shift);
         }
         // << 17
+        // >> 19 oci
+        Some(Subcommand::Spec { bundle }) => return oci::spec(bundle),
+        Some(Subcommand::Run { bundle, id }) => return oci::run(bundle, id, progress),
+        // << 19
         None => {}
     }
     // << 16
     // << 15
     progress.stage("checks", || check_host(&args))?; // >> 02
-    let hostname = random_hostname();
-    progress.note(&format!("hostname {hostname}"));
+    let config = child_config(&args, &random_hostname());
+    progress.note(&format!("hostname {}", config.name));
+    run_container(&config, progress)
+}
+
+/// Everything from the socketpair to the cleanup: make the container the
+/// description says, wait for it, and answer with its exit status.
+fn run_container(config: &ChildConfig, progress: Progress) -> Result<i32> {
     // before 05: let (_parent_sock, child_sock) = progress.stage("socketpair", create_socketpair)?;
     let (parent_sock, child_sock) = progress.stage("socketpair", create_socketpair)?; // >> 05
     exec::remove_stale_records(); // >> 15
     // >> 18 network
     // An address, and with the first container the bridge and NAT: before
     // cgroups, so that `nft` does not run in the container's group.
-    let network = network::prepare(args.net, args.subnet, &args.publish, &hostname)?;
+    let network = network::prepare(config.net, config.subnet, &config.publish, &config.name)?;
     // << 18
     // >> 08 cgroups
-    // before 09: let cgroups = progress.stage("cgroups", || create_cgroups(&hostname))?;
-    let mut cgroups = progress.stage("cgroups", || create_cgroups(&hostname))?; // >> 09
-    progress.stage("rlimits", set_rlimits)?;
+    // before 09: let cgroups = progress.stage("cgroups", || create_cgroups(config))?;
+    let mut cgroups = progress.stage("cgroups", || create_cgroups(config))?; // >> 09
+    progress.stage("rlimits", || set_rlimits(&config.rlimits))?;
     // << 08
     let signals = block_signals()?;
     let mut container = progress.stage("clone", || {
-        // before 09: clone_child(&args, &hostname, &child_sock, &signals, progress)
-        clone_child(&args, &hostname, &child_sock, &signals, &mut cgroups, progress) // >> 09
+        // before 09: clone_child(config, &child_sock, &signals, progress)
+        clone_child(config, &child_sock, &signals, &mut cgroups, progress) // >> 09
     })?;
     drop(child_sock); // so a dead child reads as EOF on our end
     // >> 15 ps
-    let record =
-        exec::write_record(&hostname, container.pid, args.uid, &args.command, &cgroups.dirs())?;
+    let (name, uid, command) = (&config.name, config.user.uid, &config.command);
+    let record = exec::write_record(name, container.pid, uid, command, &cgroups.dirs())?;
     // << 15
     // >> 18 network
     // While the child mounts; done before the uid map lets it go on.
     progress.stage("network", || network::attach(&network, container.pid))?;
     // << 18
-    progress.stage("uid map", || handle_child_uid_map(container.pid, &parent_sock))?; // >> 05
+    let maps = &config.id_maps; // >> 05
+    progress.stage("uid map", || handle_child_uid_map(container.pid, &parent_sock, maps))?; // >> 05
     // >> 14 terminal
-    let terminal = match terminal::wanted() {
+    let terminal = match config.terminal {
         true => Some(progress.stage("terminal", || terminal::relay_parent(&parent_sock))?),
         false => None,
     };
     // << 14
-    // before 13: let grace = STOP_GRACE;
-    let grace = Duration::from_secs(args.stop_timeout); // >> 13
+    let grace = config.stop_grace;
     let status =
         progress.stage("wait", || wait_for_child(&mut container, &signals.forwarded, grace))?;
     // >> 14 terminal
@@ -611,11 +859,12 @@ const CGROUP_V1_SETTINGS: &[CgroupSetting] = &[
     // << 10
 ];
 
+#[derive(Clone)]
 pub(crate) struct CgroupSetting {
-    controller: &'static str,
-    file: &'static str,
-    value: &'static str,
-    required: bool,
+    pub controller: &'static str,
+    pub file: &'static str,
+    pub value: Cow<'static, str>,
+    pub required: bool,
 }
 
 pub(crate) const fn required(
@@ -623,7 +872,7 @@ pub(crate) const fn required(
     file: &'static str,
     value: &'static str,
 ) -> CgroupSetting {
-    CgroupSetting { controller, file, value, required: true }
+    CgroupSetting { controller, file, value: Cow::Borrowed(value), required: true }
 }
 
 pub(crate) const fn optional(
@@ -631,7 +880,7 @@ pub(crate) const fn optional(
     file: &'static str,
     value: &'static str,
 ) -> CgroupSetting {
-    CgroupSetting { controller, file, value, required: false }
+    CgroupSetting { controller, file, value: Cow::Borrowed(value), required: false }
 }
 
 // >> 10 dev
@@ -690,14 +939,10 @@ const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 // << 09
 const CGROUP_PARENT: &str = "toybox";
 
-/// mkdir the parent group, which another toybox may be making at this moment.
+/// mkdir the parent group (and any above it), which another toybox may be
+/// making at this moment: create_dir_all takes one made meanwhile as made.
 fn make_parent_group(parent: &Path) -> Result<()> {
-    match fs::create_dir(parent) {
-        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
-            Err(e).stage("cgroups", format!("mkdir {}", parent.display()))
-        }
-        _ => Ok(()),
-    }
+    fs::create_dir_all(parent).stage("cgroups", format!("mkdir {}", parent.display()))
 }
 
 // before 09: /// contained.c's cgroups are v1's: a hierarchy per controller under /sys/fs/cgroup.
@@ -706,13 +951,13 @@ fn make_parent_group(parent: &Path) -> Result<()> {
 /// /sys/fs/cgroup; v1 and hybrid hosts (like systemd's "hybrid" mode, with
 /// cgroup2 at /sys/fs/cgroup/unified) keep the v1 controllers there.
 // << 09
-fn create_cgroups(name: &str) -> Result<Cgroups> {
+fn create_cgroups(config: &ChildConfig) -> Result<Cgroups> {
     // >> 09 cgroup v2
     if Path::new(CGROUP_ROOT).join("cgroup.controllers").exists() {
-        return cgroup_v2::create(name).map(Cgroups::V2);
+        return cgroup_v2::create(&config.cgroup, &config.cgroup_v2).map(Cgroups::V2);
     }
     // << 09
-    create_cgroups_v1(name).map(Cgroups::V1)
+    create_cgroups_v1(&config.cgroup, &config.cgroup_v1).map(Cgroups::V1)
 }
 
 /// The v1 groups toybox made, one per controller.
@@ -731,7 +976,7 @@ struct V1Group {
 /// `toybox` parent at the top of its hierarchy), write the limits, then move
 /// toybox itself in, so the child it clones starts inside. A v1 controller
 /// that is not mounted gets one warning and no limit.
-fn create_cgroups_v1(name: &str) -> Result<CgroupsV1> {
+fn create_cgroups_v1(group: &Path, settings: &[CgroupSetting]) -> Result<CgroupsV1> {
     // before 09: let current = fs::read_to_string("/proc/self/cgroup").stage("cgroups", "read /proc/self/cgroup")?;
     // >> 09 cgroup v2
     let current =
@@ -739,7 +984,7 @@ fn create_cgroups_v1(name: &str) -> Result<CgroupsV1> {
     // << 09
     let mut cgroups = CgroupsV1 { groups: Vec::new() };
     let mut missing = Vec::new();
-    for setting in CGROUP_V1_SETTINGS {
+    for setting in settings {
         let controller = setting.controller;
         let made = cgroups.groups.iter().position(|g| g.controller == controller);
         let at = match made {
@@ -752,9 +997,10 @@ fn create_cgroups_v1(name: &str) -> Result<CgroupsV1> {
                     }
                     continue;
                 };
-                let parent = Path::new(CGROUP_ROOT).join(controller).join(CGROUP_PARENT);
-                make_parent_group(&parent)?;
-                let made = parent.join(name);
+                let made = Path::new(CGROUP_ROOT).join(controller).join(group);
+                if let Some(parent) = made.parent() {
+                    make_parent_group(parent)?;
+                }
                 fs::create_dir(&made).stage("cgroups", format!("mkdir {}", made.display()))?;
                 cgroups.groups.push(V1Group { controller, from, made });
                 cgroups.groups.len() - 1
@@ -804,7 +1050,7 @@ fn write_setting(group: &Path, setting: &CgroupSetting) -> Result<()> {
     if !setting.required && !file.exists() {
         return Ok(());
     }
-    fs::write(&file, setting.value).stage("cgroups", format!("write {}", file.display()))
+    fs::write(&file, &*setting.value).stage("cgroups", format!("write {}", file.display()))
 }
 
 fn warn_unlimited(version: &str, missing: &[&str]) {
@@ -866,8 +1112,12 @@ fn other_threads() -> Vec<String> {
 
 /// rlimits are per process and inherited across clone and execve, so they
 /// must be set before clone (setrlimit(2)). 64 open files, as contained.c.
-fn set_rlimits() -> Result<()> {
-    setrlimit(Resource::RLIMIT_NOFILE, 64, 64).stage("rlimits", "setrlimit(RLIMIT_NOFILE, 64)")
+fn set_rlimits(rlimits: &[(Resource, u64, u64)]) -> Result<()> {
+    for &(resource, soft, hard) in rlimits {
+        setrlimit(resource, soft, hard)
+            .stage("rlimits", format!("setrlimit({resource:?}, {soft})"))?;
+    }
+    Ok(())
 }
 // << 08
 
@@ -931,19 +1181,18 @@ fn namespace_flags() -> CloneFlags {
 const STACK_SIZE: usize = 1024 * 1024;
 
 fn clone_child(
-    args: &Args,
-    hostname: &str,
+    config: &ChildConfig,
     sock: &OwnedFd,
     signals: &Signals,
     cgroups: &mut Cgroups, // >> 09
     progress: Progress,
 ) -> Result<Container> {
-    let child = || run_child(args, hostname, sock, &signals.original, progress);
+    let child = || run_child(config, sock, &signals.original, progress);
     // >> 09 cgroup v2
     if let Cgroups::V2(group) = cgroups
         && let Some(fd) = group.fd()
     {
-        match clone3_into_cgroup(fd) {
+        match clone3_into_cgroup(fd, config.namespaces) {
             Ok(Some(pid)) => return Ok(Container { pid, reaped: false }),
             // SAFETY: _exit(2) ends the child without running the parent's cleanup.
             Ok(None) => unsafe { libc::_exit(child() as i32) },
@@ -957,9 +1206,9 @@ fn clone_child(
     // SAFETY: without CLONE_VM the child gets its own copy of memory, as with
     // fork(2); it only runs `run_child` and then execs or exits.
     let pid = unsafe {
-        clone(Box::new(child), &mut stack, namespace_flags(), Some(Signal::SIGCHLD as i32))
+        clone(Box::new(child), &mut stack, config.namespaces, Some(Signal::SIGCHLD as i32))
     }
-    .stage("clone", format!("clone({:?})", namespace_flags()))?;
+    .stage("clone", format!("clone({:?})", config.namespaces))?;
     Ok(Container { pid, reaped: false })
 }
 
@@ -968,7 +1217,10 @@ fn clone_child(
 /// cgroup v2 group: it never runs outside it, and toybox never joins it.
 /// Used like fork (no new stack, no CLONE_VM), it returns twice: the child's
 /// pid in the parent, None in the child.
-fn clone3_into_cgroup(cgroup: BorrowedFd) -> std::result::Result<Option<Pid>, Errno> {
+fn clone3_into_cgroup(
+    cgroup: BorrowedFd,
+    namespaces: CloneFlags,
+) -> std::result::Result<Option<Pid>, Errno> {
     const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
     #[repr(C)]
     #[derive(Default)]
@@ -986,7 +1238,7 @@ fn clone3_into_cgroup(cgroup: BorrowedFd) -> std::result::Result<Option<Pid>, Er
         cgroup: u64,
     }
     let clone_args = CloneArgs {
-        flags: namespace_flags().bits() as u64 | CLONE_INTO_CGROUP,
+        flags: namespaces.bits() as u64 | CLONE_INTO_CGROUP,
         exit_signal: Signal::SIGCHLD as u64,
         cgroup: cgroup.as_raw_fd() as u64,
         ..Default::default()
@@ -1008,14 +1260,8 @@ fn clone3_into_cgroup(cgroup: BorrowedFd) -> std::result::Result<Option<Pid>, Er
 // one replaces this program with it.
 // ---------------------------------------------------------------------------
 
-fn run_child(
-    args: &Args,
-    hostname: &str,
-    sock: &OwnedFd,
-    mask: &SigSet,
-    progress: Progress,
-) -> isize {
-    let result = child_stages(args, hostname, sock, mask, progress);
+fn run_child(config: &ChildConfig, sock: &OwnedFd, mask: &SigSet, progress: Progress) -> isize {
+    let result = child_stages(config, sock, mask, progress);
     let error = match result {
         Ok(never) => match never {},
         Err(error) => error,
@@ -1025,8 +1271,7 @@ fn run_child(
 }
 
 fn child_stages(
-    args: &Args,
-    hostname: &str,
+    config: &ChildConfig,
     sock: &OwnedFd,
     mask: &SigSet,
     progress: Progress,
@@ -1034,40 +1279,81 @@ fn child_stages(
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(mask), None)
         .stage("signals", "restore signal mask")?;
     close_inherited_fds(Some(sock.as_raw_fd()))?;
-    // before 03: progress.note(&format!("{hostname} stays a name: no UTS namespace to set it in"));
-    progress.stage("hostname", || set_hostname(hostname))?; // >> 03
-    progress.stage("loopback", || network::inside(args.net))?; // >> 18
+    progress.stage("join namespaces", || join_namespaces(&config.joined_namespaces))?; // >> 19
+    // before 03: progress.note(&format!("{} stays a name: no UTS namespace to set it in", config.name));
+    // >> 03 namespaces
+    if let Some(name) = &config.hostname {
+        progress.stage("hostname", || set_hostname(name))?;
+    }
+    // << 03
+    // >> 18 network
+    if config.namespaces.contains(CloneFlags::CLONE_NEWNET) {
+        progress.stage("loopback", || network::inside(config.net))?;
+    }
+    // << 18
     // >> 04 mounts
-    // before 18: progress.stage("mounts", || setup_mounts(&args.mount))?;
-    progress.stage("mounts", || setup_mounts(&args.mount, hostname))?; // >> 18
+    // before 18: progress.stage("mounts", || setup_mounts(&config.rootfs))?;
+    // >> 18 network
+    // before 19: progress.stage("mounts", || setup_mounts(&config.rootfs, &config.name))?;
+    // << 18
+    // >> 19 oci
+    // Bind sources are opened before pivot_root, attached after, in order.
+    let trees = progress.stage("mounts", || setup_mounts(config))?;
+    // << 19
     // << 04
-    progress.stage("dev", || mount_dev(progress))?; // >> 10
-    progress.stage("proc", || mount_proc_and_sys(progress))?; // >> 11
-    progress.stage("user namespace", || enter_user_namespace(sock, args.uid))?; // >> 05
+    // >> 10 dev
+    // before 19: progress.stage("dev", || mount_dev(&config.mounts, progress))?;
+    progress.stage("dev", || mount_dev(&config.mounts, &trees, progress))?; // >> 19
+    // << 10
+    // >> 11 proc
+    // before 19: progress.stage("proc", || mount_proc_and_sys(config, progress))?;
+    progress.stage("proc", || mount_proc_and_sys(config, &trees, progress))?; // >> 19
+    // << 11
+    // >> 19 oci
+    if config.readonly_root {
+        progress.stage("readonly root", remount_root_readonly)?;
+    }
+    if config.capabilities.effective.is_some() {
+        // Keep the permitted set across the uid switch, to set the five sets after it.
+        nix::sys::prctl::set_keepcaps(true).stage("capabilities", "prctl(PR_SET_KEEPCAPS)")?;
+    }
+    // << 19
+    progress.stage("user namespace", || enter_user_namespace(sock, config))?; // >> 05
     die_with_parent(sock)?;
     // >> 14 terminal
     // After the uid switch, so the pty belongs to the container's user.
-    if terminal::wanted() {
+    if config.terminal {
         progress.stage("terminal", || terminal::attach_child(sock))?;
     }
     // << 14
-    progress.stage("capabilities", drop_capabilities)?; // >> 06
-    progress.stage("seccomp", load_seccomp_filter)?; // >> 07
+    // >> 19 oci
+    if config.capabilities.effective.is_some() {
+        progress.stage("capabilities", raise_effective)?;
+    }
+    // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: before the drop.
+    if !config.no_new_privileges && !config.seccomp.is_empty() {
+        progress.stage("seccomp", || load_seccomp_filter(&config.seccomp, false))?;
+    }
+    // << 19
+    progress.stage("capabilities", || drop_capabilities(&config.capabilities))?; // >> 06
+    // >> 07 seccomp
+    if config.no_new_privileges {
+        progress.stage("seccomp", || load_seccomp_filter(&config.seccomp, true))?;
+    }
+    // << 07
     // >> 12 environment
-    if let Some(dir) = &args.workdir {
+    if let Some(dir) = &config.cwd {
         chdir(dir).stage("workdir", format!("chdir {}", dir.display()))?;
     }
     // << 12
-    // before 12: let env = [];
-    let env = container_env(args.uid, hostname, &args.env); // >> 12
     // >> 13 init
-    if args.init {
+    if config.init {
         progress.note("init");
-        return run_init(&args.command, &env);
+        return run_init(&config.command, &config.env);
     }
     // << 13
     progress.note("execve");
-    exec_command(&args.command, &env)
+    exec_command(&config.command, &config.env)
 }
 
 /// A descriptor toybox inherited without close-on-exec would pass into the
@@ -1138,19 +1424,34 @@ fn set_hostname(hostname: &str) -> Result<()> {
 /// no temporary directory, so nothing is left on the host or in the rootfs.
 // before 18: fn setup_mounts(rootfs: &Path) -> Result<()> {
 // >> 18 network
-fn setup_mounts(rootfs: &Path, hostname: &str) -> Result<()> {
-    // << 18
+// before 19: fn setup_mounts(rootfs: &Path, name: &str) -> Result<()> {
+// << 18
+// >> 19 oci
+fn setup_mounts(config: &ChildConfig) -> Result<Vec<Option<OwnedFd>>> {
+    let (rootfs, name) = (&config.rootfs, &config.name);
+    // << 19
     let none: Option<&str> = None;
     mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none)
         .stage("mounts", "mount / MS_REC|MS_PRIVATE")?;
     mount(Some(rootfs), rootfs, none, MsFlags::MS_BIND | MsFlags::MS_REC, none)
         .stage("mounts", format!("bind mount {}", rootfs.display()))?;
     remount_nodev(rootfs)?;
-    network::bind_etc_files(rootfs, hostname)?; // >> 18
+    network::bind_etc_files(rootfs, name)?; // >> 18
+    // >> 19 oci
+    // A bind's source is a host path: copy its mount now, while the host is
+    // in view, as a detached tree; mount_listed attaches it inside, in order.
+    let trees = config
+        .mounts
+        .iter()
+        .map(|m| m.bind.as_deref().map(|source| open_tree(source, m.flags)).transpose());
+    let trees = trees.collect::<Result<Vec<_>>>()?;
+    // << 19
     chdir(rootfs).stage("mounts", format!("chdir {}", rootfs.display()))?;
     pivot_root(".", ".").stage("mounts", format!("pivot_root({}, .)", rootfs.display()))?;
     umount2(".", MntFlags::MNT_DETACH).stage("mounts", "umount2(old root, MNT_DETACH)")?;
-    chdir("/").stage("mounts", "chdir /")
+    chdir("/").stage("mounts", "chdir /")?;
+    // before 19: Ok(())
+    Ok(trees) // >> 19
 }
 
 /// A device node in the rootfs (a `docker export`, an unpacked image, a
@@ -1180,6 +1481,95 @@ fn remount_nodev(rootfs: &Path) -> Result<()> {
     mount(none, rootfs, none, flags, none)
         .stage("mounts", format!("remount {} nodev", rootfs.display()))
 }
+
+// >> 19 oci
+/// setns(2) into each namespace given by a path, such as /proc/PID/ns/net.
+fn join_namespaces(joined: &[(CloneFlags, PathBuf)]) -> Result<()> {
+    for (kind, path) in joined {
+        let file = fs::File::open(path).stage("namespaces", format!("open {}", path.display()))?;
+        nix::sched::setns(&file, *kind).stage("namespaces", format!("setns {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// open_tree(2) with OPEN_TREE_CLONE (Linux 5.2): a detached copy of the
+/// mount at `source`, recursive as rbind is, for move_mount after pivot_root.
+/// The target is then resolved inside the new root, so a symlink in the
+/// rootfs cannot point the bind at the host.
+fn open_tree(source: &Path, flags: MsFlags) -> Result<OwnedFd> {
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    let what = || format!("open_tree {}", source.display());
+    let path = CString::new(source.as_os_str().as_encoded_bytes())
+        .map_err(|_| fail("mounts", format!("{}: a NUL byte", what()), EXIT_TOYBOX_FAILED))?;
+    let mut tree_flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint;
+    if flags.contains(MsFlags::MS_REC) {
+        tree_flags |= libc::AT_RECURSIVE as libc::c_uint; // rbind
+    }
+    // SAFETY: a NUL-terminated path; the call returns a new descriptor or -1.
+    let fd =
+        unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), tree_flags) };
+    if fd < 0 {
+        return Err(Errno::last()).stage("mounts", what());
+    }
+    // SAFETY: the kernel just gave us this descriptor.
+    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as RawFd) })
+}
+
+/// Attach a tree from open_tree on `entry.target` (a file for a file,
+/// made if missing), then apply the entry's flags: a bind keeps its
+/// source's until remounted (mount(2), MS_REMOUNT|MS_BIND).
+fn attach_tree(tree: &OwnedFd, entry: &Mount, progress: Progress) -> Result<()> {
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
+    let target = entry.target.as_str();
+    let is_dir = fs::metadata(format!("/proc/self/fd/{}", tree.as_raw_fd())).map(|m| m.is_dir());
+    match (is_dir, fs::symlink_metadata(target)) {
+        (Ok(false), Ok(meta)) if meta.is_file() => {}
+        (Ok(false), Err(e)) if e.kind() == io::ErrorKind::NotFound => {
+            fs::File::create(target).stage("mounts", format!("create {target}"))?;
+        }
+        (Ok(false), _) => return Err(fail("mounts", format!("{target} is not a file"), 125)),
+        _ => make_mount_point(target, progress)?,
+    }
+    let to = CString::new(target).map_err(|_| fail("mounts", "a NUL byte", 125))?;
+    // SAFETY: a live descriptor, an empty and a NUL-terminated path.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    if rc != 0 {
+        return Err(Errno::last()).stage("mounts", format!("move_mount onto {target}"));
+    }
+    let per_mount =
+        MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    if entry.flags.intersects(per_mount) {
+        let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | (entry.flags & per_mount);
+        mount(None::<&str>, target, None::<&str>, flags, None::<&str>)
+            .stage("mounts", format!("remount {target} {:?}", entry.flags & per_mount))?;
+    }
+    let propagation =
+        MsFlags::MS_PRIVATE | MsFlags::MS_SHARED | MsFlags::MS_SLAVE | MsFlags::MS_UNBINDABLE;
+    if entry.flags.intersects(propagation) {
+        let flags = entry.flags & (propagation | MsFlags::MS_REC);
+        mount(None::<&str>, target, None::<&str>, flags, None::<&str>)
+            .stage("mounts", format!("{target}: {flags:?}"))?;
+    }
+    Ok(())
+}
+
+/// root.readonly: the whole rootfs read-only, last, once everything else is
+/// mounted on it. A bind remount sets every per-mount flag: nodev stays.
+fn remount_root_readonly() -> Result<()> {
+    let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NODEV;
+    mount(None::<&str>, "/", None::<&str>, flags, None::<&str>)
+        .stage("mounts", "remount / read-only")
+}
+// << 19
 // << 04
 
 // >> 10 dev
@@ -1203,15 +1593,46 @@ const DEV_LINKS: &[(&str, &str)] = &[
     ("/dev/stderr", "/proc/self/fd/2"),
 ];
 
+const NOSUID_NOEXEC: MsFlags = MsFlags::MS_NOSUID.union(MsFlags::MS_NOEXEC);
+
+/// (type, target, flags, data) of what /dev is made of: a small tmpfs, a
+/// devpts of its own and a tmpfs for POSIX shared memory.
+const DEV_MOUNTS: &[(&str, &str, MsFlags, &str)] = &[
+    ("tmpfs", "/dev", NOSUID_NOEXEC, "mode=755,size=64k"),
+    ("devpts", "/dev/pts", NOSUID_NOEXEC, "newinstance,ptmxmode=0666,mode=0620"),
+    ("tmpfs", "/dev/shm", NOSUID_NOEXEC.union(MsFlags::MS_NODEV), "mode=1777,size=64m"),
+];
+
 /// A fresh /dev on a small tmpfs: nothing of the host's /dev comes along.
 /// The nodes are made with mknod, which needs CAP_MKNOD in the initial user
 /// namespace, so this runs before the child enters its own. devpts is a new
 /// instance with its own ptmx: the host's terminals are not in it
 /// (devpts(5)). /dev/shm is a tmpfs of its own for POSIX shared memory.
-fn mount_dev(progress: Progress) -> Result<()> {
-    let nosuid_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
-    make_mount_point("/dev", progress)?;
-    mount_fs("tmpfs", "/dev", nosuid_noexec, "mode=755,size=64k")?;
+/// The mounts come from the description (DEV_MOUNTS for toybox's own flags),
+/// in their order: those up to the last on /dev and below here, the rest
+/// after, in "proc".
+// before 19: fn mount_dev(mounts: &[Mount], progress: Progress) -> Result<()> {
+// >> 19 oci
+fn mount_dev(mounts: &[Mount], trees: &[Option<OwnedFd>], progress: Progress) -> Result<()> {
+    // << 19
+    let end = dev_mounts_end(mounts);
+    // before 19: mount_listed(mounts, |at| at < end, progress)?;
+    mount_listed(mounts, trees, |at| at < end, progress)?; // >> 19
+    for &(link, target) in DEV_LINKS {
+        std::os::unix::fs::symlink(target, link).stage("dev", format!("symlink {link}"))?;
+    }
+    Ok(())
+}
+
+/// Where the mounts on /dev end in the list: "dev" mounts it up to there,
+/// "proc" the rest, so the order of the whole list is kept.
+fn dev_mounts_end(mounts: &[Mount]) -> usize {
+    let on_dev = |m: &Mount| m.target == "/dev" || m.target.starts_with("/dev/");
+    mounts.iter().rposition(on_dev).map_or(0, |last| last + 1)
+}
+
+/// The nodes of DEVICES, in the fresh /dev.
+fn make_devices() -> Result<()> {
     for &(name, major, minor) in DEVICES {
         let path = format!("/dev/{name}");
         let mode = Mode::from_bits_truncate(0o666);
@@ -1219,14 +1640,39 @@ fn mount_dev(progress: Progress) -> Result<()> {
             .stage("dev", format!("mknod {path}"))?;
         chmod(&path, 0o666)?; // mknod(2) applies the umask
     }
-    for (dir, mode) in [("/dev/pts", 0o755), ("/dev/shm", 0o1777)] {
-        fs::create_dir(dir).stage("dev", format!("mkdir {dir}"))?;
-        chmod(dir, mode)?;
-    }
-    mount_fs("devpts", "/dev/pts", nosuid_noexec, "newinstance,ptmxmode=0666,mode=0620")?;
-    mount_fs("tmpfs", "/dev/shm", nosuid_noexec | MsFlags::MS_NODEV, "mode=1777,size=64m")?;
-    for &(link, target) in DEV_LINKS {
-        std::os::unix::fs::symlink(target, link).stage("dev", format!("symlink {link}"))?;
+    Ok(())
+}
+
+/// Mount the entries of `mounts` whose place in the list `pick` takes, in
+/// order, each on a mount point made if missing. A tmpfs on /dev gets the
+/// nodes.
+fn mount_listed(
+    mounts: &[Mount],
+    trees: &[Option<OwnedFd>], // >> 19
+    pick: impl Fn(usize) -> bool,
+    progress: Progress,
+) -> Result<()> {
+    // before 19: for (_, entry) in mounts.iter().enumerate().filter(|(at, _)| pick(*at)) {
+    // >> 19 oci
+    for (at, entry) in mounts.iter().enumerate().filter(|(at, _)| pick(*at)) {
+        if let Some(Some(tree)) = trees.get(at) {
+            attach_tree(tree, entry, progress)?;
+            continue;
+        }
+        // << 19
+        match entry.target.starts_with("/dev/") {
+            // In the fresh /dev: nothing there to report.
+            true => fs::DirBuilder::new()
+                .mode(0o755)
+                .recursive(true)
+                .create(&entry.target)
+                .stage("dev", format!("mkdir {}", entry.target))?,
+            false => make_mount_point(&entry.target, progress)?,
+        }
+        mount_fs(&entry.fstype, &entry.target, entry.flags, &entry.data)?;
+        if entry.target == "/dev" && entry.fstype == "tmpfs" {
+            make_devices()?;
+        }
     }
     Ok(())
 }
@@ -1289,19 +1735,36 @@ const MASKED_PATHS: &[&str] = &[
 const READ_ONLY_PATHS: &[&str] =
     &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
 
+const PROC_FLAGS: MsFlags = MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV).union(MsFlags::MS_NOEXEC);
+
+/// (type, target, flags, data), as DEV_MOUNTS: the container's own proc,
+/// and sysfs read-only.
+const PROC_MOUNTS: &[(&str, &str, MsFlags, &str)] = &[
+    ("proc", "/proc", PROC_FLAGS, ""),
+    ("sysfs", "/sys", PROC_FLAGS.union(MsFlags::MS_RDONLY), ""),
+];
+
 /// A proc of the container's own PID namespace, so `ps` and `top` show only
 /// its processes (proc(5), pid_namespaces(7)). /sys is mounted read-only, as
 /// docker does: tools expect it, the container's own network devices show
 /// there, and nothing in it can be changed. The container's root cannot
 /// unmount the masks: after it enters its user namespace it has no
-/// privilege over this mount namespace (mount_namespaces(7)).
-fn mount_proc_and_sys(progress: Progress) -> Result<()> {
-    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    make_mount_point("/proc", progress)?;
-    make_mount_point("/sys", progress)?;
-    mount_fs("proc", "/proc", flags, "")?;
-    mount_fs("sysfs", "/sys", flags | MsFlags::MS_RDONLY, "")?;
-    for &path in MASKED_PATHS {
+/// privilege over this mount namespace (mount_namespaces(7)). The masks,
+/// the read-only paths and the mounts are the description's (MASKED_PATHS,
+/// READ_ONLY_PATHS and PROC_MOUNTS for toybox's own flags).
+// before 19: fn mount_proc_and_sys(config: &ChildConfig, progress: Progress) -> Result<()> {
+// >> 19 oci
+fn mount_proc_and_sys(
+    config: &ChildConfig,
+    trees: &[Option<OwnedFd>],
+    progress: Progress,
+) -> Result<()> {
+    // << 19
+    let end = dev_mounts_end(&config.mounts);
+    // before 19: mount_listed(&config.mounts, |at| at >= end, progress)?;
+    mount_listed(&config.mounts, trees, |at| at >= end, progress)?; // >> 19
+    for path in &config.masked_paths {
+        let path = path.as_str();
         match fs::metadata(path) {
             Ok(meta) if meta.is_dir() => mount_fs("tmpfs", path, MsFlags::MS_RDONLY, "size=0")?,
             Ok(_) => mount(Some("/dev/null"), path, none(), MsFlags::MS_BIND, none())
@@ -1309,13 +1772,21 @@ fn mount_proc_and_sys(progress: Progress) -> Result<()> {
             Err(_) => continue, // this kernel has no such file
         }
     }
-    for &path in READ_ONLY_PATHS {
+    // >> 19 oci
+    // Before readonly_paths, which usually cover /proc/sys.
+    for (key, value) in &config.sysctl {
+        let file = format!("/proc/sys/{}", key.replace('.', "/"));
+        fs::write(&file, value).stage("sysctl", format!("write {file}"))?;
+    }
+    // << 19
+    for path in &config.readonly_paths {
+        let path = path.as_str();
         if !Path::new(path).exists() {
             continue;
         }
         mount(Some(path), path, none(), MsFlags::MS_BIND | MsFlags::MS_REC, none())
             .stage("proc", format!("bind {path}"))?;
-        let read_only = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | flags;
+        let read_only = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | PROC_FLAGS;
         mount(none(), path, none(), read_only, none())
             .stage("proc", format!("remount {path} read-only"))?;
     }
@@ -1333,8 +1804,19 @@ fn none() -> Option<&'static str> {
 /// and waits for the parent's answer before switching to the requested uid.
 /// As in contained.c, a kernel without user namespaces gets one line and the
 /// container goes on without one.
-fn enter_user_namespace(sock: &OwnedFd, uid: u32) -> Result<()> {
-    let has_userns = match unshare(CloneFlags::CLONE_NEWUSER) {
+fn enter_user_namespace(sock: &OwnedFd, config: &ChildConfig) -> Result<()> {
+    let has_userns = config.id_maps.is_some() && unshare_user_namespace();
+    write(sock, &[has_userns as u8]).stage("user namespace", "write to parent")?;
+    let mut answer = [1u8];
+    let n = read(sock, &mut answer).stage("user namespace", "read from parent")?;
+    if n != 1 || answer[0] != 0 {
+        return Err(fail("user namespace", "the parent could not write the uid/gid maps", 125));
+    }
+    switch_user(&config.user)
+}
+
+fn unshare_user_namespace() -> bool {
+    match unshare(CloneFlags::CLONE_NEWUSER) {
         Ok(()) => true,
         Err(e) => {
             eprintln!(
@@ -1343,40 +1825,41 @@ fn enter_user_namespace(sock: &OwnedFd, uid: u32) -> Result<()> {
             );
             false
         }
-    };
-    write(sock, &[has_userns as u8]).stage("user namespace", "write to parent")?;
-    let mut answer = [1u8];
-    let n = read(sock, &mut answer).stage("user namespace", "read from parent")?;
-    if n != 1 || answer[0] != 0 {
-        return Err(fail("user namespace", "the parent could not write the uid/gid maps", 125));
     }
-    switch_user(uid)
 }
 
-/// Become `uid` (and the group of the same number) inside the namespace.
-fn switch_user(uid: u32) -> Result<()> {
-    let (uid, gid) = (Uid::from_raw(uid), Gid::from_raw(uid));
-    setgroups(&[gid]).stage("user namespace", format!("setgroups([{gid}])"))?;
+/// Become the user, with its groups, inside the namespace.
+pub(crate) fn switch_user(user: &User) -> Result<()> {
+    let (uid, gid) = (Uid::from_raw(user.uid), Gid::from_raw(user.gid));
+    let groups: Vec<Gid> = user.groups.iter().map(|&g| Gid::from_raw(g)).collect();
+    setgroups(&groups).stage("user namespace", format!("setgroups({groups:?})"))?;
     setresgid(gid, gid, gid).stage("user namespace", format!("setresgid({gid})"))?;
-    setresuid(uid, uid, uid).stage("user namespace", format!("setresuid({uid})"))
+    setresuid(uid, uid, uid).stage("user namespace", format!("setresuid({uid})"))?;
+    // >> 19 oci
+    if let Some(mask) = user.umask {
+        nix::sys::stat::umask(Mode::from_bits_truncate(mask));
+    }
+    // << 19
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------
 // Stage 8 (parent): answer the handshake with the uid/gid maps.
 // ---------------------------------------------------------------------------
 
-fn handle_child_uid_map(pid: Pid, sock: &OwnedFd) -> Result<()> {
+fn handle_child_uid_map(pid: Pid, sock: &OwnedFd, maps: &Option<(String, String)>) -> Result<()> {
     let mut has_userns = [0u8];
     let n = read(sock, &mut has_userns).stage("uid map", "read from child")?;
     if n != 1 {
         // The child failed before the handshake and said why; its exit status tells.
         return Ok(());
     }
-    if has_userns[0] == 1 {
-        let map = format!("0 {USERNS_OFFSET} {USERNS_COUNT}\n");
-        for file in ["uid_map", "gid_map"] {
+    if has_userns[0] == 1
+        && let Some((uid_map, gid_map)) = maps
+    {
+        for (file, map) in [("uid_map", uid_map), ("gid_map", gid_map)] {
             let path = format!("/proc/{pid}/{file}");
-            fs::write(&path, &map).stage("uid map", format!("write {path}"))?;
+            fs::write(&path, map).stage("uid map", format!("write {path}"))?;
         }
     }
     write(sock, &[0]).stage("uid map", "write to child")?;
@@ -1414,6 +1897,17 @@ const KEPT_CAPABILITIES: &[caps::Capability] = &[
     caps::Capability::CAP_LEASE,
 ];
 
+// >> 19 oci
+/// A switch to a uid other than 0 empties the effective set (PR_SET_KEEPCAPS
+/// kept the permitted one), but the drops need CAP_SETPCAP and a filter
+/// loaded without no_new_privs CAP_SYS_ADMIN: effective = permitted again,
+/// until drop_capabilities sets the configured sets.
+fn raise_effective() -> Result<()> {
+    let permitted = caps::read(None, CapSet::Permitted).stage("capabilities", "read permitted")?;
+    caps::set(None, CapSet::Effective, &permitted).stage("capabilities", "raise effective")
+}
+// << 19
+
 /// The bounding set caps what any later execve can gain; the inheritable and
 /// ambient sets are how capabilities would survive execve for a non-root
 /// user (capabilities(7)). After execve root's permitted and effective sets
@@ -1421,9 +1915,9 @@ const KEPT_CAPABILITIES: &[caps::Capability] = &[
 /// Capabilities are dropped by number until the kernel says EINVAL (no such
 /// capability): the caps crate's enum ends at the ones it knew of, and the
 /// running kernel may know more.
-fn drop_capabilities() -> Result<()> {
+pub(crate) fn drop_capabilities(sets: &Capabilities) -> Result<()> {
     for number in 0.. {
-        if KEPT_CAPABILITIES.iter().any(|kept| kept.index() == number) {
+        if sets.bounding.iter().any(|kept| kept.index() == number) {
             continue;
         }
         // SAFETY: PR_CAPBSET_DROP takes a capability number and touches no memory.
@@ -1437,8 +1931,25 @@ fn drop_capabilities() -> Result<()> {
             }
         }
     }
-    caps::clear(None, CapSet::Inheritable).stage("capabilities", "clear inheritable set")?;
-    caps::clear(None, CapSet::Ambient).stage("capabilities", "clear ambient set")
+    let set = |list: &[caps::Capability]| list.iter().copied().collect::<caps::CapsHashSet>();
+    caps::set(None, CapSet::Inheritable, &set(&sets.inheritable))
+        .stage("capabilities", "set the inheritable set")?;
+    // >> 19 oci
+    // Effective first: it must stay within permitted, which only shrinks.
+    if let (Some(permitted), Some(effective)) = (&sets.permitted, &sets.effective) {
+        caps::set(None, CapSet::Effective, &set(effective))
+            .stage("capabilities", "set the effective set")?;
+        caps::set(None, CapSet::Permitted, &set(permitted))
+            .stage("capabilities", "set the permitted set")?;
+    }
+    // << 19
+    caps::clear(None, CapSet::Ambient).stage("capabilities", "clear ambient set")?;
+    // An ambient capability must be inheritable too (capabilities(7)); runc
+    // skips the others, and `runc spec` lists ambient ones without it.
+    for &cap in sets.ambient.iter().filter(|cap| sets.inheritable.contains(cap)) {
+        caps::raise(None, CapSet::Ambient, cap).stage("capabilities", format!("raise {cap}"))?;
+    }
+    Ok(())
 }
 // << 06
 
@@ -1446,7 +1957,7 @@ fn drop_capabilities() -> Result<()> {
 /// The filter, as libseccomp compiled the rules in seccomp.rs when toybox was
 /// built (build.rs): classic BPF, eight bytes an instruction. The first
 /// program is syscallz's rules, the second what syscallz cannot name.
-const SECCOMP_PROGRAMS: [&[u8]; 2] = [
+pub(crate) const SECCOMP_PROGRAMS: [&[u8]; 2] = [
     include_bytes!(concat!(env!("OUT_DIR"), "/seccomp.bpf")),
     include_bytes!(concat!(env!("OUT_DIR"), "/seccomp-second.bpf")),
 ];
@@ -1457,9 +1968,11 @@ const SECCOMP_PROGRAMS: [&[u8]; 2] = [
 /// and an unprivileged uid may load the filter at all. Each program is what
 /// libseccomp's seccomp_load would hand the kernel, without compiling the
 /// rules again at every start.
-fn load_seccomp_filter() -> Result<()> {
-    nix::sys::prctl::set_no_new_privs().stage("seccomp", "prctl(PR_SET_NO_NEW_PRIVS)")?;
-    for bytes in SECCOMP_PROGRAMS {
+pub(crate) fn load_seccomp_filter(programs: &[impl AsRef<[u8]>], no_new_privs: bool) -> Result<()> {
+    if no_new_privs {
+        nix::sys::prctl::set_no_new_privs().stage("seccomp", "prctl(PR_SET_NO_NEW_PRIVS)")?;
+    }
+    for bytes in programs.iter().map(AsRef::as_ref) {
         let program: Vec<libc::sock_filter> = bytes
             .chunks_exact(8)
             .map(|insn| libc::sock_filter {

@@ -256,6 +256,8 @@ const FIRST_NAMED_IN: &[(&str, u32)] = &[
     ("bridge", 18),
     ("publish", 18),
     ("resolv", 18),
+    ("bundle", 19),
+    ("config.json", 19),
 ];
 
 /// Each chapter describes itself: its --help and its module doc (the `//!`

@@ -94,6 +94,42 @@ fn parse_args() -> Result<Args> {
     })
 }
 
+// ---------------------------------------------------------------------------
+// Stage 1, continued: what the child is to become.
+// ---------------------------------------------------------------------------
+
+/// contained.c's `struct child_config`, grown into one plain description of
+/// the container. toybox's own flags fill it with contained.c's choices (the
+/// tables below stay, as the defaults); the stages read it, never the flags
+/// or the tables.
+pub(crate) struct ChildConfig {
+    /// The container's name: its cgroups and its record are called so.
+    pub name: String,
+    /// The command and its arguments; a name without a slash is looked up in
+    /// the PATH of `env`.
+    pub command: Vec<String>,
+    /// The command's whole environment, exactly as it gets it.
+    pub env: Vec<String>,
+    /// The namespaces the child is born into (clone(2) flags).
+    pub namespaces: CloneFlags,
+    /// None leaves the hostname alone (no UTS namespace of its own).
+    pub hostname: Option<String>,
+    /// How long PID 1 has after a forwarded signal before SIGKILL.
+    pub stop_grace: Duration,
+}
+
+/// The description toybox's own flags make: contained.c's choices.
+fn child_config(args: &Args, hostname: &str) -> ChildConfig {
+    ChildConfig {
+        name: hostname.to_string(),
+        command: args.command.clone(),
+        env: Vec::new(),
+        namespaces: namespace_flags(),
+        hostname: Some(hostname.to_string()),
+        stop_grace: STOP_GRACE,
+    }
+}
+
 /// `-v` prints `=> stage ... done (212 µs)` as each stage finishes, the way
 /// contained.c prints `=> setting cgroups...done.`
 #[derive(Clone, Copy)]
@@ -137,14 +173,20 @@ fn run() -> Result<i32> {
     let args = parse_args()?;
     let progress = Progress { verbose: args.verbose };
     progress.stage("checks", || check_host(&args))?;
-    let hostname = random_hostname();
-    progress.note(&format!("hostname {hostname}"));
+    let config = child_config(&args, &random_hostname());
+    progress.note(&format!("hostname {}", config.name));
+    run_container(&config, progress)
+}
+
+/// Everything from the socketpair to the cleanup: make the container the
+/// description says, wait for it, and answer with its exit status.
+fn run_container(config: &ChildConfig, progress: Progress) -> Result<i32> {
     let (_parent_sock, child_sock) = progress.stage("socketpair", create_socketpair)?;
     let signals = block_signals()?;
-    let mut container = progress
-        .stage("clone", || clone_child(&args, &hostname, &child_sock, &signals, progress))?;
+    let mut container =
+        progress.stage("clone", || clone_child(config, &child_sock, &signals, progress))?;
     drop(child_sock); // so a dead child reads as EOF on our end
-    let grace = STOP_GRACE;
+    let grace = config.stop_grace;
     let status =
         progress.stage("wait", || wait_for_child(&mut container, &signals.forwarded, grace))?;
     progress.note(&format!("exit status {status}"));
@@ -317,20 +359,19 @@ fn namespace_flags() -> CloneFlags {
 const STACK_SIZE: usize = 1024 * 1024;
 
 fn clone_child(
-    args: &Args,
-    hostname: &str,
+    config: &ChildConfig,
     sock: &OwnedFd,
     signals: &Signals,
     progress: Progress,
 ) -> Result<Container> {
-    let child = || run_child(args, hostname, sock, &signals.original, progress);
+    let child = || run_child(config, sock, &signals.original, progress);
     let mut stack = vec![0u8; STACK_SIZE];
     // SAFETY: without CLONE_VM the child gets its own copy of memory, as with
     // fork(2); it only runs `run_child` and then execs or exits.
     let pid = unsafe {
-        clone(Box::new(child), &mut stack, namespace_flags(), Some(Signal::SIGCHLD as i32))
+        clone(Box::new(child), &mut stack, config.namespaces, Some(Signal::SIGCHLD as i32))
     }
-    .stage("clone", format!("clone({:?})", namespace_flags()))?;
+    .stage("clone", format!("clone({:?})", config.namespaces))?;
     Ok(Container { pid, reaped: false })
 }
 
@@ -339,14 +380,8 @@ fn clone_child(
 // one replaces this program with it.
 // ---------------------------------------------------------------------------
 
-fn run_child(
-    args: &Args,
-    hostname: &str,
-    sock: &OwnedFd,
-    mask: &SigSet,
-    progress: Progress,
-) -> isize {
-    let result = child_stages(args, hostname, sock, mask, progress);
+fn run_child(config: &ChildConfig, sock: &OwnedFd, mask: &SigSet, progress: Progress) -> isize {
+    let result = child_stages(config, sock, mask, progress);
     let error = match result {
         Ok(never) => match never {},
         Err(error) => error,
@@ -356,8 +391,7 @@ fn run_child(
 }
 
 fn child_stages(
-    args: &Args,
-    hostname: &str,
+    config: &ChildConfig,
     sock: &OwnedFd,
     mask: &SigSet,
     progress: Progress,
@@ -365,11 +399,12 @@ fn child_stages(
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(mask), None)
         .stage("signals", "restore signal mask")?;
     close_inherited_fds(Some(sock.as_raw_fd()))?;
-    progress.stage("hostname", || set_hostname(hostname))?;
+    if let Some(name) = &config.hostname {
+        progress.stage("hostname", || set_hostname(name))?;
+    }
     die_with_parent(sock)?;
-    let env = [];
     progress.note("execve");
-    exec_command(&args.command, &env)
+    exec_command(&config.command, &config.env)
 }
 
 /// A descriptor toybox inherited without close-on-exec would pass into the

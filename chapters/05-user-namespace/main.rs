@@ -106,6 +106,67 @@ fn parse_args() -> Result<Args> {
     })
 }
 
+// ---------------------------------------------------------------------------
+// Stage 1, continued: what the child is to become.
+// ---------------------------------------------------------------------------
+
+/// contained.c's `struct child_config`, grown into one plain description of
+/// the container. toybox's own flags fill it with contained.c's choices (the
+/// tables below stay, as the defaults); the stages read it, never the flags
+/// or the tables.
+pub(crate) struct ChildConfig {
+    /// The container's name: its cgroups and its record are called so.
+    pub name: String,
+    /// The command and its arguments; a name without a slash is looked up in
+    /// the PATH of `env`.
+    pub command: Vec<String>,
+    /// The command's whole environment, exactly as it gets it.
+    pub env: Vec<String>,
+    /// The namespaces the child is born into (clone(2) flags).
+    pub namespaces: CloneFlags,
+    /// None leaves the hostname alone (no UTS namespace of its own).
+    pub hostname: Option<String>,
+    pub rootfs: PathBuf,
+    /// The uid_map and gid_map the parent writes; None: no user namespace.
+    pub id_maps: Option<(String, String)>,
+    pub user: User,
+    /// How long PID 1 has after a forwarded signal before SIGKILL.
+    pub stop_grace: Duration,
+}
+
+/// Who the command runs as, inside the container.
+pub(crate) struct User {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+}
+
+impl User {
+    /// contained.c's: the uid, and the group of the same number.
+    pub fn contained(uid: u32) -> User {
+        User { uid, gid: uid, groups: vec![uid] }
+    }
+}
+
+fn contained_map() -> String {
+    format!("0 {USERNS_OFFSET} {USERNS_COUNT}\n")
+}
+
+/// The description toybox's own flags make: contained.c's choices.
+fn child_config(args: &Args, hostname: &str) -> ChildConfig {
+    ChildConfig {
+        name: hostname.to_string(),
+        command: args.command.clone(),
+        env: Vec::new(),
+        namespaces: namespace_flags(),
+        hostname: Some(hostname.to_string()),
+        rootfs: args.mount.clone(),
+        id_maps: Some((contained_map(), contained_map())),
+        user: User::contained(args.uid),
+        stop_grace: STOP_GRACE,
+    }
+}
+
 /// `-v` prints `=> stage ... done (212 µs)` as each stage finishes, the way
 /// contained.c prints `=> setting cgroups...done.`
 #[derive(Clone, Copy)]
@@ -149,15 +210,22 @@ fn run() -> Result<i32> {
     let args = parse_args()?;
     let progress = Progress { verbose: args.verbose };
     progress.stage("checks", || check_host(&args))?;
-    let hostname = random_hostname();
-    progress.note(&format!("hostname {hostname}"));
+    let config = child_config(&args, &random_hostname());
+    progress.note(&format!("hostname {}", config.name));
+    run_container(&config, progress)
+}
+
+/// Everything from the socketpair to the cleanup: make the container the
+/// description says, wait for it, and answer with its exit status.
+fn run_container(config: &ChildConfig, progress: Progress) -> Result<i32> {
     let (parent_sock, child_sock) = progress.stage("socketpair", create_socketpair)?;
     let signals = block_signals()?;
-    let mut container = progress
-        .stage("clone", || clone_child(&args, &hostname, &child_sock, &signals, progress))?;
+    let mut container =
+        progress.stage("clone", || clone_child(config, &child_sock, &signals, progress))?;
     drop(child_sock); // so a dead child reads as EOF on our end
-    progress.stage("uid map", || handle_child_uid_map(container.pid, &parent_sock))?;
-    let grace = STOP_GRACE;
+    let maps = &config.id_maps;
+    progress.stage("uid map", || handle_child_uid_map(container.pid, &parent_sock, maps))?;
+    let grace = config.stop_grace;
     let status =
         progress.stage("wait", || wait_for_child(&mut container, &signals.forwarded, grace))?;
     progress.note(&format!("exit status {status}"));
@@ -338,20 +406,19 @@ fn namespace_flags() -> CloneFlags {
 const STACK_SIZE: usize = 1024 * 1024;
 
 fn clone_child(
-    args: &Args,
-    hostname: &str,
+    config: &ChildConfig,
     sock: &OwnedFd,
     signals: &Signals,
     progress: Progress,
 ) -> Result<Container> {
-    let child = || run_child(args, hostname, sock, &signals.original, progress);
+    let child = || run_child(config, sock, &signals.original, progress);
     let mut stack = vec![0u8; STACK_SIZE];
     // SAFETY: without CLONE_VM the child gets its own copy of memory, as with
     // fork(2); it only runs `run_child` and then execs or exits.
     let pid = unsafe {
-        clone(Box::new(child), &mut stack, namespace_flags(), Some(Signal::SIGCHLD as i32))
+        clone(Box::new(child), &mut stack, config.namespaces, Some(Signal::SIGCHLD as i32))
     }
-    .stage("clone", format!("clone({:?})", namespace_flags()))?;
+    .stage("clone", format!("clone({:?})", config.namespaces))?;
     Ok(Container { pid, reaped: false })
 }
 
@@ -360,14 +427,8 @@ fn clone_child(
 // one replaces this program with it.
 // ---------------------------------------------------------------------------
 
-fn run_child(
-    args: &Args,
-    hostname: &str,
-    sock: &OwnedFd,
-    mask: &SigSet,
-    progress: Progress,
-) -> isize {
-    let result = child_stages(args, hostname, sock, mask, progress);
+fn run_child(config: &ChildConfig, sock: &OwnedFd, mask: &SigSet, progress: Progress) -> isize {
+    let result = child_stages(config, sock, mask, progress);
     let error = match result {
         Ok(never) => match never {},
         Err(error) => error,
@@ -377,8 +438,7 @@ fn run_child(
 }
 
 fn child_stages(
-    args: &Args,
-    hostname: &str,
+    config: &ChildConfig,
     sock: &OwnedFd,
     mask: &SigSet,
     progress: Progress,
@@ -386,13 +446,14 @@ fn child_stages(
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(mask), None)
         .stage("signals", "restore signal mask")?;
     close_inherited_fds(Some(sock.as_raw_fd()))?;
-    progress.stage("hostname", || set_hostname(hostname))?;
-    progress.stage("mounts", || setup_mounts(&args.mount))?;
-    progress.stage("user namespace", || enter_user_namespace(sock, args.uid))?;
+    if let Some(name) = &config.hostname {
+        progress.stage("hostname", || set_hostname(name))?;
+    }
+    progress.stage("mounts", || setup_mounts(&config.rootfs))?;
+    progress.stage("user namespace", || enter_user_namespace(sock, config))?;
     die_with_parent(sock)?;
-    let env = [];
     progress.note("execve");
-    exec_command(&args.command, &env)
+    exec_command(&config.command, &config.env)
 }
 
 /// A descriptor toybox inherited without close-on-exec would pass into the
@@ -466,7 +527,8 @@ fn setup_mounts(rootfs: &Path) -> Result<()> {
     chdir(rootfs).stage("mounts", format!("chdir {}", rootfs.display()))?;
     pivot_root(".", ".").stage("mounts", format!("pivot_root({}, .)", rootfs.display()))?;
     umount2(".", MntFlags::MNT_DETACH).stage("mounts", "umount2(old root, MNT_DETACH)")?;
-    chdir("/").stage("mounts", "chdir /")
+    chdir("/").stage("mounts", "chdir /")?;
+    Ok(())
 }
 
 /// A device node in the rootfs (a `docker export`, an unpacked image, a
@@ -502,8 +564,19 @@ fn remount_nodev(rootfs: &Path) -> Result<()> {
 /// and waits for the parent's answer before switching to the requested uid.
 /// As in contained.c, a kernel without user namespaces gets one line and the
 /// container goes on without one.
-fn enter_user_namespace(sock: &OwnedFd, uid: u32) -> Result<()> {
-    let has_userns = match unshare(CloneFlags::CLONE_NEWUSER) {
+fn enter_user_namespace(sock: &OwnedFd, config: &ChildConfig) -> Result<()> {
+    let has_userns = config.id_maps.is_some() && unshare_user_namespace();
+    write(sock, &[has_userns as u8]).stage("user namespace", "write to parent")?;
+    let mut answer = [1u8];
+    let n = read(sock, &mut answer).stage("user namespace", "read from parent")?;
+    if n != 1 || answer[0] != 0 {
+        return Err(fail("user namespace", "the parent could not write the uid/gid maps", 125));
+    }
+    switch_user(&config.user)
+}
+
+fn unshare_user_namespace() -> bool {
+    match unshare(CloneFlags::CLONE_NEWUSER) {
         Ok(()) => true,
         Err(e) => {
             eprintln!(
@@ -512,40 +585,36 @@ fn enter_user_namespace(sock: &OwnedFd, uid: u32) -> Result<()> {
             );
             false
         }
-    };
-    write(sock, &[has_userns as u8]).stage("user namespace", "write to parent")?;
-    let mut answer = [1u8];
-    let n = read(sock, &mut answer).stage("user namespace", "read from parent")?;
-    if n != 1 || answer[0] != 0 {
-        return Err(fail("user namespace", "the parent could not write the uid/gid maps", 125));
     }
-    switch_user(uid)
 }
 
-/// Become `uid` (and the group of the same number) inside the namespace.
-fn switch_user(uid: u32) -> Result<()> {
-    let (uid, gid) = (Uid::from_raw(uid), Gid::from_raw(uid));
-    setgroups(&[gid]).stage("user namespace", format!("setgroups([{gid}])"))?;
+/// Become the user, with its groups, inside the namespace.
+pub(crate) fn switch_user(user: &User) -> Result<()> {
+    let (uid, gid) = (Uid::from_raw(user.uid), Gid::from_raw(user.gid));
+    let groups: Vec<Gid> = user.groups.iter().map(|&g| Gid::from_raw(g)).collect();
+    setgroups(&groups).stage("user namespace", format!("setgroups({groups:?})"))?;
     setresgid(gid, gid, gid).stage("user namespace", format!("setresgid({gid})"))?;
-    setresuid(uid, uid, uid).stage("user namespace", format!("setresuid({uid})"))
+    setresuid(uid, uid, uid).stage("user namespace", format!("setresuid({uid})"))?;
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------
 // Stage 8 (parent): answer the handshake with the uid/gid maps.
 // ---------------------------------------------------------------------------
 
-fn handle_child_uid_map(pid: Pid, sock: &OwnedFd) -> Result<()> {
+fn handle_child_uid_map(pid: Pid, sock: &OwnedFd, maps: &Option<(String, String)>) -> Result<()> {
     let mut has_userns = [0u8];
     let n = read(sock, &mut has_userns).stage("uid map", "read from child")?;
     if n != 1 {
         // The child failed before the handshake and said why; its exit status tells.
         return Ok(());
     }
-    if has_userns[0] == 1 {
-        let map = format!("0 {USERNS_OFFSET} {USERNS_COUNT}\n");
-        for file in ["uid_map", "gid_map"] {
+    if has_userns[0] == 1
+        && let Some((uid_map, gid_map)) = maps
+    {
+        for (file, map) in [("uid_map", uid_map), ("gid_map", gid_map)] {
             let path = format!("/proc/{pid}/{file}");
-            fs::write(&path, &map).stage("uid map", format!("write {path}"))?;
+            fs::write(&path, map).stage("uid map", format!("write {path}"))?;
         }
     }
     write(sock, &[0]).stage("uid map", "write to child")?;

@@ -25,6 +25,7 @@ mod error;
 #[cfg(test)]
 mod seccomp;
 
+use std::borrow::Cow;
 use std::ffi::CString;
 use std::fs;
 use std::io::Read;
@@ -121,6 +122,105 @@ fn parse_args() -> Result<Args> {
     })
 }
 
+// ---------------------------------------------------------------------------
+// Stage 1, continued: what the child is to become.
+// ---------------------------------------------------------------------------
+
+/// contained.c's `struct child_config`, grown into one plain description of
+/// the container. toybox's own flags fill it with contained.c's choices (the
+/// tables below stay, as the defaults); the stages read it, never the flags
+/// or the tables.
+pub(crate) struct ChildConfig {
+    /// The container's name: its cgroups and its record are called so.
+    pub name: String,
+    /// The command and its arguments; a name without a slash is looked up in
+    /// the PATH of `env`.
+    pub command: Vec<String>,
+    /// The command's whole environment, exactly as it gets it.
+    pub env: Vec<String>,
+    /// The namespaces the child is born into (clone(2) flags).
+    pub namespaces: CloneFlags,
+    /// None leaves the hostname alone (no UTS namespace of its own).
+    pub hostname: Option<String>,
+    pub rootfs: PathBuf,
+    /// The uid_map and gid_map the parent writes; None: no user namespace.
+    pub id_maps: Option<(String, String)>,
+    pub user: User,
+    pub capabilities: Capabilities,
+    /// Classic BPF programs, loaded in order; each as seccomp(2) takes it.
+    pub seccomp: Vec<Vec<u8>>,
+    pub no_new_privileges: bool,
+    /// (resource, soft, hard), set before clone.
+    pub rlimits: Vec<(Resource, u64, u64)>,
+    /// The container's group, relative to each hierarchy's root.
+    pub cgroup: PathBuf,
+    /// The limits of a cgroup v1 host, in its file names.
+    pub cgroup_v1: Vec<CgroupSetting>,
+    /// The same limits in cgroup v2's names.
+    pub cgroup_v2: Vec<CgroupSetting>,
+    /// How long PID 1 has after a forwarded signal before SIGKILL.
+    pub stop_grace: Duration,
+}
+
+/// Who the command runs as, inside the container.
+pub(crate) struct User {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+}
+
+impl User {
+    /// contained.c's: the uid, and the group of the same number.
+    pub fn contained(uid: u32) -> User {
+        User { uid, gid: uid, groups: vec![uid] }
+    }
+}
+
+/// The five sets of capabilities(7). None leaves a set as the uid switch and
+/// the drops leave it.
+pub(crate) struct Capabilities {
+    pub bounding: Vec<caps::Capability>,
+    pub inheritable: Vec<caps::Capability>,
+    pub ambient: Vec<caps::Capability>,
+}
+
+impl Capabilities {
+    /// contained.c's: its list bounds them all, nothing is inherited.
+    pub fn contained() -> Capabilities {
+        Capabilities {
+            bounding: KEPT_CAPABILITIES.to_vec(),
+            inheritable: Vec::new(),
+            ambient: Vec::new(),
+        }
+    }
+}
+
+fn contained_map() -> String {
+    format!("0 {USERNS_OFFSET} {USERNS_COUNT}\n")
+}
+
+/// The description toybox's own flags make: contained.c's choices.
+fn child_config(args: &Args, hostname: &str) -> ChildConfig {
+    ChildConfig {
+        name: hostname.to_string(),
+        command: args.command.clone(),
+        env: Vec::new(),
+        namespaces: namespace_flags(),
+        hostname: Some(hostname.to_string()),
+        rootfs: args.mount.clone(),
+        id_maps: Some((contained_map(), contained_map())),
+        user: User::contained(args.uid),
+        capabilities: Capabilities::contained(),
+        seccomp: SECCOMP_PROGRAMS.iter().map(|p| p.to_vec()).collect(),
+        no_new_privileges: true,
+        rlimits: vec![(Resource::RLIMIT_NOFILE, 64, 64)],
+        cgroup: Path::new(CGROUP_PARENT).join(hostname),
+        cgroup_v1: CGROUP_V1_SETTINGS.to_vec(),
+        cgroup_v2: cgroup_v2::SETTINGS.to_vec(),
+        stop_grace: STOP_GRACE,
+    }
+}
+
 /// `-v` prints `=> stage ... done (212 µs)` as each stage finishes, the way
 /// contained.c prints `=> setting cgroups...done.`
 #[derive(Clone, Copy)]
@@ -164,18 +264,24 @@ fn run() -> Result<i32> {
     let args = parse_args()?;
     let progress = Progress { verbose: args.verbose };
     progress.stage("checks", || check_host(&args))?;
-    let hostname = random_hostname();
-    progress.note(&format!("hostname {hostname}"));
+    let config = child_config(&args, &random_hostname());
+    progress.note(&format!("hostname {}", config.name));
+    run_container(&config, progress)
+}
+
+/// Everything from the socketpair to the cleanup: make the container the
+/// description says, wait for it, and answer with its exit status.
+fn run_container(config: &ChildConfig, progress: Progress) -> Result<i32> {
     let (parent_sock, child_sock) = progress.stage("socketpair", create_socketpair)?;
-    let mut cgroups = progress.stage("cgroups", || create_cgroups(&hostname))?;
-    progress.stage("rlimits", set_rlimits)?;
+    let mut cgroups = progress.stage("cgroups", || create_cgroups(config))?;
+    progress.stage("rlimits", || set_rlimits(&config.rlimits))?;
     let signals = block_signals()?;
-    let mut container = progress.stage("clone", || {
-        clone_child(&args, &hostname, &child_sock, &signals, &mut cgroups, progress)
-    })?;
+    let mut container = progress
+        .stage("clone", || clone_child(config, &child_sock, &signals, &mut cgroups, progress))?;
     drop(child_sock); // so a dead child reads as EOF on our end
-    progress.stage("uid map", || handle_child_uid_map(container.pid, &parent_sock))?;
-    let grace = STOP_GRACE;
+    let maps = &config.id_maps;
+    progress.stage("uid map", || handle_child_uid_map(container.pid, &parent_sock, maps))?;
+    let grace = config.stop_grace;
     let status =
         progress.stage("wait", || wait_for_child(&mut container, &signals.forwarded, grace))?;
     progress.note(&format!("exit status {status}"));
@@ -336,11 +442,12 @@ const CGROUP_V1_SETTINGS: &[CgroupSetting] = &[
     optional("blkio", "blkio.bfq.weight", "10"),
 ];
 
+#[derive(Clone)]
 pub(crate) struct CgroupSetting {
-    controller: &'static str,
-    file: &'static str,
-    value: &'static str,
-    required: bool,
+    pub controller: &'static str,
+    pub file: &'static str,
+    pub value: Cow<'static, str>,
+    pub required: bool,
 }
 
 pub(crate) const fn required(
@@ -348,7 +455,7 @@ pub(crate) const fn required(
     file: &'static str,
     value: &'static str,
 ) -> CgroupSetting {
-    CgroupSetting { controller, file, value, required: true }
+    CgroupSetting { controller, file, value: Cow::Borrowed(value), required: true }
 }
 
 pub(crate) const fn optional(
@@ -356,7 +463,7 @@ pub(crate) const fn optional(
     file: &'static str,
     value: &'static str,
 ) -> CgroupSetting {
-    CgroupSetting { controller, file, value, required: false }
+    CgroupSetting { controller, file, value: Cow::Borrowed(value), required: false }
 }
 
 /// The groups toybox made; dropping this removes them.
@@ -374,24 +481,20 @@ const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 /// In v2 it is also the one place whose controllers toybox enables.
 const CGROUP_PARENT: &str = "toybox";
 
-/// mkdir the parent group, which another toybox may be making at this moment.
+/// mkdir the parent group (and any above it), which another toybox may be
+/// making at this moment: create_dir_all takes one made meanwhile as made.
 fn make_parent_group(parent: &Path) -> Result<()> {
-    match fs::create_dir(parent) {
-        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
-            Err(e).stage("cgroups", format!("mkdir {}", parent.display()))
-        }
-        _ => Ok(()),
-    }
+    fs::create_dir_all(parent).stage("cgroups", format!("mkdir {}", parent.display()))
 }
 
 /// A pure cgroup v2 host mounts the unified hierarchy itself at
 /// /sys/fs/cgroup; v1 and hybrid hosts (like systemd's "hybrid" mode, with
 /// cgroup2 at /sys/fs/cgroup/unified) keep the v1 controllers there.
-fn create_cgroups(name: &str) -> Result<Cgroups> {
+fn create_cgroups(config: &ChildConfig) -> Result<Cgroups> {
     if Path::new(CGROUP_ROOT).join("cgroup.controllers").exists() {
-        return cgroup_v2::create(name).map(Cgroups::V2);
+        return cgroup_v2::create(&config.cgroup, &config.cgroup_v2).map(Cgroups::V2);
     }
-    create_cgroups_v1(name).map(Cgroups::V1)
+    create_cgroups_v1(&config.cgroup, &config.cgroup_v1).map(Cgroups::V1)
 }
 
 /// The v1 groups toybox made, one per controller.
@@ -410,12 +513,12 @@ struct V1Group {
 /// `toybox` parent at the top of its hierarchy), write the limits, then move
 /// toybox itself in, so the child it clones starts inside. A v1 controller
 /// that is not mounted gets one warning and no limit.
-fn create_cgroups_v1(name: &str) -> Result<CgroupsV1> {
+fn create_cgroups_v1(group: &Path, settings: &[CgroupSetting]) -> Result<CgroupsV1> {
     let current =
         read_kernel_file("/proc/self/cgroup").stage("cgroups", "read /proc/self/cgroup")?;
     let mut cgroups = CgroupsV1 { groups: Vec::new() };
     let mut missing = Vec::new();
-    for setting in CGROUP_V1_SETTINGS {
+    for setting in settings {
         let controller = setting.controller;
         let made = cgroups.groups.iter().position(|g| g.controller == controller);
         let at = match made {
@@ -428,9 +531,10 @@ fn create_cgroups_v1(name: &str) -> Result<CgroupsV1> {
                     }
                     continue;
                 };
-                let parent = Path::new(CGROUP_ROOT).join(controller).join(CGROUP_PARENT);
-                make_parent_group(&parent)?;
-                let made = parent.join(name);
+                let made = Path::new(CGROUP_ROOT).join(controller).join(group);
+                if let Some(parent) = made.parent() {
+                    make_parent_group(parent)?;
+                }
                 fs::create_dir(&made).stage("cgroups", format!("mkdir {}", made.display()))?;
                 cgroups.groups.push(V1Group { controller, from, made });
                 cgroups.groups.len() - 1
@@ -478,7 +582,7 @@ fn write_setting(group: &Path, setting: &CgroupSetting) -> Result<()> {
     if !setting.required && !file.exists() {
         return Ok(());
     }
-    fs::write(&file, setting.value).stage("cgroups", format!("write {}", file.display()))
+    fs::write(&file, &*setting.value).stage("cgroups", format!("write {}", file.display()))
 }
 
 fn warn_unlimited(version: &str, missing: &[&str]) {
@@ -540,8 +644,12 @@ fn other_threads() -> Vec<String> {
 
 /// rlimits are per process and inherited across clone and execve, so they
 /// must be set before clone (setrlimit(2)). 64 open files, as contained.c.
-fn set_rlimits() -> Result<()> {
-    setrlimit(Resource::RLIMIT_NOFILE, 64, 64).stage("rlimits", "setrlimit(RLIMIT_NOFILE, 64)")
+fn set_rlimits(rlimits: &[(Resource, u64, u64)]) -> Result<()> {
+    for &(resource, soft, hard) in rlimits {
+        setrlimit(resource, soft, hard)
+            .stage("rlimits", format!("setrlimit({resource:?}, {soft})"))?;
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------
@@ -599,18 +707,17 @@ fn namespace_flags() -> CloneFlags {
 const STACK_SIZE: usize = 1024 * 1024;
 
 fn clone_child(
-    args: &Args,
-    hostname: &str,
+    config: &ChildConfig,
     sock: &OwnedFd,
     signals: &Signals,
     cgroups: &mut Cgroups,
     progress: Progress,
 ) -> Result<Container> {
-    let child = || run_child(args, hostname, sock, &signals.original, progress);
+    let child = || run_child(config, sock, &signals.original, progress);
     if let Cgroups::V2(group) = cgroups
         && let Some(fd) = group.fd()
     {
-        match clone3_into_cgroup(fd) {
+        match clone3_into_cgroup(fd, config.namespaces) {
             Ok(Some(pid)) => return Ok(Container { pid, reaped: false }),
             // SAFETY: _exit(2) ends the child without running the parent's cleanup.
             Ok(None) => unsafe { libc::_exit(child() as i32) },
@@ -623,9 +730,9 @@ fn clone_child(
     // SAFETY: without CLONE_VM the child gets its own copy of memory, as with
     // fork(2); it only runs `run_child` and then execs or exits.
     let pid = unsafe {
-        clone(Box::new(child), &mut stack, namespace_flags(), Some(Signal::SIGCHLD as i32))
+        clone(Box::new(child), &mut stack, config.namespaces, Some(Signal::SIGCHLD as i32))
     }
-    .stage("clone", format!("clone({:?})", namespace_flags()))?;
+    .stage("clone", format!("clone({:?})", config.namespaces))?;
     Ok(Container { pid, reaped: false })
 }
 
@@ -633,7 +740,10 @@ fn clone_child(
 /// cgroup v2 group: it never runs outside it, and toybox never joins it.
 /// Used like fork (no new stack, no CLONE_VM), it returns twice: the child's
 /// pid in the parent, None in the child.
-fn clone3_into_cgroup(cgroup: BorrowedFd) -> std::result::Result<Option<Pid>, Errno> {
+fn clone3_into_cgroup(
+    cgroup: BorrowedFd,
+    namespaces: CloneFlags,
+) -> std::result::Result<Option<Pid>, Errno> {
     const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
     #[repr(C)]
     #[derive(Default)]
@@ -651,7 +761,7 @@ fn clone3_into_cgroup(cgroup: BorrowedFd) -> std::result::Result<Option<Pid>, Er
         cgroup: u64,
     }
     let clone_args = CloneArgs {
-        flags: namespace_flags().bits() as u64 | CLONE_INTO_CGROUP,
+        flags: namespaces.bits() as u64 | CLONE_INTO_CGROUP,
         exit_signal: Signal::SIGCHLD as u64,
         cgroup: cgroup.as_raw_fd() as u64,
         ..Default::default()
@@ -672,14 +782,8 @@ fn clone3_into_cgroup(cgroup: BorrowedFd) -> std::result::Result<Option<Pid>, Er
 // one replaces this program with it.
 // ---------------------------------------------------------------------------
 
-fn run_child(
-    args: &Args,
-    hostname: &str,
-    sock: &OwnedFd,
-    mask: &SigSet,
-    progress: Progress,
-) -> isize {
-    let result = child_stages(args, hostname, sock, mask, progress);
+fn run_child(config: &ChildConfig, sock: &OwnedFd, mask: &SigSet, progress: Progress) -> isize {
+    let result = child_stages(config, sock, mask, progress);
     let error = match result {
         Ok(never) => match never {},
         Err(error) => error,
@@ -689,8 +793,7 @@ fn run_child(
 }
 
 fn child_stages(
-    args: &Args,
-    hostname: &str,
+    config: &ChildConfig,
     sock: &OwnedFd,
     mask: &SigSet,
     progress: Progress,
@@ -698,15 +801,18 @@ fn child_stages(
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(mask), None)
         .stage("signals", "restore signal mask")?;
     close_inherited_fds(Some(sock.as_raw_fd()))?;
-    progress.stage("hostname", || set_hostname(hostname))?;
-    progress.stage("mounts", || setup_mounts(&args.mount))?;
-    progress.stage("user namespace", || enter_user_namespace(sock, args.uid))?;
+    if let Some(name) = &config.hostname {
+        progress.stage("hostname", || set_hostname(name))?;
+    }
+    progress.stage("mounts", || setup_mounts(&config.rootfs))?;
+    progress.stage("user namespace", || enter_user_namespace(sock, config))?;
     die_with_parent(sock)?;
-    progress.stage("capabilities", drop_capabilities)?;
-    progress.stage("seccomp", load_seccomp_filter)?;
-    let env = [];
+    progress.stage("capabilities", || drop_capabilities(&config.capabilities))?;
+    if config.no_new_privileges {
+        progress.stage("seccomp", || load_seccomp_filter(&config.seccomp, true))?;
+    }
     progress.note("execve");
-    exec_command(&args.command, &env)
+    exec_command(&config.command, &config.env)
 }
 
 /// A descriptor toybox inherited without close-on-exec would pass into the
@@ -780,7 +886,8 @@ fn setup_mounts(rootfs: &Path) -> Result<()> {
     chdir(rootfs).stage("mounts", format!("chdir {}", rootfs.display()))?;
     pivot_root(".", ".").stage("mounts", format!("pivot_root({}, .)", rootfs.display()))?;
     umount2(".", MntFlags::MNT_DETACH).stage("mounts", "umount2(old root, MNT_DETACH)")?;
-    chdir("/").stage("mounts", "chdir /")
+    chdir("/").stage("mounts", "chdir /")?;
+    Ok(())
 }
 
 /// A device node in the rootfs (a `docker export`, an unpacked image, a
@@ -816,8 +923,19 @@ fn remount_nodev(rootfs: &Path) -> Result<()> {
 /// and waits for the parent's answer before switching to the requested uid.
 /// As in contained.c, a kernel without user namespaces gets one line and the
 /// container goes on without one.
-fn enter_user_namespace(sock: &OwnedFd, uid: u32) -> Result<()> {
-    let has_userns = match unshare(CloneFlags::CLONE_NEWUSER) {
+fn enter_user_namespace(sock: &OwnedFd, config: &ChildConfig) -> Result<()> {
+    let has_userns = config.id_maps.is_some() && unshare_user_namespace();
+    write(sock, &[has_userns as u8]).stage("user namespace", "write to parent")?;
+    let mut answer = [1u8];
+    let n = read(sock, &mut answer).stage("user namespace", "read from parent")?;
+    if n != 1 || answer[0] != 0 {
+        return Err(fail("user namespace", "the parent could not write the uid/gid maps", 125));
+    }
+    switch_user(&config.user)
+}
+
+fn unshare_user_namespace() -> bool {
+    match unshare(CloneFlags::CLONE_NEWUSER) {
         Ok(()) => true,
         Err(e) => {
             eprintln!(
@@ -826,40 +944,36 @@ fn enter_user_namespace(sock: &OwnedFd, uid: u32) -> Result<()> {
             );
             false
         }
-    };
-    write(sock, &[has_userns as u8]).stage("user namespace", "write to parent")?;
-    let mut answer = [1u8];
-    let n = read(sock, &mut answer).stage("user namespace", "read from parent")?;
-    if n != 1 || answer[0] != 0 {
-        return Err(fail("user namespace", "the parent could not write the uid/gid maps", 125));
     }
-    switch_user(uid)
 }
 
-/// Become `uid` (and the group of the same number) inside the namespace.
-fn switch_user(uid: u32) -> Result<()> {
-    let (uid, gid) = (Uid::from_raw(uid), Gid::from_raw(uid));
-    setgroups(&[gid]).stage("user namespace", format!("setgroups([{gid}])"))?;
+/// Become the user, with its groups, inside the namespace.
+pub(crate) fn switch_user(user: &User) -> Result<()> {
+    let (uid, gid) = (Uid::from_raw(user.uid), Gid::from_raw(user.gid));
+    let groups: Vec<Gid> = user.groups.iter().map(|&g| Gid::from_raw(g)).collect();
+    setgroups(&groups).stage("user namespace", format!("setgroups({groups:?})"))?;
     setresgid(gid, gid, gid).stage("user namespace", format!("setresgid({gid})"))?;
-    setresuid(uid, uid, uid).stage("user namespace", format!("setresuid({uid})"))
+    setresuid(uid, uid, uid).stage("user namespace", format!("setresuid({uid})"))?;
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------
 // Stage 8 (parent): answer the handshake with the uid/gid maps.
 // ---------------------------------------------------------------------------
 
-fn handle_child_uid_map(pid: Pid, sock: &OwnedFd) -> Result<()> {
+fn handle_child_uid_map(pid: Pid, sock: &OwnedFd, maps: &Option<(String, String)>) -> Result<()> {
     let mut has_userns = [0u8];
     let n = read(sock, &mut has_userns).stage("uid map", "read from child")?;
     if n != 1 {
         // The child failed before the handshake and said why; its exit status tells.
         return Ok(());
     }
-    if has_userns[0] == 1 {
-        let map = format!("0 {USERNS_OFFSET} {USERNS_COUNT}\n");
-        for file in ["uid_map", "gid_map"] {
+    if has_userns[0] == 1
+        && let Some((uid_map, gid_map)) = maps
+    {
+        for (file, map) in [("uid_map", uid_map), ("gid_map", gid_map)] {
             let path = format!("/proc/{pid}/{file}");
-            fs::write(&path, &map).stage("uid map", format!("write {path}"))?;
+            fs::write(&path, map).stage("uid map", format!("write {path}"))?;
         }
     }
     write(sock, &[0]).stage("uid map", "write to child")?;
@@ -902,9 +1016,9 @@ const KEPT_CAPABILITIES: &[caps::Capability] = &[
 /// Capabilities are dropped by number until the kernel says EINVAL (no such
 /// capability): the caps crate's enum ends at the ones it knew of, and the
 /// running kernel may know more.
-fn drop_capabilities() -> Result<()> {
+pub(crate) fn drop_capabilities(sets: &Capabilities) -> Result<()> {
     for number in 0.. {
-        if KEPT_CAPABILITIES.iter().any(|kept| kept.index() == number) {
+        if sets.bounding.iter().any(|kept| kept.index() == number) {
             continue;
         }
         // SAFETY: PR_CAPBSET_DROP takes a capability number and touches no memory.
@@ -918,14 +1032,22 @@ fn drop_capabilities() -> Result<()> {
             }
         }
     }
-    caps::clear(None, CapSet::Inheritable).stage("capabilities", "clear inheritable set")?;
-    caps::clear(None, CapSet::Ambient).stage("capabilities", "clear ambient set")
+    let set = |list: &[caps::Capability]| list.iter().copied().collect::<caps::CapsHashSet>();
+    caps::set(None, CapSet::Inheritable, &set(&sets.inheritable))
+        .stage("capabilities", "set the inheritable set")?;
+    caps::clear(None, CapSet::Ambient).stage("capabilities", "clear ambient set")?;
+    // An ambient capability must be inheritable too (capabilities(7)); runc
+    // skips the others, and `runc spec` lists ambient ones without it.
+    for &cap in sets.ambient.iter().filter(|cap| sets.inheritable.contains(cap)) {
+        caps::raise(None, CapSet::Ambient, cap).stage("capabilities", format!("raise {cap}"))?;
+    }
+    Ok(())
 }
 
 /// The filter, as libseccomp compiled the rules in seccomp.rs when toybox was
 /// built (build.rs): classic BPF, eight bytes an instruction. The first
 /// program is syscallz's rules, the second what syscallz cannot name.
-const SECCOMP_PROGRAMS: [&[u8]; 2] = [
+pub(crate) const SECCOMP_PROGRAMS: [&[u8]; 2] = [
     include_bytes!(concat!(env!("OUT_DIR"), "/seccomp.bpf")),
     include_bytes!(concat!(env!("OUT_DIR"), "/seccomp-second.bpf")),
 ];
@@ -936,9 +1058,11 @@ const SECCOMP_PROGRAMS: [&[u8]; 2] = [
 /// and an unprivileged uid may load the filter at all. Each program is what
 /// libseccomp's seccomp_load would hand the kernel, without compiling the
 /// rules again at every start.
-fn load_seccomp_filter() -> Result<()> {
-    nix::sys::prctl::set_no_new_privs().stage("seccomp", "prctl(PR_SET_NO_NEW_PRIVS)")?;
-    for bytes in SECCOMP_PROGRAMS {
+pub(crate) fn load_seccomp_filter(programs: &[impl AsRef<[u8]>], no_new_privs: bool) -> Result<()> {
+    if no_new_privs {
+        nix::sys::prctl::set_no_new_privs().stage("seccomp", "prctl(PR_SET_NO_NEW_PRIVS)")?;
+    }
+    for bytes in programs.iter().map(AsRef::as_ref) {
         let program: Vec<libc::sock_filter> = bytes
             .chunks_exact(8)
             .map(|insn| libc::sock_filter {

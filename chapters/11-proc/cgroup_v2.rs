@@ -32,7 +32,7 @@ use crate::{CGROUP_ROOT, Cause, CgroupSetting, GIB, Result, Stage, optional, req
 ///   1..10000 range mapping some runtimes use turns 256 into 10, a tenth.)
 /// - io.weight 10: blkio.weight 50 was a tenth of v1's default 500; v2's
 ///   default is 100.
-const SETTINGS: &[CgroupSetting] = &[
+pub const SETTINGS: &[CgroupSetting] = &[
     required("memory", "memory.max", GIB),
     optional("memory", "memory.swap.max", "0"),
     required("cpu", "cpu.weight", "25"),
@@ -48,25 +48,30 @@ pub struct Group {
     joined_from: Option<PathBuf>,
 }
 
-pub fn create(name: &str) -> Result<Group> {
+/// `group` is the container's, relative to the root: its parents are made
+/// as needed, each handing the controllers down.
+pub fn create(group: &Path, settings: &[CgroupSetting]) -> Result<Group> {
     let root = Path::new(CGROUP_ROOT);
     let available = read(&root.join("cgroup.controllers"))?;
-    let mut wanted: Vec<&'static str> = SETTINGS.iter().map(|s| s.controller).collect();
+    let mut wanted: Vec<&'static str> = settings.iter().map(|s| s.controller).collect();
     wanted.dedup();
     let missing: Vec<&str> = wanted.iter().copied().filter(|c| !has_word(&available, c)).collect();
     crate::warn_unlimited("v2", &missing);
     wanted.retain(|c| !missing.contains(c));
 
-    let parent = root.join(crate::CGROUP_PARENT);
     enable_controllers(root, &wanted)?;
-    crate::make_parent_group(&parent)?;
-    enable_controllers(&parent, &wanted)?;
-    let mut group = Group { path: parent.join(name), fd: None, joined_from: None };
+    let mut parent = root.to_path_buf();
+    for part in group.parent().into_iter().flat_map(Path::components) {
+        parent.push(part);
+        crate::make_parent_group(&parent)?;
+        enable_controllers(&parent, &wanted)?;
+    }
+    let mut group = Group { path: root.join(group), fd: None, joined_from: None };
     fs::create_dir(&group.path).stage("cgroups", format!("mkdir {}", group.path.display()))?;
     let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
     let fd = open(&group.path, flags, Mode::empty());
     group.fd = Some(fd.stage("cgroups", format!("open {}", group.path.display()))?);
-    for setting in SETTINGS.iter().filter(|s| !missing.contains(&s.controller)) {
+    for setting in settings.iter().filter(|s| !missing.contains(&s.controller)) {
         crate::write_setting(&group.path, setting)?;
     }
     attach_device_filter(&group.path)?;

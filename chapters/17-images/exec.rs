@@ -228,15 +228,15 @@ pub fn exec_into(name: &str, uid: Option<u32>, command: &[String]) -> Result<i32
                 for (ns, flag, fd) in &namespaces {
                     setns(fd.as_fd(), *flag).stage("exec", format!("setns({ns})"))?;
                 }
-                crate::switch_user(uid)?;
+                crate::switch_user(&crate::User::contained(uid))?;
                 // Should toybox exec be killed, its command goes with it.
                 crate::die_with_parent(&child_sock)?;
                 // In the container's devpts, as its user: the pty is theirs.
                 if tty {
                     terminal::attach_child(&child_sock)?;
                 }
-                crate::drop_capabilities()?;
-                crate::load_seccomp_filter()?;
+                crate::drop_capabilities(&crate::Capabilities::contained())?;
+                crate::load_seccomp_filter(&crate::SECCOMP_PROGRAMS, true)?;
                 // toybox exec's own caller may have passed it anything.
                 crate::close_inherited_fds(None)?;
                 let env = crate::container_env(uid, name, &[]);

@@ -1,25 +1,19 @@
-// before 16: //! `toybox ps`: a running container leaves a small record under /run/toybox,
-// before 16: //! which lists it and lets whoever finds it stale clean up after it.
-// >> 16 exec
 //! `toybox exec NAME -c CMD` and `toybox ps`: a running container is found
 //! through a small record under /run/toybox, and entered with setns(2), as
 //! `nsenter` and `docker exec` do.
-// << 16
 
 use std::fs;
 use std::io::ErrorKind;
-use std::os::fd::{AsFd, OwnedFd}; // >> 16
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use nix::sched::{CloneFlags, setns}; // >> 16
-use nix::sys::signal::{SigmaskHow, sigprocmask}; // >> 16
-// before 16: use nix::unistd::Pid;
-use nix::unistd::{ForkResult, Pid, Uid, fork}; // >> 16
+use nix::sched::{CloneFlags, setns};
+use nix::sys::signal::{SigmaskHow, sigprocmask};
+use nix::unistd::{ForkResult, Pid, Uid, fork};
 
-// before 16: use crate::error::{Result, Stage, fail};
-use crate::error::{EXIT_TOYBOX_FAILED, Result, Stage, fail}; // >> 16
-use crate::{Container, STOP_GRACE, block_signals, create_socketpair, terminal, wait_for_child}; // >> 16
+use crate::error::{EXIT_TOYBOX_FAILED, Result, Stage, fail};
+use crate::{Container, STOP_GRACE, block_signals, create_socketpair, terminal, wait_for_child};
 
 const STATE_DIR: &str = "/run/toybox";
 
@@ -67,7 +61,7 @@ struct State {
     name: String,
     pid: Pid,
     start_time: u64,
-    uid: u32, // >> 16
+    uid: u32,
     started: u64,
     command: String,
     cgroups: Vec<PathBuf>,
@@ -82,7 +76,7 @@ fn read_record(path: &Path) -> Option<State> {
         name: path.file_name()?.to_string_lossy().into_owned(),
         pid: Pid::from_raw(field("pid").parse().ok()?),
         start_time: field("start_time").parse().ok()?,
-        uid: field("uid").parse().ok()?, // >> 16
+        uid: field("uid").parse().ok()?,
         started: field("started").parse().unwrap_or(0),
         command: field("command").to_string(),
         cgroups: text
@@ -96,10 +90,7 @@ fn read_record(path: &Path) -> Option<State> {
 /// Field 22 of /proc/<pid>/stat, counted after the command name, which may
 /// itself hold spaces and parentheses (proc(5)); None once the process has
 /// exited, even while it waits to be reaped (state Z).
-// before 18: fn start_time(pid: Pid) -> Option<u64> {
-// >> 18 network
 pub(crate) fn start_time(pid: Pid) -> Option<u64> {
-    // << 18
     let stat = crate::read_kernel_file(format!("/proc/{pid}/stat")).ok()?;
     let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
     if matches!(fields.next(), Some("Z" | "X")) {
@@ -114,11 +105,9 @@ pub(crate) fn start_time(pid: Pid) -> Option<u64> {
 /// Should a group still hold a process on its way out, the record stays for
 /// the next run to try again.
 fn running(path: &Path) -> Option<State> {
-    // >> 18 network
     if path.is_dir() {
         return None; // net/, the leases
     }
-    // << 18
     let state = read_record(path);
     if let Some(state) = &state
         && start_time(state.pid) == Some(state.start_time)
@@ -152,7 +141,7 @@ fn is_container_group(dir: &Path, name: &str) -> bool {
 
 /// Every toybox run looks for records a killed toybox left behind.
 pub fn remove_stale_records() {
-    crate::network::reclaim(); // >> 18
+    crate::network::reclaim();
     for entry in fs::read_dir(STATE_DIR).into_iter().flatten().flatten() {
         let path = entry.path();
         if path.extension().is_none() {
@@ -163,7 +152,7 @@ pub fn remove_stale_records() {
 
 /// `toybox ps`: one line per running container.
 pub fn list() -> Result<i32> {
-    crate::network::reclaim(); // >> 18
+    crate::network::reclaim();
     let mut paths: Vec<PathBuf> = match fs::read_dir(STATE_DIR) {
         Ok(entries) => entries.flatten().map(|e| e.path()).collect(),
         Err(e) if e.kind() == ErrorKind::NotFound => Vec::new(),
@@ -171,25 +160,19 @@ pub fn list() -> Result<i32> {
     };
     paths.sort();
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-    // before 18: println!("{:<28} {:>8} {:>9}  COMMAND", "NAME", "PID", "UPTIME");
-    // >> 18 network
     let header = ("NAME", "PID", "UPTIME", "ADDRESS", "PORTS");
     println!(
         "{:<28} {:>8} {:>9}  {:<15} {:<24} COMMAND",
         header.0, header.1, header.2, header.3, header.4
     );
-    // << 18
     for state in paths.iter().filter(|p| p.extension().is_none()).filter_map(|p| running(p)) {
         let uptime = uptime(Duration::from_secs(now.saturating_sub(state.started)));
-        // before 18: println!("{:<28} {:>8} {:>9}  {}", state.name, state.pid, uptime, state.command);
-        // >> 18 network
         let (address, ports) = crate::network::describe_container(&state.name);
         let columns = (state.name, state.pid, uptime, address, ports);
         println!(
             "{:<28} {:>8} {:>9}  {:<15} {:<24} {}",
             columns.0, columns.1, columns.2, columns.3, columns.4, state.command
         );
-        // << 18
     }
     Ok(0)
 }
@@ -203,7 +186,6 @@ fn uptime(time: Duration) -> String {
     }
 }
 
-// >> 16 exec
 /// The namespaces a container's process is in, joined in this order: every
 /// one of them while toybox still has the host's privileges, the user
 /// namespace last, since inside it toybox has none over the others
@@ -260,15 +242,15 @@ pub fn exec_into(name: &str, uid: Option<u32>, command: &[String]) -> Result<i32
                 for (ns, flag, fd) in &namespaces {
                     setns(fd.as_fd(), *flag).stage("exec", format!("setns({ns})"))?;
                 }
-                crate::switch_user(uid)?;
+                crate::switch_user(&crate::User::contained(uid))?;
                 // Should toybox exec be killed, its command goes with it.
                 crate::die_with_parent(&child_sock)?;
                 // In the container's devpts, as its user: the pty is theirs.
                 if tty {
                     terminal::attach_child(&child_sock)?;
                 }
-                crate::drop_capabilities()?;
-                crate::load_seccomp_filter()?;
+                crate::drop_capabilities(&crate::Capabilities::contained())?;
+                crate::load_seccomp_filter(&crate::SECCOMP_PROGRAMS, true)?;
                 // toybox exec's own caller may have passed it anything.
                 crate::close_inherited_fds(None)?;
                 let env = crate::container_env(uid, name, &[]);
@@ -330,4 +312,3 @@ fn open_cgroups(pid: Pid) -> Result<Vec<(String, OwnedFd)>> {
     }
     Ok(files)
 }
-// << 16

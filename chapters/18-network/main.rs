@@ -4,117 +4,74 @@
 //! stage by stage. The parent prepares, clones a child and waits; the child
 //! narrows what it can see and do, then becomes the command:
 //!
-// >> 02 checks
 //! - the parent checks the host and the input before it makes anything;
-// << 02
 //! - the parent names the container and clones the child, which closes
 //!   every descriptor it inherited but 0, 1 and 2;
-// >> 03 namespaces
 //! - the child is born into new namespaces and sets its hostname;
-// << 03
-// >> 04 mounts
 //! - it pivots into the rootfs, mounted nodev, and lets go of the host's;
-// << 04
-// >> 05 user namespace
 //! - it enters a user namespace, whose uid/gid maps the parent writes;
-// << 05
-// >> 06 capabilities
 //! - it drops capabilities;
-// << 06
-// >> 07 seccomp
 //! - it loads a seccomp filter;
-// << 07
-// >> 08 cgroups
 //! - the parent limits it with cgroups and rlimits before clone;
-// << 08
-// >> 09 cgroup v2
 //! - on a cgroup v2 host, it clones the child straight into its group;
-// << 09
-// >> 10 dev
 //! - the child mounts a fresh /dev;
-// << 10
-// >> 11 proc
 //! - and /proc and /sys, with what reaches the host's kernel masked;
-// << 11
-// >> 12 environment
 //! - the command gets docker's environment and working directory;
-// << 12
-// >> 13 init
 //! - with --init, a small init runs as PID 1;
-// << 13
-// >> 14 terminal
 //! - with a terminal, the container gets a pseudo-terminal of its own;
-// << 14
-// >> 15 ps
-// before 16: //! - `toybox ps` lists it through its record;
-// << 15
-// >> 16 exec
 //! - `toybox exec` and `toybox ps` find it through its record;
-// << 16
-// >> 17 images
 //! - `toybox unpack` turns an image or a filesystem tar into a rootfs,
 //!   owned as the container's uid map will show it;
-// << 17
-// >> 18 network
 //! - its network namespace has lo, up; with --net bridge the parent adds
 //!   an eth0 on a host bridge, a default route and outbound NAT;
-// << 18
 //! - the child execs the command; the parent waits, forwards signals and
 //!   cleans up.
 //!
 //! `main` is the table of contents: read it first, then each stage in order.
 
-// >> 18 markers
-// The chapters under chapters/ are made from this file: a line marked
-// `// >> NN` (or a block between `// >> NN` and `// << NN`) arrives in
-// chapter NN; `// before NN: code` is the code chapters before NN have there.
-// Chapters before the last are written without the markers.
-// << 18
-
-mod cgroup_v2; // >> 09
+mod cgroup_v2;
 mod error;
-mod exec; // >> 15
-mod netlink; // >> 18
-mod network; // >> 18
-// >> 07 seccomp
+mod exec;
+mod netlink;
+mod network;
 // The filter's rules: build.rs compiles them into the binary, the tests again.
 #[cfg(test)]
 mod seccomp;
-// << 07
-mod terminal; // >> 14
-mod unpack; // >> 17
+mod terminal;
+mod unpack;
 
+use std::borrow::Cow;
 use std::ffi::CString;
 use std::fs;
-use std::io::Read; // >> 09
+use std::io::Read;
 use std::io::{self, Write};
-use std::os::fd::BorrowedFd; // >> 09
+use std::os::fd::BorrowedFd;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::DirBuilderExt; // >> 10
-use std::os::unix::fs::PermissionsExt; // >> 02
-use std::path::Path; // >> 02
+use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use caps::CapSet; // >> 06
+use caps::CapSet;
 use clap::Parser;
 use nix::errno::Errno;
-use nix::mount::{MntFlags, MsFlags, mount, umount2}; // >> 04
-use nix::sched::unshare; // >> 05
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sched::unshare;
 use nix::sched::{CloneFlags, clone};
-use nix::sys::resource::{Resource, setrlimit}; // >> 08
+use nix::sys::resource::{Resource, setrlimit};
 use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, kill, signal, sigprocmask};
 use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockType, recv, socketpair};
-use nix::sys::stat::{Mode, SFlag, makedev, mknod}; // >> 10
-use nix::sys::statvfs::{FsFlags, statvfs}; // >> 04
+use nix::sys::stat::{Mode, SFlag, makedev, mknod};
+use nix::sys::statvfs::{FsFlags, statvfs};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::Uid; // >> 02
-use nix::unistd::isatty; // >> 14
-use nix::unistd::sethostname; // >> 03
-use nix::unistd::{ForkResult, fork}; // >> 13
-use nix::unistd::{Gid, read, setgroups, setresgid, setresuid, write}; // >> 05
+use nix::unistd::Uid;
+use nix::unistd::isatty;
+use nix::unistd::sethostname;
+use nix::unistd::{ForkResult, fork};
+use nix::unistd::{Gid, read, setgroups, setresgid, setresuid, write};
 use nix::unistd::{Pid, execve};
-use nix::unistd::{chdir, pivot_root}; // >> 04
+use nix::unistd::{chdir, pivot_root};
 
 use error::{Cause, EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, EXIT_TOYBOX_FAILED};
 use error::{Error, Result, Stage, fail};
@@ -126,13 +83,12 @@ use error::{Error, Result, Stage, fail};
 /// What `--help` says toybox does: what this chapter's code does, no more.
 const ABOUT: &str = concat!(
     "Run a command ",
-    // before 03: "in a child process: the skeleton of a container",
-    "in a new container: new namespaces", // >> 03
-    ", a private root",                   // >> 04
-    ", a user namespace",                 // >> 05
-    ", fewer capabilities",               // >> 06
-    ", a seccomp filter",                 // >> 07
-    ", cgroup limits",                    // >> 08
+    "in a new container: new namespaces",
+    ", a private root",
+    ", a user namespace",
+    ", fewer capabilities",
+    ", a seccomp filter",
+    ", cgroup limits",
 );
 
 const EXIT_STATUS_HELP: &str = concat!(
@@ -141,37 +97,21 @@ const EXIT_STATUS_HELP: &str = concat!(
     "  128+N                       when it is killed by signal N\n",
     "  125                         toybox itself failed (bad input, a setup stage)\n",
     "  126                         the command cannot be executed\n",
-    // before 04: "  127                         the command was not found\n",
-    "  127                         the command was not found in the rootfs\n", // >> 04
+    "  127                         the command was not found in the rootfs\n",
     "\n",
-    // before 03: "Signals: SIGINT, SIGTERM and SIGHUP sent to toybox are forwarded to the\n",
-    // before 03: "command; if it is still running 10 s later, toybox sends SIGKILL (as\n",
-    // before 03: "`docker stop` does).",
-    // >> 03 namespaces
     "Signals: SIGINT, SIGTERM and SIGHUP sent to toybox are forwarded to the\n",
     "container's PID 1. PID 1 ignores signals it has no handler for, so after\n",
     "10 s toybox sends SIGKILL (as `docker stop` does).",
-    // << 03
 );
 
 // The command line; clap makes --help from the doc comments.
 #[derive(Parser)]
-// before 15: #[command(version, about = ABOUT, after_help = EXIT_STATUS_HELP)]
-#[command(version, about = ABOUT, after_help = EXIT_STATUS_HELP, subcommand_negates_reqs = true)] // >> 15
+#[command(version, about = ABOUT, after_help = EXIT_STATUS_HELP, subcommand_negates_reqs = true)]
 struct Args {
-    // before 05: /// User id for the command; not applied yet: it runs as toybox's own
-    // >> 05 user namespace
     /// User id inside the container; 0..2000, the range the uid map covers
-    // << 05
     #[arg(short, long, default_value_t = 0, value_name = "UID")]
     uid: u32,
-    // before 02: /// Root filesystem: not used yet, the command sees the host's files
-    // >> 02 checks
-    // before 04: /// Root filesystem the command will run in: checked, not entered yet
-    // >> 04 mounts
     /// Root filesystem to run in (a directory, not /)
-    // << 04
-    // << 02
     #[arg(short, long = "mount", default_value = "./rootfs", value_name = "DIR")]
     mount: PathBuf,
 
@@ -179,7 +119,6 @@ struct Args {
     #[arg(short, long)]
     verbose: bool,
 
-    // >> 12 environment
     /// Set a variable in the container's environment; KEY alone copies it
     /// from toybox's own (repeatable)
     #[arg(short, long = "env", value_name = "KEY=VALUE")]
@@ -188,9 +127,7 @@ struct Args {
     /// Working directory inside the container, an absolute path (default /)
     #[arg(short, long = "workdir", value_name = "DIR")]
     workdir: Option<PathBuf>,
-    // << 12
 
-    // >> 13 init
     /// Run a minimal init as PID 1 that starts the command, passes signals on
     /// and reaps zombies (like docker run --init)
     #[arg(long)]
@@ -200,8 +137,6 @@ struct Args {
     /// before SIGKILL
     #[arg(long, default_value_t = STOP_GRACE.as_secs(), value_name = "SECONDS")]
     stop_timeout: u64,
-    // << 13
-    // >> 18 network
     /// The container's network
     #[arg(long, value_enum, default_value = "none", value_name = "MODE")]
     net: network::Mode,
@@ -214,19 +149,16 @@ struct Args {
     /// (needs --net bridge; repeatable)
     #[arg(short, long = "publish", value_name = "[IP:]HOSTPORT:CTRPORT[/tcp|/udp]")]
     publish: Vec<network::Port>,
-    // << 18
-    #[command(subcommand)] // >> 15
-    subcommand: Option<Subcommand>, // >> 15
+    #[command(subcommand)]
+    subcommand: Option<Subcommand>,
     /// Command to run and its arguments; everything after -c belongs to it
     #[arg(short, long = "command", required = true, num_args = 1..,
           allow_hyphen_values = true, value_name = "CMD [ARGS]...")]
     command: Vec<String>,
 }
 
-// >> 15 ps
 #[derive(clap::Subcommand)]
 enum Subcommand {
-    // >> 16 exec
     /// Run a command in a running container: its namespaces, cgroups, uid,
     /// capabilities and seccomp filter
     Exec {
@@ -242,10 +174,8 @@ enum Subcommand {
               allow_hyphen_values = true, value_name = "CMD [ARGS]...")]
         command: Vec<String>,
     },
-    // << 16
     /// List the running containers
     Ps,
-    // >> 17 images
     /// Unpack an image (OCI layout or docker save, a directory or a tar) or a
     /// filesystem tar (maybe gzip) into a new rootfs directory
     Unpack {
@@ -264,9 +194,7 @@ enum Subcommand {
         /// The rootfs to make: must not exist, or be an empty directory
         dest: PathBuf,
     },
-    // << 17
 }
-// << 15
 
 /// clap exits 2 on bad usage; a container runtime answers 125 (`docker run`).
 fn parse_args() -> Result<Args> {
@@ -282,6 +210,142 @@ fn parse_args() -> Result<Args> {
         let what = what.trim_start_matches("error: ");
         fail("arguments", format!("{what} (see toybox --help)"), EXIT_TOYBOX_FAILED)
     })
+}
+
+// ---------------------------------------------------------------------------
+// Stage 1, continued: what the child is to become.
+// ---------------------------------------------------------------------------
+
+/// contained.c's `struct child_config`, grown into one plain description of
+/// the container. toybox's own flags fill it with contained.c's choices (the
+/// tables below stay, as the defaults); the stages read it, never the flags
+/// or the tables.
+pub(crate) struct ChildConfig {
+    /// The container's name: its cgroups and its record are called so.
+    pub name: String,
+    /// The command and its arguments; a name without a slash is looked up in
+    /// the PATH of `env`.
+    pub command: Vec<String>,
+    /// The command's whole environment, exactly as it gets it.
+    pub env: Vec<String>,
+    /// The working directory, inside the container.
+    pub cwd: Option<PathBuf>,
+    /// The namespaces the child is born into (clone(2) flags).
+    pub namespaces: CloneFlags,
+    /// None leaves the hostname alone (no UTS namespace of its own).
+    pub hostname: Option<String>,
+    pub rootfs: PathBuf,
+    /// What is mounted inside after pivot_root, in order.
+    pub mounts: Vec<Mount>,
+    pub masked_paths: Vec<String>,
+    pub readonly_paths: Vec<String>,
+    /// The uid_map and gid_map the parent writes; None: no user namespace.
+    pub id_maps: Option<(String, String)>,
+    pub user: User,
+    pub capabilities: Capabilities,
+    /// Classic BPF programs, loaded in order; each as seccomp(2) takes it.
+    pub seccomp: Vec<Vec<u8>>,
+    pub no_new_privileges: bool,
+    /// (resource, soft, hard), set before clone.
+    pub rlimits: Vec<(Resource, u64, u64)>,
+    /// The container's group, relative to each hierarchy's root.
+    pub cgroup: PathBuf,
+    /// The limits of a cgroup v1 host, in its file names.
+    pub cgroup_v1: Vec<CgroupSetting>,
+    /// The same limits in cgroup v2's names.
+    pub cgroup_v2: Vec<CgroupSetting>,
+    pub init: bool,
+    pub terminal: bool,
+    /// How long PID 1 has after a forwarded signal before SIGKILL.
+    pub stop_grace: Duration,
+    pub net: network::Mode,
+    pub subnet: network::Subnet,
+    pub publish: Vec<network::Port>,
+}
+
+/// Who the command runs as, inside the container.
+pub(crate) struct User {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+}
+
+impl User {
+    /// contained.c's: the uid, and the group of the same number.
+    pub fn contained(uid: u32) -> User {
+        User { uid, gid: uid, groups: vec![uid] }
+    }
+}
+
+/// The five sets of capabilities(7). None leaves a set as the uid switch and
+/// the drops leave it.
+pub(crate) struct Capabilities {
+    pub bounding: Vec<caps::Capability>,
+    pub inheritable: Vec<caps::Capability>,
+    pub ambient: Vec<caps::Capability>,
+}
+
+impl Capabilities {
+    /// contained.c's: its list bounds them all, nothing is inherited.
+    pub fn contained() -> Capabilities {
+        Capabilities {
+            bounding: KEPT_CAPABILITIES.to_vec(),
+            inheritable: Vec::new(),
+            ambient: Vec::new(),
+        }
+    }
+}
+
+/// One mount(2) of a filesystem without a source device, on a path inside.
+pub(crate) struct Mount {
+    pub fstype: String,
+    pub target: String,
+    pub flags: MsFlags,
+    pub data: String,
+}
+
+fn contained_map() -> String {
+    format!("0 {USERNS_OFFSET} {USERNS_COUNT}\n")
+}
+
+/// The description toybox's own flags make: contained.c's choices.
+fn child_config(args: &Args, hostname: &str) -> ChildConfig {
+    ChildConfig {
+        name: hostname.to_string(),
+        command: args.command.clone(),
+        env: container_env(args.uid, hostname, &args.env),
+        cwd: args.workdir.clone(),
+        namespaces: namespace_flags(),
+        hostname: Some(hostname.to_string()),
+        rootfs: args.mount.clone(),
+        mounts: DEV_MOUNTS
+            .iter()
+            .chain(PROC_MOUNTS)
+            .map(|&(fstype, target, flags, data)| Mount {
+                fstype: fstype.into(),
+                target: target.into(),
+                flags,
+                data: data.into(),
+            })
+            .collect(),
+        masked_paths: MASKED_PATHS.iter().map(|p| p.to_string()).collect(),
+        readonly_paths: READ_ONLY_PATHS.iter().map(|p| p.to_string()).collect(),
+        id_maps: Some((contained_map(), contained_map())),
+        user: User::contained(args.uid),
+        capabilities: Capabilities::contained(),
+        seccomp: SECCOMP_PROGRAMS.iter().map(|p| p.to_vec()).collect(),
+        no_new_privileges: true,
+        rlimits: vec![(Resource::RLIMIT_NOFILE, 64, 64)],
+        cgroup: Path::new(CGROUP_PARENT).join(hostname),
+        cgroup_v1: CGROUP_V1_SETTINGS.to_vec(),
+        cgroup_v2: cgroup_v2::SETTINGS.to_vec(),
+        init: args.init,
+        terminal: terminal::wanted(),
+        stop_grace: Duration::from_secs(args.stop_timeout),
+        net: args.net,
+        subnet: args.subnet,
+        publish: args.publish.clone(),
+    }
 }
 
 /// `-v` prints `=> stage ... done (212 µs)` as each stage finishes, the way
@@ -302,11 +366,8 @@ impl Progress {
     /// One write(2) per line, so the parent's and the child's lines never interleave.
     fn note(&self, line: &str) {
         if self.verbose {
-            // before 14: let end = "\n";
-            // >> 14 terminal
             // A terminal the relay has put in raw mode no longer adds the \r.
             let end = if isatty(io::stderr()).unwrap_or(false) { "\r\n" } else { "\n" };
-            // << 14
             let _ = io::stderr().write_all(format!("=> {line}{end}").as_bytes());
         }
     }
@@ -330,86 +391,64 @@ fn main() {
 fn run() -> Result<i32> {
     let args = parse_args()?;
     let progress = Progress { verbose: args.verbose };
-    // >> 15 ps
-    // before 16: if let Some(Subcommand::Ps) = &args.subcommand {
-    // before 16:     return exec::list();
-    // before 16: }
-    // >> 16 exec
     match &args.subcommand {
         Some(Subcommand::Exec { uid, name, command }) => {
             return exec::exec_into(name, *uid, command);
         }
         Some(Subcommand::Ps) => return exec::list(),
-        // >> 17 images
         Some(Subcommand::Unpack { reference, no_shift, source, dest }) => {
             return unpack::run(source, dest, reference.as_deref(), !no_shift);
         }
-        // << 17
         None => {}
     }
-    // << 16
-    // << 15
-    progress.stage("checks", || check_host(&args))?; // >> 02
-    let hostname = random_hostname();
-    progress.note(&format!("hostname {hostname}"));
-    // before 05: let (_parent_sock, child_sock) = progress.stage("socketpair", create_socketpair)?;
-    let (parent_sock, child_sock) = progress.stage("socketpair", create_socketpair)?; // >> 05
-    exec::remove_stale_records(); // >> 15
-    // >> 18 network
+    progress.stage("checks", || check_host(&args))?;
+    let config = child_config(&args, &random_hostname());
+    progress.note(&format!("hostname {}", config.name));
+    run_container(&config, progress)
+}
+
+/// Everything from the socketpair to the cleanup: make the container the
+/// description says, wait for it, and answer with its exit status.
+fn run_container(config: &ChildConfig, progress: Progress) -> Result<i32> {
+    let (parent_sock, child_sock) = progress.stage("socketpair", create_socketpair)?;
+    exec::remove_stale_records();
     // An address, and with the first container the bridge and NAT: before
     // cgroups, so that `nft` does not run in the container's group.
-    let network = network::prepare(args.net, args.subnet, &args.publish, &hostname)?;
-    // << 18
-    // >> 08 cgroups
-    // before 09: let cgroups = progress.stage("cgroups", || create_cgroups(&hostname))?;
-    let mut cgroups = progress.stage("cgroups", || create_cgroups(&hostname))?; // >> 09
-    progress.stage("rlimits", set_rlimits)?;
-    // << 08
+    let network = network::prepare(config.net, config.subnet, &config.publish, &config.name)?;
+    let mut cgroups = progress.stage("cgroups", || create_cgroups(config))?;
+    progress.stage("rlimits", || set_rlimits(&config.rlimits))?;
     let signals = block_signals()?;
-    let mut container = progress.stage("clone", || {
-        // before 09: clone_child(&args, &hostname, &child_sock, &signals, progress)
-        clone_child(&args, &hostname, &child_sock, &signals, &mut cgroups, progress) // >> 09
-    })?;
+    let mut container = progress
+        .stage("clone", || clone_child(config, &child_sock, &signals, &mut cgroups, progress))?;
     drop(child_sock); // so a dead child reads as EOF on our end
-    // >> 15 ps
-    let record =
-        exec::write_record(&hostname, container.pid, args.uid, &args.command, &cgroups.dirs())?;
-    // << 15
-    // >> 18 network
+    let (name, uid, command) = (&config.name, config.user.uid, &config.command);
+    let record = exec::write_record(name, container.pid, uid, command, &cgroups.dirs())?;
     // While the child mounts; done before the uid map lets it go on.
     progress.stage("network", || network::attach(&network, container.pid))?;
-    // << 18
-    progress.stage("uid map", || handle_child_uid_map(container.pid, &parent_sock))?; // >> 05
-    // >> 14 terminal
-    let terminal = match terminal::wanted() {
+    let maps = &config.id_maps;
+    progress.stage("uid map", || handle_child_uid_map(container.pid, &parent_sock, maps))?;
+    let terminal = match config.terminal {
         true => Some(progress.stage("terminal", || terminal::relay_parent(&parent_sock))?),
         false => None,
     };
-    // << 14
-    // before 13: let grace = STOP_GRACE;
-    let grace = Duration::from_secs(args.stop_timeout); // >> 13
+    let grace = config.stop_grace;
     let status =
         progress.stage("wait", || wait_for_child(&mut container, &signals.forwarded, grace))?;
-    // >> 14 terminal
     if let Some(relay) = terminal {
         relay.finish(); // the container's last output, then the user's terminal back
     }
-    // << 14
     progress.note(&format!("exit status {status}"));
-    // >> 08 cgroups
     // The child is reaped: its cgroups can go. On an error return above, the
     // same Drops run as the locals go out of scope.
     progress.stage("cleanup", || {
-        drop(record); // >> 15
+        drop(record);
         drop(cgroups);
-        drop(network); // >> 18
+        drop(network);
         Ok(())
     })?;
-    // << 08
     Ok(status)
 }
 
-// >> 02 checks
 // ---------------------------------------------------------------------------
 // Stage 2: checks, before anything is created.
 // ---------------------------------------------------------------------------
@@ -420,11 +459,9 @@ fn run() -> Result<i32> {
 const MIN_KERNEL: (u32, u32) = (4, 6);
 const MIN_KERNEL_FEATURE: &str = "CLONE_NEWCGROUP (cgroup namespaces)";
 
-// >> 05 user namespace
 /// Inside uids 0..2000 map to 10000..12000 on the host (contained.c's map).
 const USERNS_OFFSET: u32 = 10000;
 const USERNS_COUNT: u32 = 2000;
-// << 05
 
 fn check_host(args: &Args) -> Result<()> {
     let euid = Uid::effective();
@@ -435,12 +472,10 @@ fn check_host(args: &Args) -> Result<()> {
         return Err(fail("checks", what, EXIT_TOYBOX_FAILED));
     }
     check_kernel()?;
-    // >> 05 user namespace
     if args.uid >= USERNS_COUNT {
         let what = format!("uid {} is outside the mapped range 0..{USERNS_COUNT}", args.uid);
         return Err(fail("checks", what, EXIT_TOYBOX_FAILED));
     }
-    // << 05
     let rootfs = &args.mount;
     let meta = fs::metadata(rootfs).stage("checks", format!("rootfs {}", rootfs.display()))?;
     if !meta.is_dir() {
@@ -452,12 +487,10 @@ fn check_host(args: &Args) -> Result<()> {
     if resolved == Path::new("/") {
         return Err(fail("checks", "rootfs is /: that is the host, not a container", 125));
     }
-    // >> 12 environment
     check_env_and_workdir(args)?;
     if !args.command[0].contains('/') {
         return check_command_in_path(&resolved, &args.command[0], search_path(&args.env));
     }
-    // << 12
     check_command(&resolved, &args.command[0])
 }
 
@@ -504,7 +537,6 @@ fn check_command(rootfs: &Path, command: &str) -> Result<()> {
     Ok(())
 }
 
-// >> 12 environment
 /// A name without a slash is looked up in the container's PATH, inside the
 /// rootfs, the way the shell and execvp(3) look it up.
 fn check_command_in_path(rootfs: &Path, name: &str, path: &str) -> Result<()> {
@@ -529,8 +561,6 @@ fn check_env_and_workdir(args: &Args) -> Result<()> {
     }
     Ok(())
 }
-// << 12
-// << 02
 
 // ---------------------------------------------------------------------------
 // Stage 3: a random, readable hostname; it names the container.
@@ -567,7 +597,6 @@ fn create_socketpair() -> Result<(OwnedFd, OwnedFd)> {
         .stage("socketpair", "socketpair(AF_UNIX, SOCK_SEQPACKET)")
 }
 
-// >> 08 cgroups
 // ---------------------------------------------------------------------------
 // Stage 5: cgroups and rlimits, in the parent before clone, so that the child
 // is born limited.
@@ -595,7 +624,6 @@ const CGROUP_V1_SETTINGS: &[CgroupSetting] = &[
     required("pids", "pids.max", "64"),
     optional("blkio", "blkio.weight", "50"),
     optional("blkio", "blkio.bfq.weight", "10"),
-    // >> 10 dev
     // Only the devices /dev has (DEVICES below), and the ptys of the new
     // devpts: ptmx and the pts majors' first (devices(7)). `m` lets toybox
     // mknod the six nodes; the child is in this group when mount_dev runs.
@@ -608,14 +636,14 @@ const CGROUP_V1_SETTINGS: &[CgroupSetting] = &[
     required("devices", "devices.allow", "c 5:0 rwm"),
     required("devices", "devices.allow", "c 5:2 rw"),
     required("devices", "devices.allow", "c 136:* rw"),
-    // << 10
 ];
 
+#[derive(Clone)]
 pub(crate) struct CgroupSetting {
-    controller: &'static str,
-    file: &'static str,
-    value: &'static str,
-    required: bool,
+    pub controller: &'static str,
+    pub file: &'static str,
+    pub value: Cow<'static, str>,
+    pub required: bool,
 }
 
 pub(crate) const fn required(
@@ -623,7 +651,7 @@ pub(crate) const fn required(
     file: &'static str,
     value: &'static str,
 ) -> CgroupSetting {
-    CgroupSetting { controller, file, value, required: true }
+    CgroupSetting { controller, file, value: Cow::Borrowed(value), required: true }
 }
 
 pub(crate) const fn optional(
@@ -631,10 +659,9 @@ pub(crate) const fn optional(
     file: &'static str,
     value: &'static str,
 ) -> CgroupSetting {
-    CgroupSetting { controller, file, value, required: false }
+    CgroupSetting { controller, file, value: Cow::Borrowed(value), required: false }
 }
 
-// >> 10 dev
 /// A devices.allow row of the table as numbers, for v2's BPF program:
 /// a character device's major, its minor (None for `*`), and the access
 /// allowed (mknod 1, read 2, write 4).
@@ -658,16 +685,14 @@ pub(crate) fn device_rules() -> Vec<DeviceRule> {
     })
     .collect()
 }
-// << 10
 
 /// The groups toybox made; dropping this removes them.
 enum Cgroups {
     #[allow(dead_code)] // held for its Drop
     V1(CgroupsV1),
-    V2(cgroup_v2::Group), // >> 09
+    V2(cgroup_v2::Group),
 }
 
-// >> 15 ps
 impl Cgroups {
     /// The directories made, for the container's record: should toybox be
     /// killed outright, whoever finds the record stale removes them.
@@ -678,41 +703,29 @@ impl Cgroups {
         }
     }
 }
-// << 15
 
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
 /// Every container's groups are made in this one parent group, at the top of
 /// each hierarchy (as docker's cgroupfs driver makes `docker/`): one place to
 /// find them. The parent stays when the containers are gone.
-// >> 09 cgroup v2
 /// In v2 it is also the one place whose controllers toybox enables.
-// << 09
 const CGROUP_PARENT: &str = "toybox";
 
-/// mkdir the parent group, which another toybox may be making at this moment.
+/// mkdir the parent group (and any above it), which another toybox may be
+/// making at this moment: create_dir_all takes one made meanwhile as made.
 fn make_parent_group(parent: &Path) -> Result<()> {
-    match fs::create_dir(parent) {
-        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
-            Err(e).stage("cgroups", format!("mkdir {}", parent.display()))
-        }
-        _ => Ok(()),
-    }
+    fs::create_dir_all(parent).stage("cgroups", format!("mkdir {}", parent.display()))
 }
 
-// before 09: /// contained.c's cgroups are v1's: a hierarchy per controller under /sys/fs/cgroup.
-// >> 09 cgroup v2
 /// A pure cgroup v2 host mounts the unified hierarchy itself at
 /// /sys/fs/cgroup; v1 and hybrid hosts (like systemd's "hybrid" mode, with
 /// cgroup2 at /sys/fs/cgroup/unified) keep the v1 controllers there.
-// << 09
-fn create_cgroups(name: &str) -> Result<Cgroups> {
-    // >> 09 cgroup v2
+fn create_cgroups(config: &ChildConfig) -> Result<Cgroups> {
     if Path::new(CGROUP_ROOT).join("cgroup.controllers").exists() {
-        return cgroup_v2::create(name).map(Cgroups::V2);
+        return cgroup_v2::create(&config.cgroup, &config.cgroup_v2).map(Cgroups::V2);
     }
-    // << 09
-    create_cgroups_v1(name).map(Cgroups::V1)
+    create_cgroups_v1(&config.cgroup, &config.cgroup_v1).map(Cgroups::V1)
 }
 
 /// The v1 groups toybox made, one per controller.
@@ -731,15 +744,12 @@ struct V1Group {
 /// `toybox` parent at the top of its hierarchy), write the limits, then move
 /// toybox itself in, so the child it clones starts inside. A v1 controller
 /// that is not mounted gets one warning and no limit.
-fn create_cgroups_v1(name: &str) -> Result<CgroupsV1> {
-    // before 09: let current = fs::read_to_string("/proc/self/cgroup").stage("cgroups", "read /proc/self/cgroup")?;
-    // >> 09 cgroup v2
+fn create_cgroups_v1(group: &Path, settings: &[CgroupSetting]) -> Result<CgroupsV1> {
     let current =
         read_kernel_file("/proc/self/cgroup").stage("cgroups", "read /proc/self/cgroup")?;
-    // << 09
     let mut cgroups = CgroupsV1 { groups: Vec::new() };
     let mut missing = Vec::new();
-    for setting in CGROUP_V1_SETTINGS {
+    for setting in settings {
         let controller = setting.controller;
         let made = cgroups.groups.iter().position(|g| g.controller == controller);
         let at = match made {
@@ -752,9 +762,10 @@ fn create_cgroups_v1(name: &str) -> Result<CgroupsV1> {
                     }
                     continue;
                 };
-                let parent = Path::new(CGROUP_ROOT).join(controller).join(CGROUP_PARENT);
-                make_parent_group(&parent)?;
-                let made = parent.join(name);
+                let made = Path::new(CGROUP_ROOT).join(controller).join(group);
+                if let Some(parent) = made.parent() {
+                    make_parent_group(parent)?;
+                }
                 fs::create_dir(&made).stage("cgroups", format!("mkdir {}", made.display()))?;
                 cgroups.groups.push(V1Group { controller, from, made });
                 cgroups.groups.len() - 1
@@ -775,7 +786,6 @@ fn create_cgroups_v1(name: &str) -> Result<CgroupsV1> {
     Ok(cgroups)
 }
 
-// >> 09 cgroup v2
 /// /proc and cgroup files report a size of 0, so fs::read_to_string stats
 /// them, then reads in small growing chunks, and the kernel renders the whole
 /// file for each one. Reads into a page-sized buffer take them in one read
@@ -796,7 +806,6 @@ pub(crate) fn read_kernel_file(path: impl AsRef<Path>) -> io::Result<String> {
     bytes.truncate(len);
     String::from_utf8(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
-// << 09
 
 /// Write one limit; an optional file the kernel does not have is skipped.
 fn write_setting(group: &Path, setting: &CgroupSetting) -> Result<()> {
@@ -804,7 +813,7 @@ fn write_setting(group: &Path, setting: &CgroupSetting) -> Result<()> {
     if !setting.required && !file.exists() {
         return Ok(());
     }
-    fs::write(&file, setting.value).stage("cgroups", format!("write {}", file.display()))
+    fs::write(&file, &*setting.value).stage("cgroups", format!("write {}", file.display()))
 }
 
 fn warn_unlimited(version: &str, missing: &[&str]) {
@@ -866,10 +875,13 @@ fn other_threads() -> Vec<String> {
 
 /// rlimits are per process and inherited across clone and execve, so they
 /// must be set before clone (setrlimit(2)). 64 open files, as contained.c.
-fn set_rlimits() -> Result<()> {
-    setrlimit(Resource::RLIMIT_NOFILE, 64, 64).stage("rlimits", "setrlimit(RLIMIT_NOFILE, 64)")
+fn set_rlimits(rlimits: &[(Resource, u64, u64)]) -> Result<()> {
+    for &(resource, soft, hard) in rlimits {
+        setrlimit(resource, soft, hard)
+            .stage("rlimits", format!("setrlimit({resource:?}, {soft})"))?;
+    }
+    Ok(())
 }
-// << 08
 
 // ---------------------------------------------------------------------------
 // Stage 6: clone into new namespaces.
@@ -912,38 +924,31 @@ impl Drop for Container {
     }
 }
 
-// >> 03 namespaces
 /// contained.c's flags. CLONE_NEWUSER is not among them: the child unshares
 /// it later, after its mounts, which need the host user namespace's privilege.
-// << 03
 fn namespace_flags() -> CloneFlags {
-    // before 03: CloneFlags::empty()
-    // >> 03 namespaces
     CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWCGROUP
         | CloneFlags::CLONE_NEWPID
         | CloneFlags::CLONE_NEWIPC
         | CloneFlags::CLONE_NEWNET
         | CloneFlags::CLONE_NEWUTS
-    // << 03
 }
 
 const STACK_SIZE: usize = 1024 * 1024;
 
 fn clone_child(
-    args: &Args,
-    hostname: &str,
+    config: &ChildConfig,
     sock: &OwnedFd,
     signals: &Signals,
-    cgroups: &mut Cgroups, // >> 09
+    cgroups: &mut Cgroups,
     progress: Progress,
 ) -> Result<Container> {
-    let child = || run_child(args, hostname, sock, &signals.original, progress);
-    // >> 09 cgroup v2
+    let child = || run_child(config, sock, &signals.original, progress);
     if let Cgroups::V2(group) = cgroups
         && let Some(fd) = group.fd()
     {
-        match clone3_into_cgroup(fd) {
+        match clone3_into_cgroup(fd, config.namespaces) {
             Ok(Some(pid)) => return Ok(Container { pid, reaped: false }),
             // SAFETY: _exit(2) ends the child without running the parent's cleanup.
             Ok(None) => unsafe { libc::_exit(child() as i32) },
@@ -952,23 +957,24 @@ fn clone_child(
             Err(e) => return Err(e).stage("clone", "clone3(CLONE_INTO_CGROUP)"),
         }
     }
-    // << 09
     let mut stack = vec![0u8; STACK_SIZE];
     // SAFETY: without CLONE_VM the child gets its own copy of memory, as with
     // fork(2); it only runs `run_child` and then execs or exits.
     let pid = unsafe {
-        clone(Box::new(child), &mut stack, namespace_flags(), Some(Signal::SIGCHLD as i32))
+        clone(Box::new(child), &mut stack, config.namespaces, Some(Signal::SIGCHLD as i32))
     }
-    .stage("clone", format!("clone({:?})", namespace_flags()))?;
+    .stage("clone", format!("clone({:?})", config.namespaces))?;
     Ok(Container { pid, reaped: false })
 }
 
-// >> 09 cgroup v2
 /// clone3(2) with CLONE_INTO_CGROUP (Linux 5.7) starts the child inside its
 /// cgroup v2 group: it never runs outside it, and toybox never joins it.
 /// Used like fork (no new stack, no CLONE_VM), it returns twice: the child's
 /// pid in the parent, None in the child.
-fn clone3_into_cgroup(cgroup: BorrowedFd) -> std::result::Result<Option<Pid>, Errno> {
+fn clone3_into_cgroup(
+    cgroup: BorrowedFd,
+    namespaces: CloneFlags,
+) -> std::result::Result<Option<Pid>, Errno> {
     const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
     #[repr(C)]
     #[derive(Default)]
@@ -986,7 +992,7 @@ fn clone3_into_cgroup(cgroup: BorrowedFd) -> std::result::Result<Option<Pid>, Er
         cgroup: u64,
     }
     let clone_args = CloneArgs {
-        flags: namespace_flags().bits() as u64 | CLONE_INTO_CGROUP,
+        flags: namespaces.bits() as u64 | CLONE_INTO_CGROUP,
         exit_signal: Signal::SIGCHLD as u64,
         cgroup: cgroup.as_raw_fd() as u64,
         ..Default::default()
@@ -1001,21 +1007,14 @@ fn clone3_into_cgroup(cgroup: BorrowedFd) -> std::result::Result<Option<Pid>, Er
         pid => Ok(Some(Pid::from_raw(pid as i32))),
     }
 }
-// << 09
 
 // ---------------------------------------------------------------------------
 // Stage 7: the child. Each step narrows what the command can do; the last
 // one replaces this program with it.
 // ---------------------------------------------------------------------------
 
-fn run_child(
-    args: &Args,
-    hostname: &str,
-    sock: &OwnedFd,
-    mask: &SigSet,
-    progress: Progress,
-) -> isize {
-    let result = child_stages(args, hostname, sock, mask, progress);
+fn run_child(config: &ChildConfig, sock: &OwnedFd, mask: &SigSet, progress: Progress) -> isize {
+    let result = child_stages(config, sock, mask, progress);
     let error = match result {
         Ok(never) => match never {},
         Err(error) => error,
@@ -1025,8 +1024,7 @@ fn run_child(
 }
 
 fn child_stages(
-    args: &Args,
-    hostname: &str,
+    config: &ChildConfig,
     sock: &OwnedFd,
     mask: &SigSet,
     progress: Progress,
@@ -1034,40 +1032,34 @@ fn child_stages(
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(mask), None)
         .stage("signals", "restore signal mask")?;
     close_inherited_fds(Some(sock.as_raw_fd()))?;
-    // before 03: progress.note(&format!("{hostname} stays a name: no UTS namespace to set it in"));
-    progress.stage("hostname", || set_hostname(hostname))?; // >> 03
-    progress.stage("loopback", || network::inside(args.net))?; // >> 18
-    // >> 04 mounts
-    // before 18: progress.stage("mounts", || setup_mounts(&args.mount))?;
-    progress.stage("mounts", || setup_mounts(&args.mount, hostname))?; // >> 18
-    // << 04
-    progress.stage("dev", || mount_dev(progress))?; // >> 10
-    progress.stage("proc", || mount_proc_and_sys(progress))?; // >> 11
-    progress.stage("user namespace", || enter_user_namespace(sock, args.uid))?; // >> 05
+    if let Some(name) = &config.hostname {
+        progress.stage("hostname", || set_hostname(name))?;
+    }
+    if config.namespaces.contains(CloneFlags::CLONE_NEWNET) {
+        progress.stage("loopback", || network::inside(config.net))?;
+    }
+    progress.stage("mounts", || setup_mounts(&config.rootfs, &config.name))?;
+    progress.stage("dev", || mount_dev(&config.mounts, progress))?;
+    progress.stage("proc", || mount_proc_and_sys(config, progress))?;
+    progress.stage("user namespace", || enter_user_namespace(sock, config))?;
     die_with_parent(sock)?;
-    // >> 14 terminal
     // After the uid switch, so the pty belongs to the container's user.
-    if terminal::wanted() {
+    if config.terminal {
         progress.stage("terminal", || terminal::attach_child(sock))?;
     }
-    // << 14
-    progress.stage("capabilities", drop_capabilities)?; // >> 06
-    progress.stage("seccomp", load_seccomp_filter)?; // >> 07
-    // >> 12 environment
-    if let Some(dir) = &args.workdir {
+    progress.stage("capabilities", || drop_capabilities(&config.capabilities))?;
+    if config.no_new_privileges {
+        progress.stage("seccomp", || load_seccomp_filter(&config.seccomp, true))?;
+    }
+    if let Some(dir) = &config.cwd {
         chdir(dir).stage("workdir", format!("chdir {}", dir.display()))?;
     }
-    // << 12
-    // before 12: let env = [];
-    let env = container_env(args.uid, hostname, &args.env); // >> 12
-    // >> 13 init
-    if args.init {
+    if config.init {
         progress.note("init");
-        return run_init(&args.command, &env);
+        return run_init(&config.command, &config.env);
     }
-    // << 13
     progress.note("execve");
-    exec_command(&args.command, &env)
+    exec_command(&config.command, &config.env)
 }
 
 /// A descriptor toybox inherited without close-on-exec would pass into the
@@ -1110,9 +1102,7 @@ fn close_listed_fds(keep: Option<RawFd>) -> Result<()> {
 
 /// If toybox is killed outright (SIGKILL), the container goes with it
 /// (PR_SET_PDEATHSIG, prctl(2)).
-// >> 05 user namespace
 /// Set after the uid change, which clears it.
-// << 05
 /// Should toybox have died already, its end of the socket reads as EOF.
 pub(crate) fn die_with_parent(sock: &OwnedFd) -> Result<()> {
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).stage("clone", "prctl(PR_SET_PDEATHSIG)")?;
@@ -1123,34 +1113,29 @@ pub(crate) fn die_with_parent(sock: &OwnedFd) -> Result<()> {
     }
 }
 
-// >> 03 namespaces
 /// Only this UTS namespace sees the new name (uts_namespaces(7)).
 fn set_hostname(hostname: &str) -> Result<()> {
     sethostname(hostname).stage("hostname", format!("sethostname({hostname})"))
 }
-// << 03
 
-// >> 04 mounts
 /// Make every mount private so nothing propagates back to the host, bind the
 /// rootfs onto itself (pivot_root needs a mount point), and swap roots.
 /// pivot_root(".", ".") stacks the old root on top of the new one; unmounting
 /// "." then detaches it (pivot_root(2), NOTES). Unlike contained.c this needs
 /// no temporary directory, so nothing is left on the host or in the rootfs.
-// before 18: fn setup_mounts(rootfs: &Path) -> Result<()> {
-// >> 18 network
-fn setup_mounts(rootfs: &Path, hostname: &str) -> Result<()> {
-    // << 18
+fn setup_mounts(rootfs: &Path, name: &str) -> Result<()> {
     let none: Option<&str> = None;
     mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none)
         .stage("mounts", "mount / MS_REC|MS_PRIVATE")?;
     mount(Some(rootfs), rootfs, none, MsFlags::MS_BIND | MsFlags::MS_REC, none)
         .stage("mounts", format!("bind mount {}", rootfs.display()))?;
     remount_nodev(rootfs)?;
-    network::bind_etc_files(rootfs, hostname)?; // >> 18
+    network::bind_etc_files(rootfs, name)?;
     chdir(rootfs).stage("mounts", format!("chdir {}", rootfs.display()))?;
     pivot_root(".", ".").stage("mounts", format!("pivot_root({}, .)", rootfs.display()))?;
     umount2(".", MntFlags::MNT_DETACH).stage("mounts", "umount2(old root, MNT_DETACH)")?;
-    chdir("/").stage("mounts", "chdir /")
+    chdir("/").stage("mounts", "chdir /")?;
+    Ok(())
 }
 
 /// A device node in the rootfs (a `docker export`, an unpacked image, a
@@ -1180,9 +1165,7 @@ fn remount_nodev(rootfs: &Path) -> Result<()> {
     mount(none, rootfs, none, flags, none)
         .stage("mounts", format!("remount {} nodev", rootfs.display()))
 }
-// << 04
 
-// >> 10 dev
 /// The devices every program expects, as `docker run` gives them:
 /// (name, major, minor) of character devices (devices(7)).
 const DEVICES: &[(&str, u64, u64)] = &[
@@ -1203,15 +1186,42 @@ const DEV_LINKS: &[(&str, &str)] = &[
     ("/dev/stderr", "/proc/self/fd/2"),
 ];
 
+const NOSUID_NOEXEC: MsFlags = MsFlags::MS_NOSUID.union(MsFlags::MS_NOEXEC);
+
+/// (type, target, flags, data) of what /dev is made of: a small tmpfs, a
+/// devpts of its own and a tmpfs for POSIX shared memory.
+const DEV_MOUNTS: &[(&str, &str, MsFlags, &str)] = &[
+    ("tmpfs", "/dev", NOSUID_NOEXEC, "mode=755,size=64k"),
+    ("devpts", "/dev/pts", NOSUID_NOEXEC, "newinstance,ptmxmode=0666,mode=0620"),
+    ("tmpfs", "/dev/shm", NOSUID_NOEXEC.union(MsFlags::MS_NODEV), "mode=1777,size=64m"),
+];
+
 /// A fresh /dev on a small tmpfs: nothing of the host's /dev comes along.
 /// The nodes are made with mknod, which needs CAP_MKNOD in the initial user
 /// namespace, so this runs before the child enters its own. devpts is a new
 /// instance with its own ptmx: the host's terminals are not in it
 /// (devpts(5)). /dev/shm is a tmpfs of its own for POSIX shared memory.
-fn mount_dev(progress: Progress) -> Result<()> {
-    let nosuid_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
-    make_mount_point("/dev", progress)?;
-    mount_fs("tmpfs", "/dev", nosuid_noexec, "mode=755,size=64k")?;
+/// The mounts come from the description (DEV_MOUNTS for toybox's own flags),
+/// in their order: those up to the last on /dev and below here, the rest
+/// after, in "proc".
+fn mount_dev(mounts: &[Mount], progress: Progress) -> Result<()> {
+    let end = dev_mounts_end(mounts);
+    mount_listed(mounts, |at| at < end, progress)?;
+    for &(link, target) in DEV_LINKS {
+        std::os::unix::fs::symlink(target, link).stage("dev", format!("symlink {link}"))?;
+    }
+    Ok(())
+}
+
+/// Where the mounts on /dev end in the list: "dev" mounts it up to there,
+/// "proc" the rest, so the order of the whole list is kept.
+fn dev_mounts_end(mounts: &[Mount]) -> usize {
+    let on_dev = |m: &Mount| m.target == "/dev" || m.target.starts_with("/dev/");
+    mounts.iter().rposition(on_dev).map_or(0, |last| last + 1)
+}
+
+/// The nodes of DEVICES, in the fresh /dev.
+fn make_devices() -> Result<()> {
     for &(name, major, minor) in DEVICES {
         let path = format!("/dev/{name}");
         let mode = Mode::from_bits_truncate(0o666);
@@ -1219,14 +1229,27 @@ fn mount_dev(progress: Progress) -> Result<()> {
             .stage("dev", format!("mknod {path}"))?;
         chmod(&path, 0o666)?; // mknod(2) applies the umask
     }
-    for (dir, mode) in [("/dev/pts", 0o755), ("/dev/shm", 0o1777)] {
-        fs::create_dir(dir).stage("dev", format!("mkdir {dir}"))?;
-        chmod(dir, mode)?;
-    }
-    mount_fs("devpts", "/dev/pts", nosuid_noexec, "newinstance,ptmxmode=0666,mode=0620")?;
-    mount_fs("tmpfs", "/dev/shm", nosuid_noexec | MsFlags::MS_NODEV, "mode=1777,size=64m")?;
-    for &(link, target) in DEV_LINKS {
-        std::os::unix::fs::symlink(target, link).stage("dev", format!("symlink {link}"))?;
+    Ok(())
+}
+
+/// Mount the entries of `mounts` whose place in the list `pick` takes, in
+/// order, each on a mount point made if missing. A tmpfs on /dev gets the
+/// nodes.
+fn mount_listed(mounts: &[Mount], pick: impl Fn(usize) -> bool, progress: Progress) -> Result<()> {
+    for (_, entry) in mounts.iter().enumerate().filter(|(at, _)| pick(*at)) {
+        match entry.target.starts_with("/dev/") {
+            // In the fresh /dev: nothing there to report.
+            true => fs::DirBuilder::new()
+                .mode(0o755)
+                .recursive(true)
+                .create(&entry.target)
+                .stage("dev", format!("mkdir {}", entry.target))?,
+            false => make_mount_point(&entry.target, progress)?,
+        }
+        mount_fs(&entry.fstype, &entry.target, entry.flags, &entry.data)?;
+        if entry.target == "/dev" && entry.fstype == "tmpfs" {
+            make_devices()?;
+        }
     }
     Ok(())
 }
@@ -1261,9 +1284,7 @@ fn mount_fs(fstype: &str, target: &str, flags: MsFlags, data: &str) -> Result<()
     mount(Some(fstype), target, Some(fstype), flags, Some(data))
         .stage("mounts", format!("mount {fstype} on {target}"))
 }
-// << 10
 
-// >> 11 proc
 /// What docker hides in /proc and /sys: these reach the host's kernel, not
 /// the container (kernel memory, keyrings, timers, firmware). powercap's
 /// energy counters and the per-CPU interrupt counts are side channels into
@@ -1289,19 +1310,28 @@ const MASKED_PATHS: &[&str] = &[
 const READ_ONLY_PATHS: &[&str] =
     &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
 
+const PROC_FLAGS: MsFlags = MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV).union(MsFlags::MS_NOEXEC);
+
+/// (type, target, flags, data), as DEV_MOUNTS: the container's own proc,
+/// and sysfs read-only.
+const PROC_MOUNTS: &[(&str, &str, MsFlags, &str)] = &[
+    ("proc", "/proc", PROC_FLAGS, ""),
+    ("sysfs", "/sys", PROC_FLAGS.union(MsFlags::MS_RDONLY), ""),
+];
+
 /// A proc of the container's own PID namespace, so `ps` and `top` show only
 /// its processes (proc(5), pid_namespaces(7)). /sys is mounted read-only, as
 /// docker does: tools expect it, the container's own network devices show
 /// there, and nothing in it can be changed. The container's root cannot
 /// unmount the masks: after it enters its user namespace it has no
-/// privilege over this mount namespace (mount_namespaces(7)).
-fn mount_proc_and_sys(progress: Progress) -> Result<()> {
-    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    make_mount_point("/proc", progress)?;
-    make_mount_point("/sys", progress)?;
-    mount_fs("proc", "/proc", flags, "")?;
-    mount_fs("sysfs", "/sys", flags | MsFlags::MS_RDONLY, "")?;
-    for &path in MASKED_PATHS {
+/// privilege over this mount namespace (mount_namespaces(7)). The masks,
+/// the read-only paths and the mounts are the description's (MASKED_PATHS,
+/// READ_ONLY_PATHS and PROC_MOUNTS for toybox's own flags).
+fn mount_proc_and_sys(config: &ChildConfig, progress: Progress) -> Result<()> {
+    let end = dev_mounts_end(&config.mounts);
+    mount_listed(&config.mounts, |at| at >= end, progress)?;
+    for path in &config.masked_paths {
+        let path = path.as_str();
         match fs::metadata(path) {
             Ok(meta) if meta.is_dir() => mount_fs("tmpfs", path, MsFlags::MS_RDONLY, "size=0")?,
             Ok(_) => mount(Some("/dev/null"), path, none(), MsFlags::MS_BIND, none())
@@ -1309,13 +1339,14 @@ fn mount_proc_and_sys(progress: Progress) -> Result<()> {
             Err(_) => continue, // this kernel has no such file
         }
     }
-    for &path in READ_ONLY_PATHS {
+    for path in &config.readonly_paths {
+        let path = path.as_str();
         if !Path::new(path).exists() {
             continue;
         }
         mount(Some(path), path, none(), MsFlags::MS_BIND | MsFlags::MS_REC, none())
             .stage("proc", format!("bind {path}"))?;
-        let read_only = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | flags;
+        let read_only = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | PROC_FLAGS;
         mount(none(), path, none(), read_only, none())
             .stage("proc", format!("remount {path} read-only"))?;
     }
@@ -1325,16 +1356,25 @@ fn mount_proc_and_sys(progress: Progress) -> Result<()> {
 fn none() -> Option<&'static str> {
     None
 }
-// << 11
 
-// >> 05 user namespace
 /// The handshake (user_namespaces(7)): only a process outside the new user
 /// namespace may write its uid_map, so the child unshares, tells the parent,
 /// and waits for the parent's answer before switching to the requested uid.
 /// As in contained.c, a kernel without user namespaces gets one line and the
 /// container goes on without one.
-fn enter_user_namespace(sock: &OwnedFd, uid: u32) -> Result<()> {
-    let has_userns = match unshare(CloneFlags::CLONE_NEWUSER) {
+fn enter_user_namespace(sock: &OwnedFd, config: &ChildConfig) -> Result<()> {
+    let has_userns = config.id_maps.is_some() && unshare_user_namespace();
+    write(sock, &[has_userns as u8]).stage("user namespace", "write to parent")?;
+    let mut answer = [1u8];
+    let n = read(sock, &mut answer).stage("user namespace", "read from parent")?;
+    if n != 1 || answer[0] != 0 {
+        return Err(fail("user namespace", "the parent could not write the uid/gid maps", 125));
+    }
+    switch_user(&config.user)
+}
+
+fn unshare_user_namespace() -> bool {
+    match unshare(CloneFlags::CLONE_NEWUSER) {
         Ok(()) => true,
         Err(e) => {
             eprintln!(
@@ -1343,52 +1383,46 @@ fn enter_user_namespace(sock: &OwnedFd, uid: u32) -> Result<()> {
             );
             false
         }
-    };
-    write(sock, &[has_userns as u8]).stage("user namespace", "write to parent")?;
-    let mut answer = [1u8];
-    let n = read(sock, &mut answer).stage("user namespace", "read from parent")?;
-    if n != 1 || answer[0] != 0 {
-        return Err(fail("user namespace", "the parent could not write the uid/gid maps", 125));
     }
-    switch_user(uid)
 }
 
-/// Become `uid` (and the group of the same number) inside the namespace.
-fn switch_user(uid: u32) -> Result<()> {
-    let (uid, gid) = (Uid::from_raw(uid), Gid::from_raw(uid));
-    setgroups(&[gid]).stage("user namespace", format!("setgroups([{gid}])"))?;
+/// Become the user, with its groups, inside the namespace.
+pub(crate) fn switch_user(user: &User) -> Result<()> {
+    let (uid, gid) = (Uid::from_raw(user.uid), Gid::from_raw(user.gid));
+    let groups: Vec<Gid> = user.groups.iter().map(|&g| Gid::from_raw(g)).collect();
+    setgroups(&groups).stage("user namespace", format!("setgroups({groups:?})"))?;
     setresgid(gid, gid, gid).stage("user namespace", format!("setresgid({gid})"))?;
-    setresuid(uid, uid, uid).stage("user namespace", format!("setresuid({uid})"))
+    setresuid(uid, uid, uid).stage("user namespace", format!("setresuid({uid})"))?;
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------
 // Stage 8 (parent): answer the handshake with the uid/gid maps.
 // ---------------------------------------------------------------------------
 
-fn handle_child_uid_map(pid: Pid, sock: &OwnedFd) -> Result<()> {
+fn handle_child_uid_map(pid: Pid, sock: &OwnedFd, maps: &Option<(String, String)>) -> Result<()> {
     let mut has_userns = [0u8];
     let n = read(sock, &mut has_userns).stage("uid map", "read from child")?;
     if n != 1 {
         // The child failed before the handshake and said why; its exit status tells.
         return Ok(());
     }
-    if has_userns[0] == 1 {
-        let map = format!("0 {USERNS_OFFSET} {USERNS_COUNT}\n");
-        for file in ["uid_map", "gid_map"] {
+    if has_userns[0] == 1
+        && let Some((uid_map, gid_map)) = maps
+    {
+        for (file, map) in [("uid_map", uid_map), ("gid_map", gid_map)] {
             let path = format!("/proc/{pid}/{file}");
-            fs::write(&path, &map).stage("uid map", format!("write {path}"))?;
+            fs::write(&path, map).stage("uid map", format!("write {path}"))?;
         }
     }
     write(sock, &[0]).stage("uid map", "write to child")?;
     Ok(())
 }
-// << 05
 
 // ---------------------------------------------------------------------------
 // Stage 7, continued: the last steps, then execve.
 // ---------------------------------------------------------------------------
 
-// >> 06 capabilities
 /// What root inside the container keeps: the capabilities contained.c
 /// deliberately left alone. Everything else goes: drop_capabilities probes
 /// numbers until the kernel answers EINVAL, so capabilities newer than this
@@ -1421,9 +1455,9 @@ const KEPT_CAPABILITIES: &[caps::Capability] = &[
 /// Capabilities are dropped by number until the kernel says EINVAL (no such
 /// capability): the caps crate's enum ends at the ones it knew of, and the
 /// running kernel may know more.
-fn drop_capabilities() -> Result<()> {
+pub(crate) fn drop_capabilities(sets: &Capabilities) -> Result<()> {
     for number in 0.. {
-        if KEPT_CAPABILITIES.iter().any(|kept| kept.index() == number) {
+        if sets.bounding.iter().any(|kept| kept.index() == number) {
             continue;
         }
         // SAFETY: PR_CAPBSET_DROP takes a capability number and touches no memory.
@@ -1437,16 +1471,22 @@ fn drop_capabilities() -> Result<()> {
             }
         }
     }
-    caps::clear(None, CapSet::Inheritable).stage("capabilities", "clear inheritable set")?;
-    caps::clear(None, CapSet::Ambient).stage("capabilities", "clear ambient set")
+    let set = |list: &[caps::Capability]| list.iter().copied().collect::<caps::CapsHashSet>();
+    caps::set(None, CapSet::Inheritable, &set(&sets.inheritable))
+        .stage("capabilities", "set the inheritable set")?;
+    caps::clear(None, CapSet::Ambient).stage("capabilities", "clear ambient set")?;
+    // An ambient capability must be inheritable too (capabilities(7)); runc
+    // skips the others, and `runc spec` lists ambient ones without it.
+    for &cap in sets.ambient.iter().filter(|cap| sets.inheritable.contains(cap)) {
+        caps::raise(None, CapSet::Ambient, cap).stage("capabilities", format!("raise {cap}"))?;
+    }
+    Ok(())
 }
-// << 06
 
-// >> 07 seccomp
 /// The filter, as libseccomp compiled the rules in seccomp.rs when toybox was
 /// built (build.rs): classic BPF, eight bytes an instruction. The first
 /// program is syscallz's rules, the second what syscallz cannot name.
-const SECCOMP_PROGRAMS: [&[u8]; 2] = [
+pub(crate) const SECCOMP_PROGRAMS: [&[u8]; 2] = [
     include_bytes!(concat!(env!("OUT_DIR"), "/seccomp.bpf")),
     include_bytes!(concat!(env!("OUT_DIR"), "/seccomp-second.bpf")),
 ];
@@ -1457,9 +1497,11 @@ const SECCOMP_PROGRAMS: [&[u8]; 2] = [
 /// and an unprivileged uid may load the filter at all. Each program is what
 /// libseccomp's seccomp_load would hand the kernel, without compiling the
 /// rules again at every start.
-fn load_seccomp_filter() -> Result<()> {
-    nix::sys::prctl::set_no_new_privs().stage("seccomp", "prctl(PR_SET_NO_NEW_PRIVS)")?;
-    for bytes in SECCOMP_PROGRAMS {
+pub(crate) fn load_seccomp_filter(programs: &[impl AsRef<[u8]>], no_new_privs: bool) -> Result<()> {
+    if no_new_privs {
+        nix::sys::prctl::set_no_new_privs().stage("seccomp", "prctl(PR_SET_NO_NEW_PRIVS)")?;
+    }
+    for bytes in programs.iter().map(AsRef::as_ref) {
         let program: Vec<libc::sock_filter> = bytes
             .chunks_exact(8)
             .map(|insn| libc::sock_filter {
@@ -1480,9 +1522,7 @@ fn load_seccomp_filter() -> Result<()> {
     }
     Ok(())
 }
-// << 07
 
-// >> 12 environment
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// What `docker run` starts a command with: PATH, HOSTNAME, HOME, TERM when
@@ -1517,7 +1557,6 @@ fn container_env(uid: u32, hostname: &str, extra: &[String]) -> Vec<String> {
 fn search_path(env: &[String]) -> &str {
     env.iter().rev().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(DEFAULT_PATH)
 }
-// << 12
 
 /// Replace the child with the command. Only a failure returns, and its errno
 /// picks the exit status: ENOENT 127, anything else 126 (`docker run`).
@@ -1529,7 +1568,6 @@ fn exec_command(command: &[String], env: &[String]) -> Result<std::convert::Infa
     // SAFETY: SIG_DFL installs no handler; nothing runs between here and execve.
     unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }
         .stage("exec", "signal(SIGPIPE, SIG_DFL)")?;
-    // >> 12 environment
     // A name without a slash is tried in each PATH directory, as execvp(3)
     // does; a directory where it exists but cannot run decides the status.
     if !command[0].contains('/') {
@@ -1543,7 +1581,6 @@ fn exec_command(command: &[String], env: &[String]) -> Result<std::convert::Infa
         }
         return Err(exec_error(&command[0], last));
     }
-    // << 12
     let Err(errno) = execve(&argv[0], &argv, &envp);
     Err(exec_error(&command[0], errno))
 }
@@ -1621,7 +1658,6 @@ fn wait_for_signal(signals: &SigSet, timeout: Option<Duration>) -> Result<Option
     }
 }
 
-// >> 13 init
 // ---------------------------------------------------------------------------
 // --init: PID 1 as an init process.
 // ---------------------------------------------------------------------------
@@ -1669,13 +1705,11 @@ fn run_init(command: &[String], env: &[String]) -> Result<std::convert::Infallib
         }
     }
 }
-// << 13
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    // >> 10 dev
     #[test]
     fn device_rules_read_every_allow_row() {
         let rows = CGROUP_V1_SETTINGS.iter().filter(|s| s.file == "devices.allow").count();
@@ -1700,9 +1734,7 @@ mod tests {
             assert!(allowed, "/dev/{name} ({major}:{minor}) has no `{rule}` in devices.allow");
         }
     }
-    // << 10
 
-    // >> 02 checks
     #[test]
     fn kernel_versions_compare_as_numbers() {
         assert_eq!(kernel_version("6.18.44-fc-v657"), (6, 18));
@@ -1711,7 +1743,6 @@ mod tests {
         assert!(kernel_version("4.4.0-210-generic") < MIN_KERNEL);
         assert!(kernel_version("3.10.0-1160.el7.x86_64") < MIN_KERNEL);
     }
-    // << 02
 
     #[test]
     fn hostnames_are_adjective_noun_hex() {
@@ -1748,7 +1779,6 @@ mod tests {
         }
     }
 
-    // >> 07 seccomp
     /// The programs toybox loads are the rules in seccomp.rs as this
     /// libseccomp compiles them now: build.rs wrote each file it should.
     #[test]
@@ -1768,5 +1798,4 @@ mod tests {
         );
         assert!(SECCOMP_PROGRAMS.iter().all(|p| !p.is_empty() && p.len() % 8 == 0));
     }
-    // << 07
 }

@@ -1,6 +1,6 @@
-//! The plain test harness tests/container.rs and tests/unpack.rs share (no
-//! libtest: the tests run one at a time, as root, against real containers,
-//! and a skip says why). `cargo test --release --test NAME -- SUBSTRING`
+//! The plain test harness tests/container.rs, tests/unpack.rs and tests/oci.rs
+//! share (no libtest: the tests run one at a time, as root, against real
+//! containers, and a skip says why). `cargo test --release --test NAME -- SUBSTRING`
 //! runs the tests whose names contain SUBSTRING.
 
 use std::io::Write;

@@ -313,6 +313,27 @@ elif [ "$mode" = v2 ]; then
     skip chapter-09-cgroup-v2 "ch08-cgroups or ch09-cgroup-v2 not built beside toybox (cargo build --release --bins)"
 fi
 
+# --- toybox run: an OCI bundle (run.sh writes /bundle) with pids, memory and
+# cpu limits in its cgroupsPath. On v2 the container's own cgroup2 mount shows
+# them (cpu.shares 512 is cpu.weight 20); on both, the fork loop stops below
+# 12 and the group is gone afterwards.
+if [ -f /bundle/config.json ]; then
+    out=$("$toybox" run --bundle /bundle oci-vm 2>"$work/oci.err")
+    rc=$?
+    limits=$(echo "$out" | sed -n 's/^limits //p')
+    forked=$(echo "$out" | sed -n 's/^forked //p')
+    count=${forked%% *}
+    group=$(cg_root pids)/toybox-oci/oci-vm
+    want_limits="12 268435456 20"
+    [ "$mode" = v2 ] || want_limits=""
+    if [ "$rc" -eq 0 ] && [ "$limits" = "$want_limits" ] && [ "${forked#* }" = EAGAIN ] &&
+        [ "${count:-99}" -lt 12 ] && [ ! -e "$group" ]; then
+        pass oci-run
+    else
+        fail oci-run "exit $rc, limits inside '$limits' (want '$want_limits'), forked '$forked', group $( [ -e "$group" ] && echo remains || echo is gone): $(cat "$work/oci.err")"
+    fi
+fi
+
 # --- Every container's groups were removed when it exited.
 runs=$(grep -c . "$work/containers")
 left=$(awk 'NF > 2 { $1 = ""; printf "%s;", $0 }' "$work/containers")

@@ -149,6 +149,31 @@ done
 done
 # The core suite's probe (tests/probe/probe.c): the same eyes inside.
 gcc -static -O2 -Wall -o "$stage/rootfs/bin/probe" tests/probe/probe.c -lpthread
+# An OCI bundle for `toybox run` (checks.sh, oci-run): limits through
+# linux.resources, in its own cgroupsPath, read back from inside.
+mkdir -p "$stage/bundle"
+cat >"$stage/bundle/config.json" <<'EOF'
+{
+  "ociVersion": "1.0.2",
+  "root": {"path": "/rootfs"},
+  "process": {
+    "args": ["/bin/sh", "-c", "echo limits $(cat /sys/fs/cgroup/pids.max /sys/fs/cgroup/memory.max /sys/fs/cgroup/cpu.weight 2>/dev/null); /bin/probe forkbomb"],
+    "env": ["PATH=/bin"],
+    "cwd": "/"
+  },
+  "mounts": [
+    {"destination": "/proc", "type": "proc", "source": "proc"},
+    {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755", "size=65536k"]},
+    {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
+    {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "ro"]}
+  ],
+  "linux": {
+    "namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "cgroup"}, {"type": "network"}],
+    "cgroupsPath": "/toybox-oci/oci-vm",
+    "resources": {"pids": {"limit": 12}, "memory": {"limit": 268435456}, "cpu": {"shares": 512}}
+  }
+}
+EOF
 # A file only the guest has: a container that can see it is not isolated.
 echo guest >"$stage/host-marker"
 install -m 0755 "$here/init.sh" "$stage/init"
