@@ -302,7 +302,7 @@ fn child_config(spec: Spec, bundle: &Path, id: &str) -> Result<ChildConfig> {
         None => Vec::new(),
     };
     let mounts = spec.mounts.iter().map(|m| mount(m, bundle)).collect::<Result<Vec<_>>>()?;
-    let (cgroup_v1, cgroup_v2) = cgroup_settings(&linux.resources);
+    let (cgroup_v1, cgroup_v2) = cgroup_settings(&linux.resources)?;
     let cgroup = cgroup_path(linux.cgroups_path.as_deref(), id)?;
     Ok(ChildConfig {
         name: id.to_string(),
@@ -493,9 +493,12 @@ fn cgroup_path(path: Option<&str>, id: &str) -> Result<PathBuf> {
     }
 }
 
+/// The smallest memory limit toybox takes (see cgroup_settings).
+const MIN_MEMORY: i64 = 6 << 20;
+
 /// linux.resources as (v1, v2) cgroup files. The devices rows are always
 /// toybox's own: the default devices /dev gets, and nothing else.
-fn cgroup_settings(resources: &Resources) -> (Vec<CgroupSetting>, Vec<CgroupSetting>) {
+fn cgroup_settings(resources: &Resources) -> Result<(Vec<CgroupSetting>, Vec<CgroupSetting>)> {
     let devices = crate::CGROUP_V1_SETTINGS.iter().filter(|s| s.controller == "devices");
     let mut v1: Vec<CgroupSetting> = devices.cloned().collect();
     let mut v2 = Vec::new();
@@ -507,6 +510,15 @@ fn cgroup_settings(resources: &Resources) -> (Vec<CgroupSetting>, Vec<CgroupSett
         required,
     };
     let memory = &resources.memory;
+    // On v1 toybox joins the group itself before clone (contained.c's
+    // order), so a limit smaller than toybox gets it OOM-killed half-way,
+    // its groups left behind. docker refuses below 6 MB for the same reason.
+    if let Some(limit) = memory.limit.filter(|&l| (0..MIN_MEMORY).contains(&l)) {
+        let what = format!(
+            "linux.resources.memory.limit {limit} is below 6 MiB, the least toybox runs in"
+        );
+        return Err(bad(what));
+    }
     if let Some(limit) = memory.limit {
         v1.push(setting("memory", "memory.limit_in_bytes", limit.to_string(), true));
         v2.push(setting("memory", "memory.max", number(limit), true));
@@ -539,7 +551,7 @@ fn cgroup_settings(resources: &Resources) -> (Vec<CgroupSetting>, Vec<CgroupSett
         v1.push(setting("pids", "pids.max", limit.clone(), true));
         v2.push(setting("pids", "pids.max", limit, true));
     }
-    (v1, v2)
+    Ok((v1, v2))
 }
 
 /// mount(8)'s option words as mount(2) flags: (word, flag, clears it).

@@ -525,7 +525,7 @@ fn namespaces_by_path_and_absent(rootfs: &Path) -> Outcome {
 /// What config.json may not say: each refused with exit 125, one line,
 /// nothing made.
 fn bad_configs_refused(rootfs: &Path) -> Outcome {
-    let cases: [(&str, Edit, &str, i32); 6] = [
+    let cases: [(&str, Edit, &str, i32); 7] = [
         ("version", |c| c["ociVersion"] = json!("2.0.0"), "ociVersion", 125),
         (
             "rlimit",
@@ -539,6 +539,13 @@ fn bad_configs_refused(rootfs: &Path) -> Outcome {
             "capability",
             |c| c["process"]["capabilities"]["bounding"] = json!(["CAP_NOPE"]),
             "unknown capability",
+            125,
+        ),
+        // Smaller than toybox itself, which joins the group before clone.
+        (
+            "memory",
+            |c| c["linux"]["resources"]["memory"] = json!({"limit": 10000}),
+            "below 6 MiB",
             125,
         ),
         // runc's words, which podman turns into 127 and 126.
