@@ -456,16 +456,25 @@ fn umoci_image_matches_umoci_unpack() -> Outcome {
     })
 }
 
-/// The entry names of each layer of the OCI layout's only image.
-fn layer_names(layout: &Path) -> Result<Vec<Vec<String>>, String> {
+/// A blob of an OCI layout, by its `sha256:…` digest.
+fn blob_path(layout: &Path, digest: &str) -> PathBuf {
+    layout.join("blobs/sha256").join(digest.trim_start_matches("sha256:"))
+}
+
+/// The manifest of the OCI layout's only image.
+fn only_manifest(layout: &Path) -> Result<serde_json::Value, String> {
     let read_json = |path: &Path| -> Result<serde_json::Value, String> {
         let bytes = fs::read(path).map_err(|e| format!("read {}: {e}", path.display()))?;
         serde_json::from_slice(&bytes).map_err(|e| e.to_string())
     };
-    let blob =
-        |digest: &str| layout.join("blobs/sha256").join(digest.trim_start_matches("sha256:"));
     let index = read_json(&layout.join("index.json"))?;
-    let manifest = read_json(&blob(index["manifests"][0]["digest"].as_str().unwrap_or("")))?;
+    read_json(&blob_path(layout, index["manifests"][0]["digest"].as_str().unwrap_or("")))
+}
+
+/// The entry names of each layer of the OCI layout's only image.
+fn layer_names(layout: &Path) -> Result<Vec<Vec<String>>, String> {
+    let blob = |digest: &str| blob_path(layout, digest);
+    let manifest = only_manifest(layout)?;
     let mut layers = Vec::new();
     for layer in manifest["layers"].as_array().cloned().unwrap_or_default() {
         let bytes =
@@ -485,14 +494,8 @@ fn layer_names(layout: &Path) -> Result<Vec<Vec<String>>, String> {
 /// `docker save`'s layout, made from the OCI blobs: manifest.json, the
 /// config as `<hex>.json`, each layer uncompressed as `<hex>/layer.tar`.
 fn docker_save_tar(layout: &Path, out: &Path, tags: &[&str]) -> Outcome {
-    let read_json = |path: &Path| -> Result<serde_json::Value, String> {
-        let bytes = fs::read(path).map_err(|e| format!("read {}: {e}", path.display()))?;
-        serde_json::from_slice(&bytes).map_err(|e| e.to_string())
-    };
-    let blob =
-        |digest: &str| layout.join("blobs/sha256").join(digest.trim_start_matches("sha256:"));
-    let index = read_json(&layout.join("index.json"))?;
-    let manifest = read_json(&blob(index["manifests"][0]["digest"].as_str().unwrap_or("")))?;
+    let blob = |digest: &str| blob_path(layout, digest);
+    let manifest = only_manifest(layout)?;
     let config_digest = manifest["config"]["digest"].as_str().unwrap_or("");
     let config = fs::read(blob(config_digest)).map_err(|e| e.to_string())?;
     let mut builder = tar::Builder::new(Vec::new());
