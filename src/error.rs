@@ -76,3 +76,11 @@ impl Cause for caps::errors::CapsError {
         self.to_string()
     }
 }
+
+// >> 19 oci
+/// A failure the container's process has already reported itself (on
+/// stderr and in the --log file): toybox only exits with its status.
+pub fn reported(exit_code: i32) -> Error {
+    Error { stage: "", what: String::new(), cause: String::new(), exit_code }
+}
+// << 19

@@ -270,7 +270,8 @@ pub fn exec_into(name: &str, uid: Option<u32>, command: &[String]) -> Result<i32
                 crate::drop_capabilities(&crate::Capabilities::contained())?;
                 crate::load_seccomp_filter(&crate::SECCOMP_PROGRAMS, true)?;
                 // toybox exec's own caller may have passed it anything.
-                crate::close_inherited_fds(None)?;
+                // before 19: crate::close_inherited_fds(None)?;
+                crate::close_inherited_fds(&[])?; // >> 19
                 let env = crate::container_env(uid, name, &[]);
                 crate::exec_command(command, &env)
             })();

@@ -78,6 +78,7 @@
 mod cgroup_v2; // >> 09
 mod error;
 mod exec; // >> 15
+mod lifecycle; // >> 19
 mod netlink; // >> 18
 mod network; // >> 18
 mod oci; // >> 19
@@ -221,6 +222,36 @@ struct Args {
     #[arg(short, long = "publish", value_name = "[IP:]HOSTPORT:CTRPORT[/tcp|/udp]")]
     publish: Vec<network::Port>,
     // << 18
+    // >> 19 oci
+    /// Where create keeps each container's state, as runc's --root
+    #[arg(long, default_value = lifecycle::DEFAULT_ROOT, value_name = "DIR", help_heading = OCI)]
+    root: PathBuf,
+
+    /// Also write errors to this file (runc's --log)
+    #[arg(long, value_name = "PATH", help_heading = OCI)]
+    log: Option<PathBuf>,
+
+    /// The log's lines: text, or one JSON object each (level, msg, time)
+    #[arg(long, value_enum, default_value = "text", value_name = "FORMAT", help_heading = OCI)]
+    log_format: lifecycle::LogFormat,
+
+    /// Print each stage and how long it took, as -v
+    #[arg(long, help_heading = OCI)]
+    debug: bool,
+
+    /// Accepted; toybox has only the cgroupfs manager (a systemd
+    /// slice:prefix:name cgroupsPath is refused)
+    #[arg(long, help_heading = OCI)]
+    systemd_cgroup: bool,
+
+    /// Accepted and ignored: toybox runs as root
+    #[arg(long, value_name = "VALUE", help_heading = OCI)]
+    rootless: Option<String>,
+
+    /// Accepted and ignored: toybox's groups are cgroupfs paths
+    #[arg(long, value_name = "MANAGER", help_heading = OCI)]
+    cgroup_manager: Option<String>,
+    // << 19
     #[command(subcommand)] // >> 15
     subcommand: Option<Subcommand>, // >> 15
     /// Command to run and its arguments; everything after -c belongs to it
@@ -289,9 +320,76 @@ enum Subcommand {
         /// The container's id
         id: String,
     },
+    /// Create an OCI bundle's container, its process stopped just before
+    /// it runs the command, and exit: `start` lets it go (runc create)
+    Create {
+        /// The bundle's directory: config.json and the rootfs
+        #[arg(short, long, default_value = ".", value_name = "DIR")]
+        bundle: PathBuf,
+
+        /// Write the container process's pid (as the host sees it) here
+        #[arg(long, value_name = "FILE")]
+        pid_file: Option<PathBuf>,
+
+        /// With process.terminal: send the pty to this unix socket
+        #[arg(long, value_name = "PATH")]
+        console_socket: Option<PathBuf>,
+
+        /// Accepted: toybox always uses pivot_root
+        #[arg(long)]
+        no_pivot: bool,
+
+        /// Accepted: toybox makes no session keyring
+        #[arg(long)]
+        no_new_keyring: bool,
+
+        /// Pass descriptors 3 to 3+N-1 on to the container too
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        preserve_fds: i32,
+
+        /// The container's id
+        id: String,
+    },
+    /// Let a created container's process run its command (runc start)
+    Start {
+        /// The container's id
+        id: String,
+    },
+    /// Print a container's state as JSON (runc state)
+    State {
+        /// The container's id
+        id: String,
+    },
+    /// Send a signal to a created or running container (runc kill)
+    Kill {
+        /// To every process in the container's cgroup, not only its first
+        #[arg(short, long)]
+        all: bool,
+
+        /// The container's id
+        id: String,
+
+        /// A number, a name (TERM) or SIG and a name (SIGTERM)
+        #[arg(default_value = "TERM")]
+        signal: String,
+    },
+    /// Remove a stopped container: its cgroups and its state (runc delete)
+    Delete {
+        /// A created or running container too: SIGKILL it first; an
+        /// unknown id is no error
+        #[arg(short, long)]
+        force: bool,
+
+        /// The container's id
+        id: String,
+    },
     // << 19
 }
 // << 15
+
+// >> 19 oci
+const OCI: &str = "OCI runtime (runc's global flags, before the command)";
+// << 19
 
 /// clap exits 2 on bad usage; a container runtime answers 125 (`docker run`).
 fn parse_args() -> Result<Args> {
@@ -394,6 +492,14 @@ pub(crate) struct ChildConfig {
     // << 14
     /// How long PID 1 has after a forwarded signal before SIGKILL.
     pub stop_grace: Duration,
+    // >> 19 oci
+    /// `create`: the exec fifo, which the child reads before execve: it
+    /// blocks there until `start` writes a byte (lifecycle.rs).
+    pub exec_fifo: Option<OwnedFd>,
+    /// Descriptors the child keeps besides 0, 1, 2 and its socket: the
+    /// fifo, the --log file, and --preserve-fds' 3..3+N for the command.
+    pub kept_fds: Vec<RawFd>,
+    // << 19
     // >> 18 network
     pub net: network::Mode,
     pub subnet: network::Subnet,
@@ -516,6 +622,8 @@ fn child_config(args: &Args, hostname: &str) -> ChildConfig {
         terminal: terminal::wanted(),            // >> 14
         // before 13: stop_grace: STOP_GRACE,
         stop_grace: Duration::from_secs(args.stop_timeout), // >> 13
+        exec_fifo: None,                                    // >> 19
+        kept_fds: Vec::new(),                               // >> 19
         net: args.net,                                      // >> 18
         subnet: args.subnet,                                // >> 18
         publish: args.publish.clone(),                      // >> 18
@@ -558,16 +666,30 @@ fn main() {
     let code = match run() {
         Ok(code) => code,
         Err(e) => {
-            let _ = io::stderr().write_all(format!("toybox: {e}\n").as_bytes());
+            // before 19: let _ = io::stderr().write_all(format!("toybox: {e}\n").as_bytes());
+            report(&e); // >> 19
             e.exit_code
         }
     };
     std::process::exit(code);
 }
 
+// >> 19 oci
+/// An error, on stderr as one line, and with --log in the log file too
+/// (runc writes both).
+fn report(e: &Error) {
+    if e.what.is_empty() {
+        return; // already said, by the container's process
+    }
+    lifecycle::log_error(e);
+    let _ = io::stderr().write_all(format!("toybox: {e}\n").as_bytes());
+}
+// << 19
+
 fn run() -> Result<i32> {
     let args = parse_args()?;
-    let progress = Progress { verbose: args.verbose };
+    // before 19: let progress = Progress { verbose: args.verbose };
+    let progress = Progress { verbose: args.verbose || args.debug }; // >> 19
     // >> 15 ps
     // before 16: if let Some(Subcommand::Ps) = &args.subcommand {
     // before 16:     return exec::list();
@@ -586,6 +708,7 @@ fn run() -> Result<i32> {
         // >> 19 oci
         Some(Subcommand::Spec { bundle }) => return oci::spec(bundle),
         Some(Subcommand::Run { bundle, id }) => return oci::run(bundle, id, progress),
+        Some(command) => return lifecycle::command(&args, command, progress),
         // << 19
         None => {}
     }
@@ -656,6 +779,50 @@ fn run_container(config: &ChildConfig, progress: Progress) -> Result<i32> {
     // << 08
     Ok(status)
 }
+
+// >> 19 oci
+/// `create`: run_container's stages up to the wait, but the child stops
+/// just before execve (wait_for_start) and toybox does not wait for it.
+/// Once the child says it is ready, `record` writes down its pid and its
+/// groups (state and pid file); only then do the guards let go of them,
+/// so any failure before leaves no process, no group, no mount behind.
+/// With a terminal, the child's pty goes to the console socket instead of
+/// being relayed.
+pub(crate) fn create_container(
+    config: &ChildConfig,
+    console: Option<(&Path, Option<(u16, u16)>)>,
+    progress: Progress,
+    record: impl FnOnce(Pid, &[PathBuf]) -> Result<()>,
+) -> Result<()> {
+    let (parent_sock, child_sock) = progress.stage("socketpair", create_socketpair)?;
+    let mut cgroups = progress.stage("cgroups", || create_cgroups(config))?;
+    progress.stage("rlimits", || set_rlimits(&config.rlimits))?;
+    let signals = block_signals()?;
+    let mut container = progress
+        .stage("clone", || clone_child(config, &child_sock, &signals, &mut cgroups, progress))?;
+    drop(child_sock);
+    let maps = &config.id_maps;
+    progress.stage("uid map", || handle_child_uid_map(container.pid, &parent_sock, maps))?;
+    if let Some((socket, size)) = console {
+        progress.stage("terminal", || terminal::send_to_console(&parent_sock, socket, size))?;
+    }
+    // One byte: set up and waiting. End of file: it failed, and said why.
+    let mut ready = [0u8];
+    if read(&parent_sock, &mut ready).ok() != Some(1) {
+        let status = waitpid(container.pid, None).stage("create", "waitpid")?;
+        container.reaped = true;
+        let code = match status {
+            WaitStatus::Exited(_, code) => code,
+            _ => EXIT_TOYBOX_FAILED,
+        };
+        return Err(error::reported(code));
+    }
+    record(container.pid, &cgroups.dirs())?;
+    container.reaped = true; // not ours to kill any more: `delete` does
+    cgroups.keep();
+    Ok(())
+}
+// << 19
 
 // >> 02 checks
 // ---------------------------------------------------------------------------
@@ -918,6 +1085,17 @@ enum Cgroups {
 
 // >> 15 ps
 impl Cgroups {
+    // >> 19 oci
+    /// `create`: the groups outlive toybox; `delete` removes them. (On v1
+    /// toybox stays in them the moment it has left to live.)
+    fn keep(self) {
+        match self {
+            Cgroups::V1(mut v1) => v1.groups.clear(),
+            Cgroups::V2(group) => group.keep(),
+        }
+    }
+    // << 19
+
     /// The directories made, for the container's record: should toybox be
     /// killed outright, whoever finds the record stale removes them.
     fn dirs(&self) -> Vec<PathBuf> {
@@ -1266,7 +1444,8 @@ fn run_child(config: &ChildConfig, sock: &OwnedFd, mask: &SigSet, progress: Prog
         Ok(never) => match never {},
         Err(error) => error,
     };
-    let _ = io::stderr().write_all(format!("toybox: {error}\n").as_bytes());
+    // before 19: let _ = io::stderr().write_all(format!("toybox: {error}\n").as_bytes());
+    report(&error); // >> 19
     error.exit_code as isize
 }
 
@@ -1278,7 +1457,8 @@ fn child_stages(
 ) -> Result<std::convert::Infallible> {
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(mask), None)
         .stage("signals", "restore signal mask")?;
-    close_inherited_fds(Some(sock.as_raw_fd()))?;
+    // before 19: close_inherited_fds(Some(sock.as_raw_fd()))?;
+    close_inherited_fds(&[&[sock.as_raw_fd()], &config.kept_fds[..]].concat())?; // >> 19
     progress.stage("join namespaces", || join_namespaces(&config.joined_namespaces))?; // >> 19
     // before 03: progress.note(&format!("{} stays a name: no UTS namespace to set it in", config.name));
     // >> 03 namespaces
@@ -1319,7 +1499,13 @@ fn child_stages(
     }
     // << 19
     progress.stage("user namespace", || enter_user_namespace(sock, config))?; // >> 05
-    die_with_parent(sock)?;
+    // before 19: die_with_parent(sock)?;
+    // >> 19 oci
+    // `create` exits on purpose, and the container must outlive it.
+    if config.exec_fifo.is_none() {
+        die_with_parent(sock)?;
+    }
+    // << 19
     // >> 14 terminal
     // After the uid switch, so the pty belongs to the container's user.
     if config.terminal {
@@ -1352,9 +1538,34 @@ fn child_stages(
         return run_init(&config.command, &config.env);
     }
     // << 13
+    // >> 19 oci
+    if let Some(fifo) = &config.exec_fifo {
+        progress.note("ready: waiting for start");
+        wait_for_start(sock, fifo)?;
+    }
+    // << 19
     progress.note("execve");
     exec_command(&config.command, &config.env)
 }
+
+// >> 19 oci
+/// `create`'s child, set up: tell toybox (one byte on the socket, and
+/// `create` exits), then read the exec fifo. It was opened for reading and
+/// writing (fifo(7): Linux allows it), so read() waits for a byte rather
+/// than seeing end-of-file while no writer is there. `start` writes it.
+fn wait_for_start(sock: &OwnedFd, fifo: &OwnedFd) -> Result<()> {
+    write(sock, b"r").stage("create", "tell toybox the container is ready")?;
+    let mut byte = [0u8];
+    loop {
+        match read(fifo, &mut byte) {
+            Ok(1) => return Ok(()),
+            Err(Errno::EINTR) => continue,
+            Ok(_) => return Err(fail("start", "the exec fifo ended without a byte", 125)),
+            Err(e) => return Err(e).stage("start", "read the exec fifo"),
+        }
+    }
+}
+// << 19
 
 /// A descriptor toybox inherited without close-on-exec would pass into the
 /// container past every wall built around it: a directory the caller had
@@ -1363,11 +1574,24 @@ fn child_stages(
 /// the socketpair, itself close-on-exec), and the command starts with 0, 1
 /// and 2 only. close_range(2) arrived in Linux 5.9; before it,
 /// /proc/self/fd lists what is open.
-pub(crate) fn close_inherited_fds(keep: Option<RawFd>) -> Result<()> {
-    let ranges = match keep.filter(|&fd| fd > 2).map(|fd| fd as u32) {
-        Some(fd) => vec![(3, fd - 1), (fd + 1, u32::MAX)],
-        None => vec![(3, u32::MAX)],
-    };
+// before 19: pub(crate) fn close_inherited_fds(keep: Option<RawFd>) -> Result<()> {
+// before 19:     let ranges = match keep.filter(|&fd| fd > 2).map(|fd| fd as u32) {
+// before 19:         Some(fd) => vec![(3, fd - 1), (fd + 1, u32::MAX)],
+// before 19:         None => vec![(3, u32::MAX)],
+// before 19:     };
+// >> 19 oci
+pub(crate) fn close_inherited_fds(keep: &[RawFd]) -> Result<()> {
+    // The gaps between the kept descriptors, in order.
+    let mut kept: Vec<u32> = keep.iter().filter(|&&fd| fd > 2).map(|&fd| fd as u32).collect();
+    kept.sort_unstable();
+    let mut ranges = Vec::new();
+    let mut first = 3;
+    for fd in kept {
+        ranges.push((first, fd.saturating_sub(1)));
+        first = first.max(fd + 1);
+    }
+    ranges.push((first, u32::MAX));
+    // << 19
     for (first, last) in ranges.into_iter().filter(|(first, last)| first <= last) {
         // SAFETY: close_range takes numbers and touches no memory; the
         // child holds no Rust object for what it closes but `keep`.
@@ -1383,11 +1607,17 @@ pub(crate) fn close_inherited_fds(keep: Option<RawFd>) -> Result<()> {
 
 /// Before Linux 5.9: close what /proc/self/fd lists. The listing's own
 /// descriptor is among them, already closed: its EBADF is ignored.
-fn close_listed_fds(keep: Option<RawFd>) -> Result<()> {
+// before 19: fn close_listed_fds(keep: Option<RawFd>) -> Result<()> {
+// >> 19 oci
+fn close_listed_fds(keep: &[RawFd]) -> Result<()> {
+    // << 19
     let listing = fs::read_dir("/proc/self/fd").stage("fds", "read /proc/self/fd")?;
     let fds: Vec<RawFd> =
         listing.flatten().filter_map(|entry| entry.file_name().to_str()?.parse().ok()).collect();
-    for fd in fds.into_iter().filter(|&fd| fd > 2 && Some(fd) != keep) {
+    // before 19: for fd in fds.into_iter().filter(|&fd| fd > 2 && Some(fd) != keep) {
+    // >> 19 oci
+    for fd in fds.into_iter().filter(|&fd| fd > 2 && !keep.contains(&fd)) {
+        // << 19
         // SAFETY: as above; fd is a number from the kernel's own list.
         unsafe { libc::close(fd) };
     }
@@ -2248,7 +2478,8 @@ mod tests {
             // SAFETY: the child only closes, checks and _exits.
             match unsafe { fork() }.expect("fork") {
                 ForkResult::Child => {
-                    let ok = close(Some(kept)).is_ok() && is_open(kept) && !is_open(other);
+                    // before 19: let ok = close(Some(kept)).is_ok() && is_open(kept) && !is_open(other);
+                    let ok = close(&[kept]).is_ok() && is_open(kept) && !is_open(other); // >> 19
                     unsafe { libc::_exit(if ok && (0..3).all(is_open) { 0 } else { 1 }) }
                 }
                 ForkResult::Parent { child } => {

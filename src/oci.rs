@@ -42,6 +42,8 @@ struct Spec {
     mounts: Vec<SpecMount>,
     #[serde(default)]
     linux: Linux,
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -68,6 +70,13 @@ struct Process {
     rlimits: Vec<Rlimit>,
     #[serde(default)]
     no_new_privileges: bool,
+    console_size: Option<ConsoleSize>,
+}
+
+#[derive(Deserialize)]
+struct ConsoleSize {
+    height: u16,
+    width: u16,
 }
 
 #[derive(Deserialize, Default)]
@@ -211,7 +220,15 @@ pub fn run(bundle: &Path, id: &str, progress: Progress) -> Result<i32> {
     if !nix::unistd::Uid::effective().is_root() {
         return Err(fail("checks", "toybox run needs root", EXIT_TOYBOX_FAILED));
     }
-    let config = progress.stage("config", || read_bundle(bundle, id))?;
+    let Bundle { mut config, .. } = progress.stage("config", || read_bundle(bundle, id))?;
+    check_command(&config)?;
+    // The pty is relayed to toybox's own terminal: without one, plain stdio.
+    config.terminal &= crate::terminal::wanted();
+    crate::run_container(&config, progress)
+}
+
+/// process.args[0] in the rootfs, found before anything is made.
+pub(crate) fn check_command(config: &ChildConfig) -> Result<()> {
     let rootfs = fs::canonicalize(&config.rootfs)
         .stage("checks", format!("rootfs {}", config.rootfs.display()))?;
     let command = &config.command[0];
@@ -219,8 +236,7 @@ pub fn run(bundle: &Path, id: &str, progress: Progress) -> Result<i32> {
         true => crate::check_command(&rootfs, command),
         false => crate::check_command_in_path(&rootfs, command, crate::search_path(&config.env)),
     };
-    found.map_err(|e| runc_words(e, command))?;
-    crate::run_container(&config, progress)
+    found.map_err(|e| runc_words(e, command))
 }
 
 /// Clients match runc's words for a command that is missing or cannot run
@@ -238,7 +254,7 @@ fn runc_words(mut error: crate::error::Error, command: &str) -> crate::error::Er
 
 /// runc's rule for ids: letters, digits and `_+-.`, and not `.` or `..`:
 /// the id names a directory and a cgroup.
-fn check_id(id: &str) -> Result<()> {
+pub(crate) fn check_id(id: &str) -> Result<()> {
     let fine = |c: char| c.is_ascii_alphanumeric() || "_+-.".contains(c);
     if id.is_empty() || id == "." || id == ".." || !id.chars().all(fine) {
         return Err(fail("arguments", format!("invalid container id {id:?}"), EXIT_TOYBOX_FAILED));
@@ -246,13 +262,24 @@ fn check_id(id: &str) -> Result<()> {
     Ok(())
 }
 
-/// config.json of `bundle` as a ChildConfig for container `id`.
-pub fn read_bundle(bundle: &Path, id: &str) -> Result<ChildConfig> {
+/// What a bundle says: the container, and what only its clients read.
+pub struct Bundle {
+    pub config: ChildConfig,
+    pub annotations: BTreeMap<String, String>,
+    /// process.consoleSize: (height, width).
+    pub console_size: Option<(u16, u16)>,
+}
+
+/// config.json of `bundle` for container `id`.
+pub fn read_bundle(bundle: &Path, id: &str) -> Result<Bundle> {
     let path = bundle.join("config.json");
     let text = fs::read_to_string(&path).stage("config", format!("read {}", path.display()))?;
-    let spec: Spec =
+    let mut spec: Spec =
         serde_json::from_str(&text).map_err(|e| bad(format!("{}: {e}", path.display())))?;
-    child_config(spec, bundle, id)
+    let annotations = std::mem::take(&mut spec.annotations);
+    let size = spec.process.as_ref().and_then(|p| p.console_size.as_ref());
+    let console_size = size.map(|s| (s.height, s.width));
+    Ok(Bundle { config: child_config(spec, bundle, id)?, annotations, console_size })
 }
 
 fn child_config(spec: Spec, bundle: &Path, id: &str) -> Result<ChildConfig> {
@@ -333,12 +360,13 @@ fn child_config(spec: Spec, bundle: &Path, id: &str) -> Result<ChildConfig> {
         cgroup_v1,
         cgroup_v2,
         init: false,
-        // The pty is relayed to toybox's own terminal: without one, plain stdio.
-        terminal: process.terminal && crate::terminal::wanted(),
+        terminal: process.terminal,
         stop_grace: crate::STOP_GRACE,
         net: crate::network::Mode::None,
         subnet: crate::network::DEFAULT_SUBNET.parse().map_err(bad)?,
         publish: Vec::new(),
+        exec_fifo: None,
+        kept_fds: Vec::new(),
     })
 }
 
@@ -476,7 +504,10 @@ fn rlimit(limit: &Rlimit) -> Result<(Resource, u64, u64)> {
 fn cgroup_path(path: Option<&str>, id: &str) -> Result<PathBuf> {
     let path = path.filter(|p| !p.is_empty());
     if let Some(path) = path.filter(|p| !p.starts_with('/') && p.contains(':')) {
-        let what = format!("cgroupsPath {path:?} is a systemd slice: toybox makes cgroupfs paths");
+        let what = format!(
+            "cgroupsPath {path:?} is a systemd slice (slice:prefix:name): toybox has only the \
+             cgroupfs manager; run the client with --cgroup-manager=cgroupfs"
+        );
         return Err(bad(what));
     }
     let Some(path) = path else {

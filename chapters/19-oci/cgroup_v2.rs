@@ -99,6 +99,15 @@ impl Group {
     }
 }
 
+// >> 19 oci
+impl Group {
+    /// `create`: the group outlives toybox, and `delete` removes it.
+    pub fn keep(mut self) {
+        self.fd = None; // what Drop takes for "never made"
+    }
+}
+// << 19
+
 impl Drop for Group {
     /// rmdir fails while the group is populated, and a reaped PID 1 may
     /// leave its namespace's last processes exiting for a moment: wait for

@@ -111,6 +111,46 @@ impl Drop for Relay {
     }
 }
 
+// >> 19 oci
+/// `create --console-socket`: the pty goes to the client (conmon,
+/// containerd's shim) exactly as runc sends it: connect to its SOCK_STREAM
+/// unix socket, and in one sendmsg one SCM_RIGHTS descriptor, the master,
+/// with the pty's path inside the container as the data. Nothing is read
+/// back. process.consoleSize, (height, width), is set on it first.
+pub fn send_to_console(
+    sock: &OwnedFd,
+    socket: &std::path::Path,
+    size: Option<(u16, u16)>,
+) -> Result<()> {
+    let master = receive_master(sock)?;
+    if let Some((rows, cols)) = size {
+        let size = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+        // SAFETY: TIOCSWINSZ reads one struct winsize.
+        if unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size) } != 0 {
+            return Err(Errno::last()).stage("terminal", "ioctl(TIOCSWINSZ)");
+        }
+    }
+    let mut number: libc::c_uint = 0;
+    // SAFETY: TIOCGPTN writes the pty's number into one unsigned int.
+    if unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTN, &mut number) } != 0 {
+        return Err(Errno::last()).stage("terminal", "ioctl(TIOCGPTN)");
+    }
+    let name = format!("/dev/pts/{number}");
+    let what = format!("connect to the console socket {}", socket.display());
+    let stream = std::os::unix::net::UnixStream::connect(socket).stage("terminal", what)?;
+    let fds = [master.as_raw_fd()];
+    sendmsg::<()>(
+        stream.as_raw_fd(),
+        &[IoSlice::new(name.as_bytes())],
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )
+    .stage("terminal", format!("send the pty to {}", socket.display()))?;
+    Ok(())
+}
+// << 19
+
 fn receive_master(sock: &OwnedFd) -> Result<OwnedFd> {
     let mut byte = [0u8];
     let mut iov = [IoSliceMut::new(&mut byte)];
