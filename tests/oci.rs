@@ -581,6 +581,508 @@ fn runc_spec_bundle(rootfs: &Path) -> Outcome {
     run.expect("no_new_privs", "1")
 }
 
+// ---------------------------------------------------------------------------
+// The lifecycle: create, start, state, kill, delete, each a separate call,
+// run by toybox and, side by side, by runc and crun on the same bundles.
+// ---------------------------------------------------------------------------
+
+type LifeTest = fn(&Path, &Runtime) -> Outcome;
+
+/// A runtime and the --root it keeps its state in for these tests.
+struct Runtime {
+    name: &'static str,
+    root: PathBuf,
+}
+
+/// Where each lifecycle container's groups go (linux.cgroupsPath), the
+/// same for the three runtimes, so that leftovers are found alike.
+const LIFE_CGROUP: &str = "toybox-oci-life";
+
+impl Runtime {
+    fn new(name: &'static str) -> Runtime {
+        Runtime { name, root: repo().join(format!("target/oci-tests/root-{name}")) }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let binary = if self.name == "toybox" { TOYBOX } else { self.name };
+        let mut command = Command::new(binary);
+        // crun 1.8 refuses a hybrid host whose cgroup2 has controllers: in
+        // a mount namespace of its own with that file masked it does its
+        // v1 work (as bench/run.sh runs it).
+        let controllers = "/sys/fs/cgroup/unified/cgroup.controllers";
+        let hybrid = !fs::read_to_string(controllers).unwrap_or_default().trim().is_empty();
+        if self.name == "crun" && hybrid {
+            let empty = repo().join("target/oci-tests/empty");
+            let _ = fs::write(&empty, "");
+            command = Command::new("unshare");
+            command.args(["-m", "--propagation", "private", "sh", "-c"]);
+            command.arg("mount --bind \"$1\" \"$2\" && shift 2 && exec \"$@\"");
+            command.arg("sh").arg(empty).args([controllers, binary]);
+        }
+        command.arg("--root").arg(&self.root).args(args);
+        command.stdin(std::process::Stdio::null());
+        command
+    }
+
+    /// A call that starts nothing that lives on (start, state, kill, delete).
+    fn call(&self, args: &[&str]) -> Result<Run, String> {
+        let mut command = self.command(args);
+        command.output().map(Run::from).map_err(|e| format!("{} {args:?}: {e}", self.name))
+    }
+
+    /// `create`, its stdout and stderr in files (a pipe would stay open in
+    /// the container, as the spec wants: stdio goes to it untouched).
+    fn create(&self, bundle: &Path, id: &str, extra: &[&str]) -> Result<Run, String> {
+        let (out, err) = (bundle.join("out.txt"), bundle.join("err.txt"));
+        let file = |path: &Path| fs::File::create(path).map_err(|e| e.to_string());
+        let pid_file = bundle.join("pid");
+        let mut args = vec!["create", "--bundle"];
+        let dir = bundle.display().to_string();
+        let pid = pid_file.display().to_string();
+        args.extend([dir.as_str(), "--pid-file", pid.as_str()]);
+        args.extend(extra);
+        args.push(id);
+        let started = std::time::Instant::now();
+        let status = self
+            .command(&args)
+            .stdout(file(&out)?)
+            .stderr(file(&err)?)
+            .status()
+            .map_err(|e| format!("{} create: {e}", self.name))?;
+        let elapsed = started.elapsed();
+        expect(elapsed.as_secs() < 2, || format!("create took {elapsed:?}"))?;
+        Ok(Run {
+            code: status.code(),
+            stdout: fs::read_to_string(&out).unwrap_or_default(),
+            stderr: fs::read_to_string(&err).unwrap_or_default(),
+        })
+    }
+
+    fn state(&self, id: &str) -> Result<Value, String> {
+        let run = self.call(&["state", id])?;
+        run.expect_code(0)?;
+        serde_json::from_str(&run.stdout).map_err(|e| format!("state: {e}\n{}", run.describe()))
+    }
+
+    /// Poll `state` until it says `want`, for up to 2 s.
+    fn wait_for(&self, id: &str, want: &str) -> Outcome {
+        let mut last = Value::Null;
+        for _ in 0..200 {
+            last = self.state(id)?;
+            if last["status"] == want {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        Err(format!("{}: {id} is not {want} after 2 s: {last}", self.name))
+    }
+
+    /// What the container `id` (first process `pid`) could leave: its state
+    /// directory, its groups, its process, mounts of the test bundles.
+    fn left_behind(&self, id: &str, pid: Option<i32>) -> Vec<String> {
+        let mut found: Vec<String> = snapshot(id).into_iter().collect();
+        if self.root.join(id).exists() {
+            found.push(self.root.join(id).display().to_string());
+        }
+        for controller in fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+            let group = controller.path().join(LIFE_CGROUP).join(id);
+            if group.exists() {
+                found.push(group.display().to_string());
+            }
+        }
+        let alive = |pid: i32| {
+            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let state = stat.rsplit_once(')').map(|(_, rest)| rest.trim_start());
+            state.is_some_and(|s| !s.starts_with('Z') && !s.starts_with('X'))
+        };
+        if let Some(pid) = pid.filter(|&pid| alive(pid)) {
+            found.push(format!("process {pid}"));
+        }
+        found
+    }
+}
+
+/// A bundle for the lifecycle tests: `toybox spec`'s config, the command
+/// `args`, the host directory BUNDLE/out bound at /out (what the command
+/// did shows there), and the groups under LIFE_CGROUP.
+fn life_bundle(
+    name: &str,
+    rt: &Runtime,
+    rootfs: &Path,
+    id: &str,
+    edit: impl FnOnce(&mut Value),
+) -> Result<Bundle, String> {
+    let bundle = Bundle::new(&format!("{name}-{}", rt.name), "toybox", rootfs, |c| {
+        let out = repo().join(format!("target/oci-tests/{name}-{}/out", rt.name));
+        if let Some(mounts) = c["mounts"].as_array_mut() {
+            mounts.push(json!({"destination": "/out", "type": "bind", "source": out,
+                               "options": ["rbind", "rw"]}));
+        }
+        c["linux"]["cgroupsPath"] = json!(format!("/{LIFE_CGROUP}/{id}"));
+        edit(c);
+    })?;
+    fs::create_dir_all(bundle.dir.join("out")).map_err(|e| e.to_string())?;
+    Ok(bundle)
+}
+
+/// Runs `test`, then deletes `ids` whatever happened, and fails on what
+/// they left behind.
+fn with_cleanup(
+    rt: &Runtime,
+    ids: &[&str],
+    test: impl FnOnce(&mut Vec<i32>) -> Outcome,
+) -> Outcome {
+    let mut pids = Vec::new();
+    let result = test(&mut pids);
+    let mut left = Vec::new();
+    for id in ids {
+        let _ = rt.call(&["delete", "--force", id]);
+        let pid = pids.first().copied();
+        left.extend(rt.left_behind(id, pid));
+    }
+    for controller in fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+        let _ = fs::remove_dir(controller.path().join(LIFE_CGROUP));
+    }
+    result?;
+    expect(left.is_empty(), || format!("{}: left behind: {left:?}", rt.name))
+}
+
+fn pid_of(bundle: &Bundle) -> Result<i32, String> {
+    let text = fs::read_to_string(bundle.dir.join("pid")).map_err(|e| format!("pid file: {e}"))?;
+    text.trim().parse().map_err(|e| format!("pid file {text:?}: {e}"))
+}
+
+/// Checks 1, 2, 3 and 5: create leaves the process waiting (the command
+/// has not run), state says so with the pid file's pid; start runs it, and
+/// with no subreaper state sees it stopped; stdout and stderr got exactly
+/// the command's output; a stopped container cannot be started or killed;
+/// delete removes it, and then it does not exist.
+fn lifecycle_create_start_delete(rootfs: &Path, rt: &Runtime) -> Outcome {
+    let id = format!("life-basic-{}", rt.name);
+    let script = "touch /out/ran; echo hello; echo oops >&2";
+    let bundle =
+        life_bundle("basic", rt, rootfs, &id, |c| set_args(c, &["/bin/sh", "-c", script]))?;
+    with_cleanup(rt, &[&id], |pids| {
+        let created = rt.create(&bundle.dir, &id, &[])?;
+        created.expect_code(0)?;
+        let pid = pid_of(&bundle)?;
+        pids.push(pid);
+        let state = rt.state(&id)?;
+        let bundle_path = fs::canonicalize(&bundle.dir).map_err(|e| e.to_string())?;
+        let version = state["ociVersion"].as_str().unwrap_or("");
+        expect(
+            version.starts_with("1.")
+                && state["id"] == id.as_str()
+                && state["status"] == "created"
+                && state["pid"] == pid
+                && state["bundle"] == bundle_path.display().to_string().as_str(),
+            || format!("state after create: {state}"),
+        )?;
+        expect(Path::new(&format!("/proc/{pid}")).exists(), || format!("no /proc/{pid}"))?;
+        let ran = bundle.dir.join("out/ran");
+        expect(!ran.exists(), || "the command ran before start".into())?;
+        rt.call(&["start", &id])?.expect_code(0)?;
+        rt.wait_for(&id, "stopped")?;
+        expect(ran.exists(), || "the command did not run after start".into())?;
+        let (out, err) = (bundle.dir.join("out.txt"), bundle.dir.join("err.txt"));
+        let out = fs::read_to_string(out).unwrap_or_default();
+        let err = fs::read_to_string(err).unwrap_or_default();
+        expect(out == "hello\n" && err == "oops\n", || format!("stdout {out:?}, stderr {err:?}"))?;
+        for args in [["kill", &id, "KILL"].as_slice(), &["start", &id]] {
+            let run = rt.call(args)?;
+            expect(run.code != Some(0), || format!("{args:?} on a stopped container worked"))?;
+        }
+        rt.call(&["delete", &id])?.expect_code(0)?;
+        // toybox and runc say "does not exist", crun "No such file": podman
+        // 4.3 matches either (UpdateContainerStatus).
+        let run = rt.call(&["state", &id])?;
+        let gone = run.stderr.contains("does not exist")
+            || (rt.name != "toybox" && run.stderr.contains("No such file"));
+        expect(run.code != Some(0) && gone, || format!("state after delete:\n{}", run.describe()))?;
+        rt.call(&["delete", "--force", &id])?.expect_code(0)
+    })
+}
+
+/// Check 6: kill by name, SIG-name and number (and the default, TERM)
+/// reaches a command that traps TERM.
+fn lifecycle_kill_signals(rootfs: &Path, rt: &Runtime) -> Outcome {
+    let script =
+        "trap 'touch /out/got; exit 0' TERM; touch /out/ready; while :; do sleep 0.1; done";
+    for (at, signal) in [None, Some("TERM"), Some("SIGTERM"), Some("15")].into_iter().enumerate() {
+        let id = format!("life-kill{at}-{}", rt.name);
+        let bundle =
+            life_bundle("kill", rt, rootfs, &id, |c| set_args(c, &["/bin/sh", "-c", script]))?;
+        with_cleanup(rt, &[&id], |pids| {
+            rt.create(&bundle.dir, &id, &[])?.expect_code(0)?;
+            pids.push(pid_of(&bundle)?);
+            rt.call(&["start", &id])?.expect_code(0)?;
+            rt.wait_for(&id, "running")?;
+            for _ in 0..200 {
+                if bundle.dir.join("out/ready").exists() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            let mut args = vec!["kill", id.as_str()];
+            args.extend(signal);
+            rt.call(&args)?.expect_code(0)?;
+            rt.wait_for(&id, "stopped")?;
+            expect(bundle.dir.join("out/got").exists(), || format!("{signal:?} not trapped"))?;
+            rt.call(&["delete", &id])?.expect_code(0)
+        })?;
+    }
+    Ok(())
+}
+
+/// Check 7: a running container is not deleted without --force; with it,
+/// it is killed and its groups are gone. A created one: toybox refuses it
+/// without --force too, as the spec says (runc and crun delete it).
+fn lifecycle_delete_force(rootfs: &Path, rt: &Runtime) -> Outcome {
+    let id = format!("life-delete-{}", rt.name);
+    let bundle = life_bundle("delete", rt, rootfs, &id, |c| set_args(c, &["/bin/sleep", "100"]))?;
+    with_cleanup(rt, &[&id], |pids| {
+        rt.create(&bundle.dir, &id, &[])?.expect_code(0)?;
+        pids.push(pid_of(&bundle)?);
+        if rt.name == "toybox" {
+            let run = rt.call(&["delete", &id])?;
+            expect(run.code != Some(0) && run.stderr.contains("created"), || {
+                format!("delete of a created container:\n{}", run.describe())
+            })?;
+        }
+        rt.call(&["start", &id])?.expect_code(0)?;
+        rt.wait_for(&id, "running")?;
+        let run = rt.call(&["delete", &id])?;
+        expect(run.code != Some(0), || format!("delete of a running one:\n{}", run.describe()))?;
+        rt.call(&["delete", "--force", &id])?.expect_code(0)?;
+        let left = rt.left_behind(&id, pids.first().copied());
+        expect(left.is_empty(), || format!("after delete --force: {left:?}"))
+    })
+}
+
+/// Check 4: an id that exists is refused and the first container is left
+/// as it was; ids with / or .. are refused, and nothing is made.
+fn lifecycle_ids(rootfs: &Path, rt: &Runtime) -> Outcome {
+    let id = format!("life-ids-{}", rt.name);
+    let bundle = life_bundle("ids", rt, rootfs, &id, |c| set_args(c, &["/bin/true"]))?;
+    with_cleanup(rt, &[&id], |pids| {
+        rt.create(&bundle.dir, &id, &[])?.expect_code(0)?;
+        let pid = pid_of(&bundle)?;
+        pids.push(pid);
+        let again = rt.create(&bundle.dir, &id, &[])?;
+        expect(again.code != Some(0), || format!("a second create worked\n{}", again.describe()))?;
+        let state = rt.state(&id)?;
+        expect(state["status"] == "created" && state["pid"] == pid, || {
+            format!("the first container changed: {state}")
+        })?;
+        for bad in ["../up", "a/b", ".."] {
+            let run = rt.create(&bundle.dir, bad, &[])?;
+            expect(run.code != Some(0), || format!("id {bad:?} taken\n{}", run.describe()))?;
+        }
+        let made: Vec<String> = fs::read_dir(&rt.root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|name| *name != id)
+            .collect();
+        expect(made.is_empty(), || format!("{} holds {made:?}", rt.root.display()))
+    })
+}
+
+/// Check 8: a missing command, and one that cannot run, are found by
+/// create, in words podman turns into 127 and 126 (getOCIRuntimeError:
+/// crun says "Operation not permitted" where runc and toybox say
+/// "permission denied"); nothing is left.
+fn lifecycle_missing_command(rootfs: &Path, rt: &Runtime) -> Outcome {
+    let cant = match rt.name {
+        "crun" => &["permission denied", "operation not permitted"][..],
+        _ => &["permission denied"][..],
+    };
+    let cases = [
+        ("/nope", &["no such file or directory", "executable file not found"][..]),
+        ("/etc", cant),
+    ];
+    for (at, (command, words)) in cases.into_iter().enumerate() {
+        let id = format!("life-missing{at}-{}", rt.name);
+        let bundle = life_bundle("missing", rt, rootfs, &id, |c| set_args(c, &[command]))?;
+        with_cleanup(rt, &[&id], |_| {
+            let run = rt.create(&bundle.dir, &id, &[])?;
+            let stderr = run.stderr.to_lowercase();
+            expect(run.code != Some(0) && words.iter().any(|w| stderr.contains(w)), || {
+                format!("{command}: want one of {words:?}\n{}", run.describe())
+            })
+        })?;
+    }
+    Ok(())
+}
+
+/// RFC 3339: 2026-12-01T05:02:01[.123]Z or with an offset, +08:00.
+fn is_rfc3339(time: &str) -> bool {
+    let b = time.as_bytes();
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    let at = |i: usize, c: u8| b.get(i) == Some(&c);
+    let fixed = digits(0..4)
+        && at(4, b'-')
+        && digits(5..7)
+        && at(7, b'-')
+        && digits(8..10)
+        && at(10, b'T')
+        && digits(11..13)
+        && at(13, b':')
+        && digits(14..16)
+        && at(16, b':')
+        && digits(17..19);
+    let mut rest = time.get(19..).unwrap_or("");
+    if let Some(fraction) = rest.strip_prefix('.') {
+        let n = fraction.bytes().take_while(u8::is_ascii_digit).count();
+        rest = &fraction[n..];
+        if n == 0 {
+            return false;
+        }
+    }
+    let zone = rest == "Z"
+        || (rest.len() == 6
+            && (rest.starts_with('+') || rest.starts_with('-'))
+            && rest.as_bytes()[3] == b':');
+    fixed && zone
+}
+
+/// Check 9: --log with --log-format json: each line one JSON object with
+/// level, msg and an RFC 3339 time; the last error says what failed.
+fn lifecycle_json_log(rootfs: &Path, rt: &Runtime) -> Outcome {
+    let id = format!("life-log-{}", rt.name);
+    let bundle = life_bundle("log", rt, rootfs, &id, |c| set_args(c, &["/nope"]))?;
+    let log = bundle.dir.join("log.json");
+    let log_arg = log.display().to_string();
+    with_cleanup(rt, &[&id], |_| {
+        let mut args =
+            vec!["--log", log_arg.as_str(), "--log-format", "json", "create", "--bundle"];
+        let dir = bundle.dir.display().to_string();
+        args.extend([dir.as_str(), id.as_str()]);
+        let run = rt.call(&args)?;
+        expect(run.code != Some(0), || format!("create of /nope worked\n{}", run.describe()))?;
+        let text = fs::read_to_string(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+        let mut last_error = String::new();
+        for line in text.lines() {
+            let entry: Value =
+                serde_json::from_str(line).map_err(|e| format!("log line {line:?}: {e}"))?;
+            let (level, msg) = (entry["level"].as_str(), entry["msg"].as_str());
+            let time = entry["time"].as_str().unwrap_or("");
+            expect(level.is_some() && msg.is_some() && is_rfc3339(time), || {
+                format!("log line {line:?}")
+            })?;
+            if level == Some("error") {
+                last_error = msg.unwrap_or("").to_lowercase();
+            }
+        }
+        expect(last_error.contains("/nope") && last_error.contains("no such file"), || {
+            format!("the last error does not say why: {text}")
+        })
+    })
+}
+
+/// Check: runc's rules for terminals: process.terminal needs
+/// --console-socket, and --console-socket needs process.terminal.
+fn lifecycle_terminal_rules(rootfs: &Path, rt: &Runtime) -> Outcome {
+    let id = format!("life-ttyrule-{}", rt.name);
+    let bundle = life_bundle("ttyrule", rt, rootfs, &id, |c| {
+        set_args(c, &["/bin/true"]);
+        c["process"]["terminal"] = json!(true);
+    })?;
+    with_cleanup(rt, &[&id], |_| {
+        let run = rt.create(&bundle.dir, &id, &[])?;
+        expect(run.code != Some(0), || format!("terminal without a socket\n{}", run.describe()))
+    })?;
+    let plain = life_bundle("ttyrule2", rt, rootfs, &id, |c| set_args(c, &["/bin/true"]))?;
+    let socket = plain.dir.join("console.sock").display().to_string();
+    with_cleanup(rt, &[&id], |_| {
+        let run = rt.create(&plain.dir, &id, &["--console-socket", &socket])?;
+        expect(run.code != Some(0), || format!("a socket without terminal\n{}", run.describe()))
+    })
+}
+
+/// The pty master as the console socket receives it: one message, its
+/// data (runc: the pty's path) and one descriptor.
+fn receive_pty(listener: &std::os::unix::net::UnixListener) -> Result<(String, fs::File), String> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let (stream, _) = listener.accept().map_err(|e| format!("accept: {e}"))?;
+    let mut data = [0u8; 4096];
+    let mut iov = [std::io::IoSliceMut::new(&mut data)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 2]);
+    let message = recvmsg::<()>(stream.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::empty())
+        .map_err(|e| format!("recvmsg: {e}"))?;
+    let mut fds = Vec::new();
+    for cmsg in message.cmsgs().map_err(|e| e.to_string())? {
+        if let ControlMessageOwned::ScmRights(received) = cmsg {
+            fds.extend(received);
+        }
+    }
+    let bytes = message.bytes;
+    let name = String::from_utf8_lossy(&data[..bytes]).into_owned();
+    let [fd] = fds[..] else { return Err(format!("{} descriptors, want one", fds.len())) };
+    // SAFETY: SCM_RIGHTS just installed it; nothing else owns it.
+    Ok((name, unsafe { fs::File::from_raw_fd(fd) }))
+}
+
+/// --console-socket with process.terminal: the pty arrives before create
+/// exits, and through it the test talks to the container: `tty` names a
+/// pty of the container's, and a line typed is read.
+fn lifecycle_console_socket(rootfs: &Path, rt: &Runtime) -> Outcome {
+    use std::io::{Read, Write};
+    let id = format!("life-console-{}", rt.name);
+    let script = "tty; read line; echo \"got $line\"";
+    let bundle = life_bundle("console", rt, rootfs, &id, |c| {
+        set_args(c, &["/bin/sh", "-c", script]);
+        c["process"]["terminal"] = json!(true);
+    })?;
+    let path = bundle.dir.join("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path).map_err(|e| e.to_string())?;
+    let receiver = std::thread::spawn(move || receive_pty(&listener));
+    let socket = path.display().to_string();
+    with_cleanup(rt, &[&id], |pids| {
+        let created = rt.create(&bundle.dir, &id, &["--console-socket", &socket]);
+        let received = receiver.join().map_err(|_| "the listener panicked".to_string());
+        created?.expect_code(0)?;
+        pids.push(pid_of(&bundle)?);
+        let (name, mut pty) = received??;
+        if rt.name == "toybox" {
+            expect(name.starts_with("/dev/pts/"), || format!("the message's data: {name:?}"))?;
+        }
+        rt.call(&["start", &id])?.expect_code(0)?;
+        pty.write_all(b"hello\n").map_err(|e| e.to_string())?;
+        let mut output = Vec::new();
+        let mut buffer = [0u8; 1024];
+        // Until EIO: no process holds the pty's other end any more.
+        while let Ok(n) = pty.read(&mut buffer) {
+            if n == 0 {
+                break;
+            }
+            output.extend(&buffer[..n]);
+        }
+        let output = String::from_utf8_lossy(&output);
+        expect(output.contains("/dev/pts/0") && output.contains("got hello"), || {
+            format!("through the pty: {output:?}")
+        })?;
+        rt.wait_for(&id, "stopped")?;
+        rt.call(&["delete", &id])?.expect_code(0)
+    })
+}
+
+const LIFE_TESTS: &[(&str, LifeTest)] = &[
+    ("lifecycle_create_start_delete", lifecycle_create_start_delete),
+    ("lifecycle_kill_signals", lifecycle_kill_signals),
+    ("lifecycle_delete_force", lifecycle_delete_force),
+    ("lifecycle_ids", lifecycle_ids),
+    ("lifecycle_missing_command", lifecycle_missing_command),
+    ("lifecycle_json_log", lifecycle_json_log),
+    ("lifecycle_terminal_rules", lifecycle_terminal_rules),
+    ("lifecycle_console_socket", lifecycle_console_socket),
+];
+
+const RUNTIMES: [&str; 3] = ["toybox", "runc", "crun"];
+
 fn have(program: &str) -> bool {
     Command::new("sh")
         .args(["-c", &format!("command -v {program}")])
@@ -602,14 +1104,28 @@ const TESTS: &[(&str, Test)] = &[
 ];
 
 fn skip_reason(name: &str) -> Option<String> {
-    if name.contains("runc") && !have("runc") {
-        return Some("runc is not installed (apt-get install runc)".into());
+    for runtime in ["runc", "crun"] {
+        if name.contains(runtime) && !have(runtime) {
+            return Some(format!("{runtime} is not installed (apt-get install {runtime})"));
+        }
     }
     None
 }
 
 fn main() {
-    let selected = harness::selected(TESTS);
+    // Each lifecycle test once per runtime: NAME/toybox, NAME/runc, NAME/crun.
+    let mut all: Vec<(&'static str, Box<dyn Fn(&Path) -> Outcome>)> = Vec::new();
+    for &(name, test) in TESTS {
+        all.push((name, Box::new(test)));
+    }
+    for &(name, test) in LIFE_TESTS {
+        for rt in RUNTIMES {
+            let name: &'static str = Box::leak(format!("{name}/{rt}").into_boxed_str());
+            let runtime = Runtime::new(rt);
+            all.push((name, Box::new(move |rootfs: &Path| test(rootfs, &runtime))));
+        }
+    }
+    let selected = harness::selected(&all);
     let mut tally = harness::Tally::default();
     let rootfs = if nix_is_root() {
         rootfs().map_err(|e| tally.fail("lab setup (rootfs and probe)", &e)).ok()
