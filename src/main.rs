@@ -451,6 +451,10 @@ pub(crate) struct ChildConfig {
     /// What is mounted inside after pivot_root, in order.
     pub mounts: Vec<Mount>,
     // << 10
+    // >> 19 oci
+    /// Nodes made in /dev besides DEVICES (linux.devices).
+    pub devices: Vec<Device>,
+    // << 19
     // >> 11 proc
     pub masked_paths: Vec<String>,
     pub readonly_paths: Vec<String>,
@@ -467,6 +471,10 @@ pub(crate) struct ChildConfig {
     // >> 06 capabilities
     pub capabilities: Capabilities,
     // << 06
+    // >> 19 oci
+    /// Written to /proc/self/oom_score_adj, which the command inherits.
+    pub oom_score_adj: Option<i32>,
+    // << 19
     // >> 07 seccomp
     /// Classic BPF programs, loaded in order; each as seccomp(2) takes it.
     pub seccomp: Vec<Vec<u8>>,
@@ -572,6 +580,20 @@ pub(crate) struct Mount {
 }
 // << 10
 
+// >> 19 oci
+/// A node in /dev, as the container sees it: the path, the type (a
+/// character or block device, or a FIFO), the numbers, and who owns it.
+pub(crate) struct Device {
+    pub path: String,
+    pub kind: SFlag,
+    pub major: u64,
+    pub minor: u64,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+// << 19
+
 // >> 05 user namespace
 fn contained_map() -> String {
     format!("0 {USERNS_OFFSET} {USERNS_COUNT}\n")
@@ -604,14 +626,16 @@ fn child_config(args: &Args, hostname: &str) -> ChildConfig {
             })
             .collect(),
         // << 10
+        devices: Vec::new(), // >> 19
         masked_paths: MASKED_PATHS.iter().map(|p| p.to_string()).collect(), // >> 11
         readonly_paths: READ_ONLY_PATHS.iter().map(|p| p.to_string()).collect(), // >> 11
-        sysctl: Vec::new(),                                                 // >> 19
+        sysctl: Vec::new(),  // >> 19
         // >> 05 user namespace
         id_maps: Some((contained_map(), contained_map())),
         user: User::contained(args.uid),
         // << 05
         capabilities: Capabilities::contained(), // >> 06
+        oom_score_adj: None,                     // >> 19
         seccomp: SECCOMP_PROGRAMS.iter().map(|p| p.to_vec()).collect(), // >> 07
         no_new_privileges: true,                 // >> 07
         rlimits: vec![(Resource::RLIMIT_NOFILE, 64, 64)], // >> 08
@@ -1051,22 +1075,31 @@ pub(crate) const fn optional(
 }
 
 // >> 10 dev
-/// A devices.allow row of the table as numbers, for v2's BPF program:
-/// a character device's major, its minor (None for `*`), and the access
-/// allowed (mknod 1, read 2, write 4).
+/// A devices.allow row as numbers, for v2's BPF program: the device's type
+/// (BPF_DEVCG_DEV_BLOCK 1, BPF_DEVCG_DEV_CHAR 2), major, minor (None for
+/// `*`), and the access allowed (mknod 1, read 2, write 4).
 pub(crate) struct DeviceRule {
+    pub kind: u32,
     pub major: u32,
     pub minor: Option<u32>,
     pub access: u32,
 }
 
-pub(crate) fn device_rules() -> Vec<DeviceRule> {
-    let rows = CGROUP_V1_SETTINGS.iter().filter(|s| s.file == "devices.allow");
+/// The `devices.allow` rows of a v1 settings list: the one description of
+/// what the container may open, which v2 compiles into a program.
+pub(crate) fn device_rules(settings: &[CgroupSetting]) -> Vec<DeviceRule> {
+    let rows = settings.iter().filter(|s| s.file == "devices.allow");
     rows.filter_map(|row| {
-        let (numbers, letters) = row.value.strip_prefix("c ")?.split_once(' ')?;
+        let (kind, rest) = row.value.split_once(' ')?;
+        let (numbers, letters) = rest.split_once(' ')?;
         let (major, minor) = numbers.split_once(':')?;
         let bit = |letter, bit| if letters.contains(letter) { bit } else { 0 };
         Some(DeviceRule {
+            kind: match kind {
+                "b" => 1,
+                "c" => 2,
+                _ => return None,
+            },
             major: major.parse().ok()?,
             minor: minor.parse().ok(),
             access: bit('m', 1) | bit('r', 2) | bit('w', 4),
@@ -1132,7 +1165,11 @@ fn make_parent_group(parent: &Path) -> Result<()> {
 fn create_cgroups(config: &ChildConfig) -> Result<Cgroups> {
     // >> 09 cgroup v2
     if Path::new(CGROUP_ROOT).join("cgroup.controllers").exists() {
-        return cgroup_v2::create(&config.cgroup, &config.cgroup_v2).map(Cgroups::V2);
+        // before 10: return cgroup_v2::create(&config.cgroup, &config.cgroup_v2).map(Cgroups::V2);
+        // >> 10 dev
+        let devices = device_rules(&config.cgroup_v1);
+        return cgroup_v2::create(&config.cgroup, &config.cgroup_v2, &devices).map(Cgroups::V2);
+        // << 10
     }
     // << 09
     create_cgroups_v1(&config.cgroup, &config.cgroup_v1).map(Cgroups::V1)
@@ -1459,7 +1496,12 @@ fn child_stages(
         .stage("signals", "restore signal mask")?;
     // before 19: close_inherited_fds(Some(sock.as_raw_fd()))?;
     close_inherited_fds(&[&[sock.as_raw_fd()], &config.kept_fds[..]].concat())?; // >> 19
-    progress.stage("join namespaces", || join_namespaces(&config.joined_namespaces))?; // >> 19
+    // >> 19 oci
+    if let Some(value) = config.oom_score_adj {
+        progress.stage("oom score", || set_oom_score_adj(value))?;
+    }
+    progress.stage("join namespaces", || join_namespaces(&config.joined_namespaces))?;
+    // << 19
     // before 03: progress.note(&format!("{} stays a name: no UTS namespace to set it in", config.name));
     // >> 03 namespaces
     if let Some(name) = &config.hostname {
@@ -1485,6 +1527,11 @@ fn child_stages(
     // before 19: progress.stage("dev", || mount_dev(&config.mounts, progress))?;
     progress.stage("dev", || mount_dev(&config.mounts, &trees, progress))?; // >> 19
     // << 10
+    // >> 19 oci
+    if !config.devices.is_empty() {
+        progress.stage("devices", || make_listed_devices(&config.devices, &config.id_maps))?;
+    }
+    // << 19
     // >> 11 proc
     // before 19: progress.stage("proc", || mount_proc_and_sys(config, progress))?;
     progress.stage("proc", || mount_proc_and_sys(config, &trees, progress))?; // >> 19
@@ -1872,6 +1919,56 @@ fn make_devices() -> Result<()> {
     }
     Ok(())
 }
+
+// >> 19 oci
+/// linux.devices, made as DEVICES are. The owner is the container's id,
+/// which its map turns into the host's: the child is not in its user
+/// namespace yet. A node already there stays, as runc leaves it.
+fn make_listed_devices(devices: &[Device], id_maps: &Option<(String, String)>) -> Result<()> {
+    for device in devices {
+        let path = device.path.as_str();
+        if let Some(parent) = Path::new(path).parent() {
+            let what = format!("mkdir {}", parent.display());
+            fs::DirBuilder::new().mode(0o755).recursive(true).create(parent).stage("dev", what)?;
+        }
+        let number = makedev(device.major, device.minor);
+        match mknod(path, device.kind, Mode::empty(), number) {
+            Err(Errno::EEXIST) => continue,
+            made => made.stage("dev", format!("mknod {path}"))?,
+        }
+        chmod(path, device.mode)?;
+        let (uid, gid) = match id_maps {
+            Some((uids, gids)) => (host_id(uids, device.uid), host_id(gids, device.gid)),
+            None => (Some(device.uid), Some(device.gid)),
+        };
+        let (Some(uid), Some(gid)) = (uid, gid) else {
+            let what =
+                format!("{path}: owner {}:{} is outside the id maps", device.uid, device.gid);
+            return Err(fail("dev", what, EXIT_TOYBOX_FAILED));
+        };
+        nix::unistd::chown(path, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
+            .stage("dev", format!("chown {uid}:{gid} {path}"))?;
+    }
+    Ok(())
+}
+
+/// The host's id for `id` inside, by a uid_map or gid_map's lines of
+/// "inside outside count" (user_namespaces(7)).
+fn host_id(map: &str, id: u32) -> Option<u32> {
+    map.lines().find_map(|line| {
+        let mut numbers = line.split_whitespace().map(|n| n.parse::<u32>().ok());
+        let (inside, outside, count) = (numbers.next()??, numbers.next()??, numbers.next()??);
+        (inside..inside.saturating_add(count)).contains(&id).then(|| outside + (id - inside))
+    })
+}
+
+/// Lowering oom_score_adj needs CAP_SYS_RESOURCE (proc(5)): written while
+/// the child still has the host's privileges; execve keeps it.
+fn set_oom_score_adj(value: i32) -> Result<()> {
+    fs::write("/proc/self/oom_score_adj", value.to_string())
+        .stage("oom score", "write /proc/self/oom_score_adj")
+}
+// << 19
 
 /// Mount the entries of `mounts` whose place in the list `pick` takes, in
 /// order, each on a mount point made if missing. A tmpfs on /dev gets the
@@ -2422,8 +2519,9 @@ mod tests {
     #[test]
     fn device_rules_read_every_allow_row() {
         let rows = CGROUP_V1_SETTINGS.iter().filter(|s| s.file == "devices.allow").count();
-        let rules = device_rules();
+        let rules = device_rules(CGROUP_V1_SETTINGS);
         assert_eq!(rules.len(), rows);
+        assert!(rules.iter().all(|r| r.kind == 2));
         assert!(rules.iter().any(|r| r.major == 136 && r.minor.is_none() && r.access == 6));
         assert!(rules.iter().any(|r| r.major == 1 && r.minor == Some(3) && r.access == 7));
         // Every jump of the v2 program lands inside it.

@@ -475,6 +475,53 @@ fn user_namespace_maps(rootfs: &Path) -> Outcome {
     run.expect("owner", "65534")
 }
 
+/// linux.devices and process.oomScoreAdj, read back from inside: each node
+/// with its type, numbers, mode and owner (through the user namespace's map
+/// when there is one), a listed character device the devices cgroup lets
+/// the container write, and oom_score_adj (raised: lowering it needs
+/// CAP_SYS_RESOURCE, which root lacks on some CI machines).
+fn devices_and_oom_score(rootfs: &Path) -> Outcome {
+    let script = "for n in /dev/oci-null /dev/oci-fifo /dev/sub/oci-loop; do \
+                  stat -c 'node %n %F %t %T %a %u %g' $n; done; \
+                  echo hi > /dev/oci-null && echo write ok; \
+                  echo oom $(cat /proc/self/oom_score_adj)";
+    for userns in [false, true] {
+        let bundle = Bundle::new("devices", "toybox", rootfs, |c| {
+            set_args(c, &["/bin/sh", "-c", script]);
+            c["process"]["oomScoreAdj"] = json!(200);
+            c["linux"]["devices"] = json!([
+                {"path": "/dev/oci-null", "type": "c", "major": 1, "minor": 3,
+                 "fileMode": 0o666, "uid": 1, "gid": 2},
+                {"path": "/dev/oci-fifo", "type": "p", "fileMode": 0o644},
+                {"path": "/dev/sub/oci-loop", "type": "b", "major": 7, "minor": 200,
+                 "fileMode": 0o600, "uid": 3, "gid": 3},
+            ]);
+            if userns {
+                if let Some(namespaces) = c["linux"]["namespaces"].as_array_mut() {
+                    namespaces.push(json!({"type": "user"}));
+                }
+                let map = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+                c["linux"]["uidMappings"] = map.clone();
+                c["linux"]["gidMappings"] = map;
+            }
+        })?;
+        let run = bundle.run("oci-devices")?;
+        run.expect_code(0)?;
+        let nodes: Vec<&str> = run.stdout.lines().filter_map(|l| l.strip_prefix("node ")).collect();
+        let want = [
+            "/dev/oci-null character special file 1 3 666 1 2",
+            "/dev/oci-fifo fifo 0 0 644 0 0",
+            "/dev/sub/oci-loop block special file 7 c8 600 3 3",
+        ];
+        expect(nodes == want, || {
+            format!("user namespace {userns}: {nodes:?}\n{}", run.describe())
+        })?;
+        run.expect("write", "ok")?;
+        run.expect("oom", "200")?;
+    }
+    Ok(())
+}
+
 /// linux.namespaces: a network namespace joined by path is that one; one
 /// left out is the host's.
 fn namespaces_by_path_and_absent(rootfs: &Path) -> Outcome {
@@ -1097,6 +1144,7 @@ const TESTS: &[(&str, Test)] = &[
     ("pids_limit_from_config", pids_limit_from_config),
     ("cgroups_path_from_config", cgroups_path_from_config),
     ("user_namespace_maps", user_namespace_maps),
+    ("devices_and_oom_score", devices_and_oom_score),
     ("namespaces_by_path_and_absent", namespaces_by_path_and_absent),
     ("bad_configs_refused", bad_configs_refused),
     ("runc_spec_bundle", runc_spec_bundle),

@@ -50,7 +50,11 @@ pub struct Group {
 
 /// `group` is the container's, relative to the root: its parents are made
 /// as needed, each handing the controllers down.
-pub fn create(group: &Path, settings: &[CgroupSetting]) -> Result<Group> {
+pub fn create(
+    group: &Path,
+    settings: &[CgroupSetting],
+    devices: &[crate::DeviceRule],
+) -> Result<Group> {
     let root = Path::new(CGROUP_ROOT);
     let available = read(&root.join("cgroup.controllers"))?;
     let mut wanted: Vec<&'static str> = settings.iter().map(|s| s.controller).collect();
@@ -74,7 +78,7 @@ pub fn create(group: &Path, settings: &[CgroupSetting]) -> Result<Group> {
     for setting in settings.iter().filter(|s| !missing.contains(&s.controller)) {
         crate::write_setting(&group.path, setting)?;
     }
-    attach_device_filter(&group.path)?;
+    attach_device_filter(&group.path, devices)?;
     Ok(group)
 }
 
@@ -163,8 +167,8 @@ fn has_word(list: &str, word: &str) -> bool {
 /// controller") about every open and mknod of a device node, and it returns
 /// 1 to allow, 0 to refuse. toybox writes the program out from v1's
 /// devices.allow rows, so both versions allow the same devices.
-fn attach_device_filter(group: &Path) -> Result<()> {
-    let program = device_program(&crate::device_rules());
+fn attach_device_filter(group: &Path, devices: &[crate::DeviceRule]) -> Result<()> {
+    let program = device_program(devices);
     let (insns, license) = (program.as_ptr() as u64, c"GPL".as_ptr() as u64);
     // The start of union bpf_attr for BPF_PROG_LOAD (bpf(2)): prog_type
     // BPF_PROG_TYPE_CGROUP_DEVICE, insn_cnt, insns, license, no log.
@@ -220,8 +224,9 @@ const fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
 /// The program. Its context (struct bpf_cgroup_dev_ctx) is three u32s:
 /// access_type (the access bits << 16 | the device type), major, minor.
 /// Access bits are mknod 1, read 2, write 4, as v1's `m`, `r`, `w`; the
-/// type of a character device is 2. Each rule is a few compares that jump
-/// past it on a mismatch, or allow; after the last comes "refuse".
+/// type of a block device is 1, of a character device 2. Each rule is a few
+/// compares that jump past it on a mismatch, or allow; after the last comes
+/// "refuse".
 pub fn device_program(rules: &[crate::DeviceRule]) -> Vec<Insn> {
     const LDX_W: u8 = 0x61; // dst = *(u32 *)(src + off)
     const AND: u8 = 0x57; // dst &= imm
@@ -241,7 +246,8 @@ pub fn device_program(rules: &[crate::DeviceRule]) -> Vec<Insn> {
     let mut body = Vec::new();
     for rule in rules.iter().rev() {
         // Built from the last rule back, so each knows how far "next" is.
-        let mut this = vec![insn(JNE, 4, 0, 0, rule.major as i32)];
+        let mut this =
+            vec![insn(JNE, 3, 0, 0, rule.kind as i32), insn(JNE, 4, 0, 0, rule.major as i32)];
         if let Some(minor) = rule.minor {
             this.push(insn(JNE, 5, 0, 0, minor as i32));
         }
@@ -259,8 +265,6 @@ pub fn device_program(rules: &[crate::DeviceRule]) -> Vec<Insn> {
         this.append(&mut body);
         body = this;
     }
-    let to_refuse = body.len() as i16;
-    program.push(insn(JNE, 3, 0, to_refuse, 2)); // not a character device
     program.append(&mut body);
     program.push(insn(MOV, 0, 0, 0, 0));
     program.push(insn(EXIT, 0, 0, 0, 0));

@@ -610,22 +610,31 @@ pub(crate) const fn optional(
     CgroupSetting { controller, file, value: Cow::Borrowed(value), required: false }
 }
 
-/// A devices.allow row of the table as numbers, for v2's BPF program:
-/// a character device's major, its minor (None for `*`), and the access
-/// allowed (mknod 1, read 2, write 4).
+/// A devices.allow row as numbers, for v2's BPF program: the device's type
+/// (BPF_DEVCG_DEV_BLOCK 1, BPF_DEVCG_DEV_CHAR 2), major, minor (None for
+/// `*`), and the access allowed (mknod 1, read 2, write 4).
 pub(crate) struct DeviceRule {
+    pub kind: u32,
     pub major: u32,
     pub minor: Option<u32>,
     pub access: u32,
 }
 
-pub(crate) fn device_rules() -> Vec<DeviceRule> {
-    let rows = CGROUP_V1_SETTINGS.iter().filter(|s| s.file == "devices.allow");
+/// The `devices.allow` rows of a v1 settings list: the one description of
+/// what the container may open, which v2 compiles into a program.
+pub(crate) fn device_rules(settings: &[CgroupSetting]) -> Vec<DeviceRule> {
+    let rows = settings.iter().filter(|s| s.file == "devices.allow");
     rows.filter_map(|row| {
-        let (numbers, letters) = row.value.strip_prefix("c ")?.split_once(' ')?;
+        let (kind, rest) = row.value.split_once(' ')?;
+        let (numbers, letters) = rest.split_once(' ')?;
         let (major, minor) = numbers.split_once(':')?;
         let bit = |letter, bit| if letters.contains(letter) { bit } else { 0 };
         Some(DeviceRule {
+            kind: match kind {
+                "b" => 1,
+                "c" => 2,
+                _ => return None,
+            },
             major: major.parse().ok()?,
             minor: minor.parse().ok(),
             access: bit('m', 1) | bit('r', 2) | bit('w', 4),
@@ -671,7 +680,8 @@ fn make_parent_group(parent: &Path) -> Result<()> {
 /// cgroup2 at /sys/fs/cgroup/unified) keep the v1 controllers there.
 fn create_cgroups(config: &ChildConfig) -> Result<Cgroups> {
     if Path::new(CGROUP_ROOT).join("cgroup.controllers").exists() {
-        return cgroup_v2::create(&config.cgroup, &config.cgroup_v2).map(Cgroups::V2);
+        let devices = device_rules(&config.cgroup_v1);
+        return cgroup_v2::create(&config.cgroup, &config.cgroup_v2, &devices).map(Cgroups::V2);
     }
     create_cgroups_v1(&config.cgroup, &config.cgroup_v1).map(Cgroups::V1)
 }
@@ -1657,8 +1667,9 @@ mod tests {
     #[test]
     fn device_rules_read_every_allow_row() {
         let rows = CGROUP_V1_SETTINGS.iter().filter(|s| s.file == "devices.allow").count();
-        let rules = device_rules();
+        let rules = device_rules(CGROUP_V1_SETTINGS);
         assert_eq!(rules.len(), rows);
+        assert!(rules.iter().all(|r| r.kind == 2));
         assert!(rules.iter().any(|r| r.major == 136 && r.minor.is_none() && r.access == 6));
         assert!(rules.iter().any(|r| r.major == 1 && r.minor == Some(3) && r.access == 7));
         // Every jump of the v2 program lands inside it.

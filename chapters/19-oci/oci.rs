@@ -21,12 +21,13 @@ use std::str::FromStr;
 use nix::mount::MsFlags;
 use nix::sched::CloneFlags;
 use nix::sys::resource::Resource;
+use nix::sys::stat::SFlag;
 use serde::Deserialize;
 
 use crate::error::{EXIT_TOYBOX_FAILED, Result, Stage, fail};
 use std::borrow::Cow;
 
-use crate::{Capabilities, CgroupSetting, ChildConfig, Mount, Progress, User};
+use crate::{Capabilities, CgroupSetting, ChildConfig, Device, Mount, Progress, User};
 
 /// The version `toybox spec` writes; any 1.x is read.
 pub const OCI_VERSION: &str = "1.0.2";
@@ -71,6 +72,7 @@ struct Process {
     #[serde(default)]
     no_new_privileges: bool,
     console_size: Option<ConsoleSize>,
+    oom_score_adj: Option<i32>,
 }
 
 #[derive(Deserialize)]
@@ -131,6 +133,24 @@ struct Linux {
     seccomp: Option<Seccomp>,
     resources: Resources,
     cgroups_path: Option<String>,
+    devices: Vec<SpecDevice>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SpecDevice {
+    path: String,
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    major: u64,
+    #[serde(default)]
+    minor: u64,
+    file_mode: Option<u32>,
+    #[serde(default)]
+    uid: u32,
+    #[serde(default)]
+    gid: u32,
 }
 
 #[derive(Deserialize, Default)]
@@ -329,7 +349,8 @@ fn child_config(spec: Spec, bundle: &Path, id: &str) -> Result<ChildConfig> {
         None => Vec::new(),
     };
     let mounts = spec.mounts.iter().map(|m| mount(m, bundle)).collect::<Result<Vec<_>>>()?;
-    let (cgroup_v1, cgroup_v2) = cgroup_settings(&linux.resources)?;
+    let devices = linux.devices.iter().map(device).collect::<Result<Vec<_>>>()?;
+    let (cgroup_v1, cgroup_v2) = cgroup_settings(&linux.resources, &devices)?;
     let cgroup = cgroup_path(linux.cgroups_path.as_deref(), id)?;
     Ok(ChildConfig {
         name: id.to_string(),
@@ -342,6 +363,7 @@ fn child_config(spec: Spec, bundle: &Path, id: &str) -> Result<ChildConfig> {
         rootfs: bundle.join(root.path),
         readonly_root: root.readonly,
         mounts,
+        devices,
         masked_paths: linux.masked_paths,
         readonly_paths: linux.readonly_paths,
         sysctl: linux.sysctl.into_iter().collect(),
@@ -353,6 +375,7 @@ fn child_config(spec: Spec, bundle: &Path, id: &str) -> Result<ChildConfig> {
             umask: process.user.umask,
         },
         capabilities,
+        oom_score_adj: process.oom_score_adj,
         seccomp,
         no_new_privileges: process.no_new_privileges,
         rlimits: process.rlimits.iter().map(rlimit).collect::<Result<_>>()?,
@@ -527,11 +550,42 @@ fn cgroup_path(path: Option<&str>, id: &str) -> Result<PathBuf> {
 /// The smallest memory limit toybox takes (see cgroup_settings).
 const MIN_MEMORY: i64 = 6 << 20;
 
-/// linux.resources as (v1, v2) cgroup files. The devices rows are always
-/// toybox's own: the default devices /dev gets, and nothing else.
-fn cgroup_settings(resources: &Resources) -> Result<(Vec<CgroupSetting>, Vec<CgroupSetting>)> {
+/// One of linux.devices. Only under /dev: the rootfs is mounted nodev, so
+/// a node anywhere else would not open, and would be made in the host's
+/// directory (config-linux.md, "Devices").
+fn device(entry: &SpecDevice) -> Result<Device> {
+    let path = Path::new(&entry.path);
+    let plain = path.components().skip(1).all(|c| matches!(c, std::path::Component::Normal(_)));
+    if !path.starts_with("/dev/") || !plain {
+        return Err(bad(format!("linux.devices path {:?}: want a path under /dev", entry.path)));
+    }
+    let kind = match entry.kind.as_str() {
+        "c" | "u" => SFlag::S_IFCHR,
+        "b" => SFlag::S_IFBLK,
+        "p" => SFlag::S_IFIFO,
+        other => return Err(bad(format!("linux.devices {}: type {other:?}", entry.path))),
+    };
+    Ok(Device {
+        path: entry.path.clone(),
+        kind,
+        major: entry.major,
+        minor: entry.minor,
+        mode: entry.file_mode.unwrap_or(0o666) & 0o7777,
+        uid: entry.uid,
+        gid: entry.gid,
+    })
+}
+
+/// linux.resources as (v1, v2) cgroup files. The devices rows are toybox's
+/// own (the default devices /dev gets) and linux.devices' nodes, as runc
+/// allows them; the config's own device rules are not read.
+fn cgroup_settings(
+    resources: &Resources,
+    listed: &[Device],
+) -> Result<(Vec<CgroupSetting>, Vec<CgroupSetting>)> {
     let devices = crate::CGROUP_V1_SETTINGS.iter().filter(|s| s.controller == "devices");
     let mut v1: Vec<CgroupSetting> = devices.cloned().collect();
+
     let mut v2 = Vec::new();
     let number = |n: i64| if n < 0 { "max".to_string() } else { n.to_string() };
     let setting = |controller, file, value: String, required| CgroupSetting {
@@ -540,6 +594,11 @@ fn cgroup_settings(resources: &Resources) -> Result<(Vec<CgroupSetting>, Vec<Cgr
         value: Cow::Owned(value),
         required,
     };
+    for device in listed.iter().filter(|d| d.kind != SFlag::S_IFIFO) {
+        let kind = if device.kind == SFlag::S_IFBLK { "b" } else { "c" };
+        let rule = format!("{kind} {}:{} rwm", device.major, device.minor);
+        v1.push(setting("devices", "devices.allow", rule, true));
+    }
     let memory = &resources.memory;
     // On v1 toybox joins the group itself before clone (contained.c's
     // order), so a limit smaller than toybox gets it OOM-killed half-way,
