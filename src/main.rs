@@ -1802,6 +1802,7 @@ fn attach_tree(tree: &OwnedFd, entry: &Mount, progress: Progress) -> Result<()> 
     match (is_dir, fs::symlink_metadata(target)) {
         (Ok(false), Ok(meta)) if meta.is_file() => {}
         (Ok(false), Err(e)) if e.kind() == io::ErrorKind::NotFound => {
+            make_parents(target)?;
             fs::File::create(target).stage("mounts", format!("create {target}"))?;
         }
         (Ok(false), _) => return Err(fail("mounts", format!("{target} is not a file"), 125)),
@@ -1829,14 +1830,37 @@ fn attach_tree(tree: &OwnedFd, entry: &Mount, progress: Progress) -> Result<()> 
         mount(None::<&str>, target, None::<&str>, flags, None::<&str>)
             .stage("mounts", format!("remount {target} {:?}", entry.flags & per_mount))?;
     }
-    let propagation =
-        MsFlags::MS_PRIVATE | MsFlags::MS_SHARED | MsFlags::MS_SLAVE | MsFlags::MS_UNBINDABLE;
-    if entry.flags.intersects(propagation) {
-        let flags = entry.flags & (propagation | MsFlags::MS_REC);
-        mount(None::<&str>, target, None::<&str>, flags, None::<&str>)
-            .stage("mounts", format!("{target}: {flags:?}"))?;
+    set_propagation(target, entry.flags)
+}
+
+const PROPAGATION: MsFlags = MsFlags::MS_PRIVATE
+    .union(MsFlags::MS_SHARED)
+    .union(MsFlags::MS_SLAVE)
+    .union(MsFlags::MS_UNBINDABLE);
+
+/// A mount's propagation type (`rprivate`, `slave`…) is a call of its own:
+/// mount(2) takes it only alone, with MS_REC at most, on a mounted target.
+fn set_propagation(target: &str, flags: MsFlags) -> Result<()> {
+    if !flags.intersects(PROPAGATION) {
+        return Ok(());
     }
-    Ok(())
+    let flags = flags & (PROPAGATION | MsFlags::MS_REC);
+    mount(None::<&str>, target, None::<&str>, flags, None::<&str>)
+        .stage("mounts", format!("{target}: {flags:?}"))
+}
+
+/// The directories above a mount point the config names: podman binds
+/// /run/.containerenv into rootfs that may have no /run. runc makes them
+/// too; after pivot_root any path, through a symlink or not, stays inside.
+fn make_parents(target: &str) -> Result<()> {
+    match Path::new(target).parent() {
+        Some(parent) if !parent.exists() => fs::DirBuilder::new()
+            .mode(0o755)
+            .recursive(true)
+            .create(parent)
+            .stage("mounts", format!("mkdir {}", parent.display())),
+        _ => Ok(()),
+    }
 }
 
 /// root.readonly: the whole rootfs read-only, last, once everything else is
@@ -1996,7 +2020,12 @@ fn mount_listed(
                 .stage("dev", format!("mkdir {}", entry.target))?,
             false => make_mount_point(&entry.target, progress)?,
         }
-        mount_fs(&entry.fstype, &entry.target, entry.flags, &entry.data)?;
+        // before 19: mount_fs(&entry.fstype, &entry.target, entry.flags, &entry.data)?;
+        // >> 19 oci
+        let flags = entry.flags - PROPAGATION - MsFlags::MS_REC;
+        mount_fs(&entry.fstype, &entry.target, flags, &entry.data)?;
+        set_propagation(&entry.target, entry.flags)?;
+        // << 19
         if entry.target == "/dev" && entry.fstype == "tmpfs" {
             make_devices()?;
         }
@@ -2014,6 +2043,7 @@ fn chmod(path: &str, mode: u32) -> Result<()> {
 /// pivot_root "/" is the rootfs, so the path cannot lead out of it. Anything
 /// else already there, a symlink included, is refused rather than followed.
 fn make_mount_point(path: &str, progress: Progress) -> Result<()> {
+    make_parents(path)?; // >> 19
     match fs::symlink_metadata(path) {
         Ok(meta) if meta.is_dir() => Ok(()),
         Ok(_) => Err(fail("mounts", format!("{path} in the rootfs is not a directory"), 125)),

@@ -522,6 +522,40 @@ fn devices_and_oom_score(rootfs: &Path) -> Outcome {
     Ok(())
 }
 
+/// Mounts as podman sends them: a file bind and a tmpfs whose mount points
+/// lie under directories the rootfs does not have (made, as runc makes
+/// them), and `rprivate` among a tmpfs's options (a propagation type is a
+/// mount(2) call of its own).
+fn mount_parents_and_propagation(rootfs: &Path) -> Outcome {
+    let made = rootfs.join("oci-made");
+    let _ = fs::remove_dir_all(&made);
+    let script = "cat /oci-made/run/containerenv; \
+                  grep ' /oci-made/tmp/a ' /proc/self/mountinfo | cut -d' ' -f6-";
+    let marker = repo().join("target/oci-tests-containerenv");
+    fs::write(&marker, "engine=toybox-test\n").map_err(|e| e.to_string())?;
+    let bundle = Bundle::new("parents", "toybox", rootfs, |c| {
+        set_args(c, &["/bin/sh", "-c", script]);
+        c["root"]["readonly"] = json!(false);
+        if let Some(mounts) = c["mounts"].as_array_mut() {
+            mounts.push(json!({"destination": "/oci-made/run/containerenv", "type": "bind",
+                               "source": marker, "options": ["bind", "rprivate", "ro"]}));
+            mounts.push(json!({"destination": "/oci-made/tmp/a", "type": "tmpfs",
+                               "source": "tmpfs", "options": ["rprivate", "nosuid", "size=64k"]}));
+        }
+    })?;
+    let run = bundle.run("oci-parents");
+    let _ = fs::remove_dir_all(&made);
+    let _ = fs::remove_file(&marker);
+    let run = run?;
+    run.expect_code(0)?;
+    expect(run.stdout.contains("engine=toybox-test"), || run.describe())?;
+    // Field 6 on: mount options, then optional fields: no `shared:` peer group.
+    let line = run.stdout.lines().last().unwrap_or("");
+    expect(line.starts_with("rw,nosuid") && !line.contains("shared:"), || {
+        format!("the tmpfs: {line:?}\n{}", run.describe())
+    })
+}
+
 /// linux.namespaces: a network namespace joined by path is that one; one
 /// left out is the host's.
 fn namespaces_by_path_and_absent(rootfs: &Path) -> Outcome {
@@ -1145,6 +1179,7 @@ const TESTS: &[(&str, Test)] = &[
     ("cgroups_path_from_config", cgroups_path_from_config),
     ("user_namespace_maps", user_namespace_maps),
     ("devices_and_oom_score", devices_and_oom_score),
+    ("mount_parents_and_propagation", mount_parents_and_propagation),
     ("namespaces_by_path_and_absent", namespaces_by_path_and_absent),
     ("bad_configs_refused", bad_configs_refused),
     ("runc_spec_bundle", runc_spec_bundle),
