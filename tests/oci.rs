@@ -668,6 +668,7 @@ fn runc_spec_bundle(rootfs: &Path) -> Outcome {
 // ---------------------------------------------------------------------------
 
 type LifeTest = fn(&Path, &Runtime) -> Outcome;
+type AnyTest = Box<dyn Fn(&Path) -> Outcome>;
 
 /// A runtime and the --root it keeps its state in for these tests.
 struct Runtime {
@@ -1151,7 +1152,67 @@ fn lifecycle_console_socket(rootfs: &Path, rt: &Runtime) -> Outcome {
     })
 }
 
+/// Under a subreaper (conmon is one), the created process becomes its
+/// child when create exits, and a zombie when it ends, until reaped: state
+/// must say stopped while /proc still shows the pid (a zombie's, state Z).
+/// A python3 subreaper runs create and start, and reaps only at the end.
+fn lifecycle_stopped_zombie_under_subreaper(rootfs: &Path, rt: &Runtime) -> Outcome {
+    let id = format!("life-zombie-{}", rt.name);
+    let bundle = life_bundle("zombie", rt, rootfs, &id, |c| set_args(c, &["/bin/true"]))?;
+    let create =
+        rt.command(&["create", "--bundle", &bundle.dir.display().to_string(), id.as_str()]);
+    let start = rt.command(&["start", id.as_str()]);
+    let state = rt.command(&["state", id.as_str()]);
+    let argv = |c: &Command| {
+        let mut all = vec![c.get_program().to_string_lossy().into_owned()];
+        all.extend(c.get_args().map(|a| a.to_string_lossy().into_owned()));
+        json!(all).to_string()
+    };
+    // PR_SET_CHILD_SUBREAPER is 36 (prctl(2)).
+    let script = format!(
+        r#"
+import ctypes, json, os, subprocess, sys, time
+ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)
+subprocess.run({create}, check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+subprocess.run({start}, check=True)
+status, proc = "?", "?"
+for _ in range(200):
+    state = json.loads(subprocess.run({state}, check=True, capture_output=True).stdout)
+    status = state["status"]
+    if status == "stopped":
+        break
+    time.sleep(0.01)
+for pid in os.listdir("/proc"):
+    try:
+        stat = open(f"/proc/{{pid}}/stat").read()
+    except OSError:
+        continue
+    if int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid():
+        proc = stat.rsplit(")", 1)[1].split()[0]
+print("status", status)
+print("child", proc)
+while True:
+    try:
+        os.wait()
+    except ChildProcessError:
+        break
+"#,
+        create = argv(&create),
+        start = argv(&start),
+        state = argv(&state),
+    );
+    with_cleanup(rt, &[&id], |_| {
+        let output = Command::new("python3").arg("-c").arg(&script).output();
+        let run = Run::from(output.map_err(|e| format!("python3: {e}"))?);
+        run.expect_code(0)?;
+        run.expect("child", "Z")?;
+        run.expect("status", "stopped")?;
+        rt.call(&["delete", &id])?.expect_code(0)
+    })
+}
+
 const LIFE_TESTS: &[(&str, LifeTest)] = &[
+    ("lifecycle_stopped_zombie_under_subreaper", lifecycle_stopped_zombie_under_subreaper),
     ("lifecycle_create_start_delete", lifecycle_create_start_delete),
     ("lifecycle_kill_signals", lifecycle_kill_signals),
     ("lifecycle_delete_force", lifecycle_delete_force),
@@ -1197,7 +1258,7 @@ fn skip_reason(name: &str) -> Option<String> {
 
 fn main() {
     // Each lifecycle test once per runtime: NAME/toybox, NAME/runc, NAME/crun.
-    let mut all: Vec<(&'static str, Box<dyn Fn(&Path) -> Outcome>)> = Vec::new();
+    let mut all: Vec<(&'static str, AnyTest)> = Vec::new();
     for &(name, test) in TESTS {
         all.push((name, Box::new(test)));
     }

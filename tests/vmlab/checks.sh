@@ -334,6 +334,42 @@ if [ -f /bundle/config.json ]; then
     fi
 fi
 
+# --- toybox create/start/delete: the same bundle, the process left waiting
+# by create inside its group (pids.max 12 there), stopped after start with
+# no one reaping it but this shell's init, and after delete neither the
+# group nor the state directory is left. A second container, created and
+# never started, goes with delete --force.
+if [ -f /bundle/config.json ]; then
+    oroot=$work/oci-root
+    oci() { "$toybox" --root "$oroot" "$@"; }
+    group=$(cg_root pids)/toybox-oci/oci-life
+    sed 's/oci-vm/oci-life/' /bundle/config.json >"$work/oci-life.json"
+    mkdir -p "$work/life" && cp "$work/oci-life.json" "$work/life/config.json"
+    problems=
+    oci create --bundle "$work/life" --pid-file "$work/life.pid" oci-life \
+        </dev/null >"$work/life.out" 2>"$work/life.err" || problems="$problems create-failed"
+    pid=$(cat "$work/life.pid" 2>/dev/null)
+    oci state oci-life | grep -q '"status": "created"' || problems="$problems not-created"
+    grep -qx "$pid" "$group/cgroup.procs" 2>/dev/null || problems="$problems pid-not-in-$group"
+    [ "$(cat "$group/pids.max" 2>/dev/null)" = 12 ] || problems="$problems no-pids-limit"
+    oci start oci-life || problems="$problems start-failed"
+    for _ in $(seq 100); do oci state oci-life | grep -q '"status": "stopped"' && break; sleep 0.05; done
+    oci state oci-life | grep -q '"status": "stopped"' || problems="$problems not-stopped"
+    grep -q '^forked [0-9]* EAGAIN' "$work/life.out" || problems="$problems no-fork-limit"
+    oci delete oci-life || problems="$problems delete-failed"
+    [ ! -e "$group" ] || problems="$problems group-left"
+    oci create --bundle "$work/life" oci-life2 </dev/null >/dev/null 2>>"$work/life.err" ||
+        problems="$problems create2-failed"
+    oci delete --force oci-life2 || problems="$problems force-failed"
+    [ ! -e "$(cg_root pids)/toybox-oci/oci-life2" ] || problems="$problems group2-left"
+    [ -z "$(ls -A "$oroot" 2>/dev/null)" ] || problems="$problems state-left:$(ls "$oroot" | tr '\n' ' ')"
+    if [ -z "$problems" ]; then
+        pass oci-lifecycle
+    else
+        fail oci-lifecycle "$problems: $(cat "$work/life.err")"
+    fi
+fi
+
 # --- Every container's groups were removed when it exited.
 runs=$(grep -c . "$work/containers")
 left=$(awk 'NF > 2 { $1 = ""; printf "%s;", $0 }' "$work/containers")
