@@ -8,7 +8,9 @@
 
 use std::fs;
 use std::io::ErrorKind;
+use std::os::fd::AsRawFd; // >> 19
 use std::os::fd::{AsFd, OwnedFd}; // >> 16
+use std::os::unix::fs::MetadataExt; // >> 19
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -20,6 +22,7 @@ use nix::unistd::{ForkResult, Pid, Uid, fork}; // >> 16
 // before 16: use crate::error::{Result, Stage, fail};
 use crate::error::{EXIT_TOYBOX_FAILED, Result, Stage, fail}; // >> 16
 use crate::{Container, STOP_GRACE, block_signals, create_socketpair, terminal, wait_for_child}; // >> 16
+use crate::{error, oci}; // >> 19
 
 const STATE_DIR: &str = "/run/toybox";
 
@@ -234,13 +237,7 @@ pub fn exec_into(name: &str, uid: Option<u32>, command: &[String]) -> Result<i32
         return Err(fail("exec", what, EXIT_TOYBOX_FAILED));
     };
     let uid = uid.unwrap_or(state.uid);
-    let open_ns = |ns: &str| {
-        let path = format!("/proc/{}/ns/{ns}", state.pid);
-        fs::File::open(&path).map(OwnedFd::from).stage("exec", format!("open {path}"))
-    };
-    let namespaces: Vec<(&str, CloneFlags, OwnedFd)> =
-        NAMESPACES.iter().map(|&(ns, flag)| Ok((ns, flag, open_ns(ns)?))).collect::<Result<_>>()?;
-    let pid_ns = open_ns("pid")?;
+    let (namespaces, pid_ns) = open_namespaces(state.pid)?;
     let own_pid_ns = fs::File::open("/proc/self/ns/pid").stage("exec", "open /proc/self/ns/pid")?;
     let cgroups = open_cgroups(state.pid)?;
     let signals = block_signals()?;
@@ -297,6 +294,28 @@ pub fn exec_into(name: &str, uid: Option<u32>, command: &[String]) -> Result<i32
     Ok(status)
 }
 
+/// A namespace to join: its name in /proc/PID/ns, its flag, its file.
+type Namespace = (&'static str, CloneFlags, OwnedFd);
+
+/// The namespaces of the container's process `pid`, opened now (NAMESPACES'
+/// order), and its PID namespace.
+// >> 19 oci
+/// One the container shares with toybox is left out: it is joined already,
+/// and setns(2) refuses to join one's own user namespace (EINVAL).
+// << 19
+fn open_namespaces(pid: Pid) -> Result<(Vec<Namespace>, OwnedFd)> {
+    let open_ns = |ns: &str| {
+        let path = format!("/proc/{pid}/ns/{ns}");
+        fs::File::open(&path).map(OwnedFd::from).stage("exec", format!("open {path}"))
+    };
+    let namespaces = NAMESPACES
+        .iter()
+        .filter(|&&(ns, _)| !is_own_namespace(pid, ns)) // >> 19
+        .map(|&(ns, flag)| Ok((ns, flag, open_ns(ns)?)))
+        .collect::<Result<_>>()?;
+    Ok((namespaces, open_ns("pid")?))
+}
+
 /// The file that joins every group the container's PID 1 is in, opened now,
 /// while the host's /sys/fs/cgroup is still in view: the forked child writes
 /// itself into them before it joins the container's mount namespace.
@@ -332,3 +351,134 @@ fn open_cgroups(pid: Pid) -> Result<Vec<(String, OwnedFd)>> {
     Ok(files)
 }
 // << 16
+
+// >> 19 oci
+/// Two processes are in the same namespace when their /proc/PID/ns files
+/// are the same inode (namespaces(7)).
+fn is_own_namespace(pid: Pid, ns: &str) -> bool {
+    let id = |path: String| fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
+    let own = id(format!("/proc/self/ns/{ns}"));
+    own.is_some() && own == id(format!("/proc/{pid}/ns/{ns}"))
+}
+
+/// How `exec --process` runs it.
+pub(crate) struct ExecOptions<'a> {
+    /// Exit once it has started; it lives on (conmon, a subreaper, reaps it).
+    pub detach: bool,
+    /// With process.terminal: where the pty's master goes.
+    pub console: Option<&'a Path>,
+    /// Descriptors 3..3+N go to it too.
+    pub preserve_fds: i32,
+}
+
+/// `exec --process`: an OCI process in the container whose first process
+/// is `init`. It joins the same namespaces and groups as `toybox exec -c`
+/// does, then becomes process.json's process with the stages `create` uses
+/// for the container's own (rlimits, user, terminal, capabilities, seccomp
+/// in child_stages' order), but with the container's seccomp filter.
+/// `started` is called with its pid once execve has succeeded (the pid
+/// file); with --detach toybox then exits 0 and the process stays.
+pub(crate) fn exec_process(
+    init: Pid,
+    process: &oci::ProcessConfig,
+    seccomp: &[Vec<u8>],
+    options: &ExecOptions,
+    started: impl FnOnce(Pid) -> Result<()>,
+) -> Result<i32> {
+    let (namespaces, pid_ns) = open_namespaces(init)?;
+    let own_pid_ns = fs::File::open("/proc/self/ns/pid").stage("exec", "open /proc/self/ns/pid")?;
+    let cgroups = open_cgroups(init)?;
+    let signals = block_signals()?;
+    let (parent_sock, child_sock) = create_socketpair()?;
+    setns(pid_ns.as_fd(), CloneFlags::CLONE_NEWPID).stage("exec", "setns(pid)")?;
+    // SAFETY: toybox has one thread here, so fork(2) is safe.
+    let pid = match unsafe { fork() }.stage("exec", "fork")? {
+        ForkResult::Parent { child } => child,
+        ForkResult::Child => {
+            let result = (|| {
+                sigprocmask(SigmaskHow::SIG_SETMASK, Some(&signals.original), None)
+                    .stage("exec", "restore signal mask")?;
+                // Raising a limit or lowering the OOM score needs the host's
+                // CAP_SYS_RESOURCE: before the user namespace.
+                crate::set_rlimits(&process.rlimits)?;
+                if let Some(value) = process.oom_score_adj {
+                    crate::set_oom_score_adj(value)?;
+                }
+                for (file, fd) in &cgroups {
+                    nix::unistd::write(fd, b"0").stage("exec", format!("write {file}"))?;
+                }
+                for (ns, flag, fd) in &namespaces {
+                    setns(fd.as_fd(), *flag).stage("exec", format!("setns({ns})"))?;
+                }
+                nix::sys::prctl::set_keepcaps(true).stage("capabilities", "PR_SET_KEEPCAPS")?;
+                crate::switch_user(&process.user)?;
+                if !options.detach {
+                    crate::die_with_parent(&child_sock)?;
+                }
+                if process.terminal {
+                    terminal::attach_child(&child_sock)?;
+                }
+                crate::raise_effective()?;
+                if !process.no_new_privileges && !seccomp.is_empty() {
+                    crate::load_seccomp_filter(seccomp, false)?;
+                }
+                crate::drop_capabilities(&process.capabilities)?;
+                if process.no_new_privileges {
+                    crate::load_seccomp_filter(seccomp, true)?;
+                }
+                let cwd = &process.cwd;
+                nix::unistd::chdir(cwd).stage("workdir", format!("chdir {}", cwd.display()))?;
+                // Its socket stays open until execve closes it (close-on-exec).
+                let mut keep = vec![child_sock.as_raw_fd()];
+                keep.extend(3..3 + options.preserve_fds.max(0));
+                crate::close_inherited_fds(&keep)?;
+                crate::exec_command(&process.command, &process.env)
+            })();
+            let Err(error) = result;
+            crate::report(&error);
+            // One byte: it failed (it said why), rather than started.
+            let _ = nix::unistd::write(&child_sock, b"e");
+            // SAFETY: _exit(2) leaves without running the parent's destructors.
+            unsafe { libc::_exit(error.exit_code) }
+        }
+    };
+    drop(child_sock);
+    let mut container = Container { pid, reaped: false };
+    setns(own_pid_ns.as_fd(), CloneFlags::CLONE_NEWPID).stage("exec", "setns(own pid)")?;
+    let mut relay = None;
+    if process.terminal {
+        let handed = match options.console {
+            Some(socket) => terminal::send_to_console(&parent_sock, socket, process.console_size),
+            None => terminal::relay_parent(&parent_sock).map(|r| relay = Some(r)),
+        };
+        if let Err(e) = handed {
+            return Err(failed(&mut container).unwrap_or(e));
+        }
+    }
+    // execve closes the child's end: end of file. A failure sends a byte first.
+    let mut byte = [0u8];
+    if nix::unistd::read(&parent_sock, &mut byte).stage("exec", "read from the process")? != 0 {
+        return Err(failed(&mut container).unwrap_or_else(|| error::reported(125)));
+    }
+    started(pid)?;
+    if options.detach {
+        container.reaped = true; // not ours to kill or reap
+        return Ok(0);
+    }
+    let status = wait_for_child(&mut container, &signals.forwarded, STOP_GRACE)?;
+    if let Some(relay) = relay {
+        relay.finish();
+    }
+    Ok(status)
+}
+
+/// The process failed before execve and said why: its exit status.
+fn failed(container: &mut Container) -> Option<crate::error::Error> {
+    let status = nix::sys::wait::waitpid(container.pid, None).ok()?;
+    container.reaped = true;
+    match status {
+        nix::sys::wait::WaitStatus::Exited(_, code) => Some(error::reported(code)),
+        _ => None,
+    }
+}
+// << 19

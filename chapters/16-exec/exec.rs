@@ -202,13 +202,7 @@ pub fn exec_into(name: &str, uid: Option<u32>, command: &[String]) -> Result<i32
         return Err(fail("exec", what, EXIT_TOYBOX_FAILED));
     };
     let uid = uid.unwrap_or(state.uid);
-    let open_ns = |ns: &str| {
-        let path = format!("/proc/{}/ns/{ns}", state.pid);
-        fs::File::open(&path).map(OwnedFd::from).stage("exec", format!("open {path}"))
-    };
-    let namespaces: Vec<(&str, CloneFlags, OwnedFd)> =
-        NAMESPACES.iter().map(|&(ns, flag)| Ok((ns, flag, open_ns(ns)?))).collect::<Result<_>>()?;
-    let pid_ns = open_ns("pid")?;
+    let (namespaces, pid_ns) = open_namespaces(state.pid)?;
     let own_pid_ns = fs::File::open("/proc/self/ns/pid").stage("exec", "open /proc/self/ns/pid")?;
     let cgroups = open_cgroups(state.pid)?;
     let signals = block_signals()?;
@@ -262,6 +256,21 @@ pub fn exec_into(name: &str, uid: Option<u32>, command: &[String]) -> Result<i32
         relay.finish();
     }
     Ok(status)
+}
+
+/// A namespace to join: its name in /proc/PID/ns, its flag, its file.
+type Namespace = (&'static str, CloneFlags, OwnedFd);
+
+/// The namespaces of the container's process `pid`, opened now (NAMESPACES'
+/// order), and its PID namespace.
+fn open_namespaces(pid: Pid) -> Result<(Vec<Namespace>, OwnedFd)> {
+    let open_ns = |ns: &str| {
+        let path = format!("/proc/{pid}/ns/{ns}");
+        fs::File::open(&path).map(OwnedFd::from).stage("exec", format!("open {path}"))
+    };
+    let namespaces =
+        NAMESPACES.iter().map(|&(ns, flag)| Ok((ns, flag, open_ns(ns)?))).collect::<Result<_>>()?;
+    Ok((namespaces, open_ns("pid")?))
 }
 
 /// The file that joins every group the container's PID 1 is in, opened now,

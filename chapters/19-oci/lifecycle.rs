@@ -6,6 +6,8 @@
 //! - `state.json`: the container's process (its pid, and its start time,
 //!   so that a pid the kernel has handed out again is not taken for it),
 //!   the bundle, its cgroups and annotations; written whole, then renamed;
+//! - `config.json`: the bundle's, as `create` read it: `exec` applies the
+//!   container's seccomp profile from it, whatever the bundle says since;
 //! - `exec.fifo`: while it is there, the container is *created*: its first
 //!   process, set up, reads the fifo before execve. `start` writes one byte
 //!   into it and removes it. runc and crun hold a created container the
@@ -30,7 +32,7 @@ use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{EXIT_TOYBOX_FAILED, Error, Result, Stage, fail};
-use crate::exec::start_time;
+use crate::exec::{ExecOptions, start_time};
 use crate::{Args, Progress, Subcommand, oci};
 
 /// runc's is /run/runc; toybox's own records, which `toybox ps` reads, are
@@ -39,6 +41,7 @@ pub const DEFAULT_ROOT: &str = "/run/toybox-oci";
 
 const STATE: &str = "state.json";
 const FIFO: &str = "exec.fifo";
+const CONFIG: &str = "config.json";
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 pub enum LogFormat {
@@ -71,6 +74,29 @@ pub fn command(args: &Args, command: &Subcommand, progress: Progress) -> Result<
         Subcommand::State { id } => state(root, id),
         Subcommand::Kill { all, id, signal } => kill_container(root, id, signal, *all),
         Subcommand::Delete { force, id } => delete(root, id, *force),
+        Subcommand::Exec { process: Some(_), command, uid, .. }
+            if !command.is_empty() || uid.is_some() =>
+        {
+            let what = "exec takes --process FILE (OCI) or -c CMD [-u UID] (toybox's own), \
+                        not both";
+            Err(fail("arguments", what, EXIT_TOYBOX_FAILED))
+        }
+        Subcommand::Exec {
+            process: Some(process),
+            detach,
+            pid_file,
+            console_socket,
+            preserve_fds,
+            name,
+            ..
+        } => {
+            let options = ExecOptions {
+                detach: *detach,
+                console: console_socket.as_deref(),
+                preserve_fds: *preserve_fds,
+            };
+            exec(root, name, process, pid_file.as_deref(), &options)
+        }
         _ => Err(fail("arguments", "not a runtime command", EXIT_TOYBOX_FAILED)),
     }
 }
@@ -251,7 +277,7 @@ fn create(
     let bundle =
         fs::canonicalize(bundle).stage("config", format!("bundle {}", bundle.display()))?;
     let read = progress.stage("config", || oci::read_bundle(&bundle, id))?;
-    let oci::Bundle { mut config, annotations, console_size } = read;
+    let oci::Bundle { mut config, annotations, console_size, text } = read;
     // runc's two rules: a terminal goes to a console socket, and a socket
     // is for a terminal.
     match (config.terminal, console) {
@@ -283,6 +309,7 @@ fn create(
     }
     let mut made = NewDir { path: dir.clone(), keep: false };
     let _lock = lock(&dir)?;
+    write_atomically(&dir.join(CONFIG), &text)?;
     let fifo = dir.join(FIFO);
     nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600))
         .stage("create", format!("mkfifo {}", fifo.display()))?;
@@ -338,6 +365,55 @@ fn start(root: &Path, id: &str) -> Result<i32> {
     fs::remove_file(&path).stage("start", format!("remove {}", path.display()))?;
     (&file).write_all(b"0").stage("start", format!("write {}", path.display()))?;
     Ok(0)
+}
+
+/// `exec --process FILE ID`: FILE's process in a created or running
+/// container (exec.rs). Its command is looked for first, through the
+/// container's root as its processes see it (/proc/PID/root, proc(5)), so
+/// a missing one is refused in runc's words before anything starts. The
+/// container's directory stays locked until the process runs and its pid
+/// file is written: a `delete` meanwhile waits for that.
+fn exec(
+    root: &Path,
+    id: &str,
+    process_json: &Path,
+    pid_file: Option<&Path>,
+    options: &ExecOptions,
+) -> Result<i32> {
+    let container = open(root, id)?;
+    let status = container.status();
+    if status == Status::Stopped {
+        let what = format!("container {id:?} is stopped: nothing to exec in");
+        return Err(fail("exec", what, EXIT_TOYBOX_FAILED));
+    }
+    let path = container.dir.join(CONFIG);
+    let text = fs::read_to_string(&path).stage("exec", format!("read {}", path.display()))?;
+    let (process, seccomp) = oci::exec_process(process_json, &text)?;
+    // runc's rules: a detached process's terminal goes to a console
+    // socket, and a socket is for a terminal. In the foreground a terminal
+    // is relayed to toybox's own, as `toybox run` does.
+    match (process.terminal, options.console) {
+        (true, None) if options.detach || !crate::terminal::wanted() => {
+            let what = "process.terminal needs --console-socket (or, without --detach, \
+                        toybox on a terminal)";
+            return Err(fail("exec", what, EXIT_TOYBOX_FAILED));
+        }
+        (false, Some(_)) => {
+            let what = "--console-socket without process.terminal: no pty to send";
+            return Err(fail("exec", what, EXIT_TOYBOX_FAILED));
+        }
+        _ => {}
+    }
+    let init = Pid::from_raw(container.saved.pid);
+    let rootfs = PathBuf::from(format!("/proc/{init}/root"));
+    oci::check_command_in(&rootfs, &process.command[0], &process.env)?;
+    crate::exec::exec_process(init, &process, &seccomp, options, move |pid| {
+        if let Some(path) = pid_file {
+            write_atomically(path, &pid.to_string())?;
+        }
+        drop(container);
+        Ok(())
+    })
 }
 
 /// The state a client reads (runtime.md, "State"); runc's `pid` is 0 once

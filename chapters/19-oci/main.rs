@@ -266,18 +266,50 @@ enum Subcommand {
     // >> 16 exec
     /// Run a command in a running container: its namespaces, cgroups, uid,
     /// capabilities and seccomp filter
+    // >> 19 oci
+    /// (-c for a toybox container; --process for an OCI one, as runc exec)
+    // << 19
     Exec {
         /// User id inside the container (default: the container's own)
         #[arg(short, long, value_name = "UID")]
         uid: Option<u32>,
 
-        /// The container's name, as `toybox ps` lists it
+        // before 19: /// The container's name, as `toybox ps` lists it
+        // >> 19 oci
+        /// The container's name, as `toybox ps` lists it, or an OCI container's id
+        // << 19
         name: String,
 
         /// Command to run and its arguments; everything after -c belongs to it
-        #[arg(short, long = "command", required = true, num_args = 1..,
+        // before 19: #[arg(short, long = "command", required = true, num_args = 1..,
+        #[arg(short, long = "command", num_args = 1.., // >> 19
               allow_hyphen_values = true, value_name = "CMD [ARGS]...")]
         command: Vec<String>,
+        // >> 19 oci
+        /// OCI: the process to run, as config.json's `process` (runc exec -p)
+        #[arg(short, long, value_name = "FILE", help_heading = OCI)]
+        process: Option<PathBuf>,
+
+        /// OCI: exit once it runs, without waiting for it
+        #[arg(short, long, help_heading = OCI)]
+        detach: bool,
+
+        /// OCI: write its pid (as the host sees it) here
+        #[arg(long, value_name = "FILE", help_heading = OCI)]
+        pid_file: Option<PathBuf>,
+
+        /// OCI: with process.terminal, send the pty to this unix socket
+        #[arg(long, value_name = "PATH", help_heading = OCI)]
+        console_socket: Option<PathBuf>,
+
+        /// OCI: accepted (conmon 2.1 sends it); process.terminal decides
+        #[arg(short, long, help_heading = OCI)]
+        tty: bool,
+
+        /// OCI: pass descriptors 3 to 3+N-1 on to it too
+        #[arg(long, default_value_t = 0, value_name = "N", help_heading = OCI)]
+        preserve_fds: i32,
+        // << 19
     },
     // << 16
     /// List the running containers
@@ -720,7 +752,15 @@ fn run() -> Result<i32> {
     // before 16: }
     // >> 16 exec
     match &args.subcommand {
-        Some(Subcommand::Exec { uid, name, command }) => {
+        // before 19: Some(Subcommand::Exec { uid, name, command }) => {
+        // >> 19 oci
+        // -c is toybox's own exec, --process the OCI one (lifecycle.rs).
+        Some(Subcommand::Exec { process: None, command, .. }) if command.is_empty() => {
+            let what = "exec needs -c CMD (a toybox container) or --process FILE (an OCI one)";
+            return Err(fail("arguments", what, EXIT_TOYBOX_FAILED));
+        }
+        Some(Subcommand::Exec { process: None, uid, name, command, .. }) => {
+            // << 19
             return exec::exec_into(name, *uid, command);
         }
         Some(Subcommand::Ps) => return exec::list(),

@@ -251,10 +251,15 @@ pub fn run(bundle: &Path, id: &str, progress: Progress) -> Result<i32> {
 pub(crate) fn check_command(config: &ChildConfig) -> Result<()> {
     let rootfs = fs::canonicalize(&config.rootfs)
         .stage("checks", format!("rootfs {}", config.rootfs.display()))?;
-    let command = &config.command[0];
+    check_command_in(&rootfs, &config.command[0], &config.env)
+}
+
+/// `command` under `rootfs`, looked up in the PATH of `env` if it has no
+/// slash; refused in runc's words.
+pub(crate) fn check_command_in(rootfs: &Path, command: &str, env: &[String]) -> Result<()> {
     let found = match command.contains('/') {
-        true => crate::check_command(&rootfs, command),
-        false => crate::check_command_in_path(&rootfs, command, crate::search_path(&config.env)),
+        true => crate::check_command(rootfs, command),
+        false => crate::check_command_in_path(rootfs, command, crate::search_path(env)),
     };
     found.map_err(|e| runc_words(e, command))
 }
@@ -288,6 +293,9 @@ pub struct Bundle {
     pub annotations: BTreeMap<String, String>,
     /// process.consoleSize: (height, width).
     pub console_size: Option<(u16, u16)>,
+    /// config.json as it was read: `exec` takes the container's seccomp
+    /// profile from this copy, not from a file that may have changed since.
+    pub text: String,
 }
 
 /// config.json of `bundle` for container `id`.
@@ -299,7 +307,82 @@ pub fn read_bundle(bundle: &Path, id: &str) -> Result<Bundle> {
     let annotations = std::mem::take(&mut spec.annotations);
     let size = spec.process.as_ref().and_then(|p| p.console_size.as_ref());
     let console_size = size.map(|s| (s.height, s.width));
-    Ok(Bundle { config: child_config(spec, bundle, id)?, annotations, console_size })
+    Ok(Bundle { config: child_config(spec, bundle, id)?, annotations, console_size, text })
+}
+
+/// What a `process` object says, in config.json or in the process.json
+/// that `exec --process` gets: the command and how it runs.
+pub(crate) struct ProcessConfig {
+    pub command: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: PathBuf,
+    pub user: User,
+    pub capabilities: Capabilities,
+    pub no_new_privileges: bool,
+    pub rlimits: Vec<(Resource, u64, u64)>,
+    pub oom_score_adj: Option<i32>,
+    pub terminal: bool,
+    /// consoleSize: (height, width).
+    pub console_size: Option<(u16, u16)>,
+}
+
+fn process_config(process: Process) -> Result<ProcessConfig> {
+    if process.args.is_empty() {
+        return Err(bad("process.args is empty"));
+    }
+    if !process.cwd.is_absolute() {
+        return Err(bad(format!("process.cwd {}: not an absolute path", process.cwd.display())));
+    }
+    let sets = process.capabilities.unwrap_or_default();
+    let capabilities = Capabilities {
+        bounding: capability_list(&sets.bounding)?,
+        inheritable: capability_list(&sets.inheritable)?,
+        ambient: capability_list(&sets.ambient)?,
+        effective: Some(capability_list(&sets.effective)?),
+        permitted: Some(capability_list(&sets.permitted)?),
+    };
+    Ok(ProcessConfig {
+        command: process.args,
+        env: process.env,
+        cwd: process.cwd,
+        user: User {
+            uid: process.user.uid,
+            gid: process.user.gid,
+            groups: process.user.additional_gids,
+            umask: process.user.umask,
+        },
+        capabilities,
+        no_new_privileges: process.no_new_privileges,
+        rlimits: process.rlimits.iter().map(rlimit).collect::<Result<_>>()?,
+        oom_score_adj: process.oom_score_adj,
+        terminal: process.terminal,
+        console_size: process.console_size.map(|s| (s.height, s.width)),
+    })
+}
+
+/// `exec --process`: the process.json a client wrote, and the seccomp
+/// filter of the container it joins, compiled from `container`, the copy of
+/// config.json `create` kept. process.json has no seccomp of its own
+/// (podman copies `process` without it): runc and crun apply the
+/// container's, or exec would be a way out of it. Without capabilities in
+/// process.json, the container's process's are taken, as runc does.
+pub(crate) fn exec_process(
+    process_json: &Path,
+    container: &str,
+) -> Result<(ProcessConfig, Vec<Vec<u8>>)> {
+    let what = process_json.display();
+    let text = fs::read_to_string(process_json).stage("config", format!("read {what}"))?;
+    let mut process: Process =
+        serde_json::from_str(&text).map_err(|e| bad(format!("{what}: {e}")))?;
+    let spec: Spec = serde_json::from_str(container).map_err(|e| bad(e.to_string()))?;
+    if process.capabilities.is_none() {
+        process.capabilities = spec.process.and_then(|p| p.capabilities);
+    }
+    let seccomp = match &spec.linux.seccomp {
+        Some(profile) => vec![compile_seccomp(profile)?],
+        None => Vec::new(),
+    };
+    Ok((process_config(process)?, seccomp))
 }
 
 fn child_config(spec: Spec, bundle: &Path, id: &str) -> Result<ChildConfig> {
@@ -307,12 +390,7 @@ fn child_config(spec: Spec, bundle: &Path, id: &str) -> Result<ChildConfig> {
     let Some(process) = spec.process else {
         return Err(bad("config.json has no process to run"));
     };
-    if process.args.is_empty() {
-        return Err(bad("process.args is empty"));
-    }
-    if !process.cwd.is_absolute() {
-        return Err(bad(format!("process.cwd {}: not an absolute path", process.cwd.display())));
-    }
+    let process = process_config(process)?;
     let Some(root) = spec.root else {
         return Err(bad("config.json has no root"));
     };
@@ -336,14 +414,6 @@ fn child_config(spec: Spec, bundle: &Path, id: &str) -> Result<ChildConfig> {
     for key in linux.sysctl.keys() {
         check_sysctl(key, namespaces)?;
     }
-    let sets = process.capabilities.unwrap_or_default();
-    let capabilities = Capabilities {
-        bounding: capability_list(&sets.bounding)?,
-        inheritable: capability_list(&sets.inheritable)?,
-        ambient: capability_list(&sets.ambient)?,
-        effective: Some(capability_list(&sets.effective)?),
-        permitted: Some(capability_list(&sets.permitted)?),
-    };
     let seccomp = match &linux.seccomp {
         Some(profile) => vec![compile_seccomp(profile)?],
         None => Vec::new(),
@@ -354,7 +424,7 @@ fn child_config(spec: Spec, bundle: &Path, id: &str) -> Result<ChildConfig> {
     let cgroup = cgroup_path(linux.cgroups_path.as_deref(), id)?;
     Ok(ChildConfig {
         name: id.to_string(),
-        command: process.args,
+        command: process.command,
         env: process.env,
         cwd: Some(process.cwd),
         namespaces,
@@ -368,17 +438,12 @@ fn child_config(spec: Spec, bundle: &Path, id: &str) -> Result<ChildConfig> {
         readonly_paths: linux.readonly_paths,
         sysctl: linux.sysctl.into_iter().collect(),
         id_maps,
-        user: User {
-            uid: process.user.uid,
-            gid: process.user.gid,
-            groups: process.user.additional_gids,
-            umask: process.user.umask,
-        },
-        capabilities,
+        user: process.user,
+        capabilities: process.capabilities,
         oom_score_adj: process.oom_score_adj,
         seccomp,
         no_new_privileges: process.no_new_privileges,
-        rlimits: process.rlimits.iter().map(rlimit).collect::<Result<_>>()?,
+        rlimits: process.rlimits,
         cgroup,
         cgroup_v1,
         cgroup_v2,
