@@ -216,12 +216,7 @@ pub fn exec_into(name: &str, uid: Option<u32>, command: &[String]) -> Result<i32
             let result = (|| {
                 sigprocmask(SigmaskHow::SIG_SETMASK, Some(&signals.original), None)
                     .stage("exec", "restore signal mask")?;
-                for (file, fd) in &cgroups {
-                    nix::unistd::write(fd, b"0").stage("exec", format!("write {file}"))?;
-                }
-                for (ns, flag, fd) in &namespaces {
-                    setns(fd.as_fd(), *flag).stage("exec", format!("setns({ns})"))?;
-                }
+                join_container(&cgroups, &namespaces)?;
                 crate::switch_user(&crate::User::contained(uid))?;
                 // Should toybox exec be killed, its command goes with it.
                 crate::die_with_parent(&child_sock)?;
@@ -271,6 +266,18 @@ fn open_namespaces(pid: Pid) -> Result<(Vec<Namespace>, OwnedFd)> {
     let namespaces =
         NAMESPACES.iter().map(|&(ns, flag)| Ok((ns, flag, open_ns(ns)?))).collect::<Result<_>>()?;
     Ok((namespaces, open_ns("pid")?))
+}
+
+/// In the forked child: into the container's groups, while the host's
+/// cgroup files are still in view, then into its namespaces.
+fn join_container(cgroups: &[(String, OwnedFd)], namespaces: &[Namespace]) -> Result<()> {
+    for (file, fd) in cgroups {
+        nix::unistd::write(fd, b"0").stage("exec", format!("write {file}"))?;
+    }
+    for (ns, flag, fd) in namespaces {
+        setns(fd.as_fd(), *flag).stage("exec", format!("setns({ns})"))?;
+    }
+    Ok(())
 }
 
 /// The file that joins every group the container's PID 1 is in, opened now,
