@@ -715,6 +715,17 @@ impl Runtime {
     /// `create`, its stdout and stderr in files (a pipe would stay open in
     /// the container, as the spec wants: stdio goes to it untouched).
     fn create(&self, bundle: &Path, id: &str, extra: &[&str]) -> Result<Run, String> {
+        self.create_with(bundle, id, extra, |_| {})
+    }
+
+    /// `create`, `prepare` given the command first (descriptors to pass).
+    fn create_with(
+        &self,
+        bundle: &Path,
+        id: &str,
+        extra: &[&str],
+        prepare: impl FnOnce(&mut Command),
+    ) -> Result<Run, String> {
         let (out, err) = (bundle.join("out.txt"), bundle.join("err.txt"));
         let file = |path: &Path| fs::File::create(path).map_err(|e| e.to_string());
         let pid_file = bundle.join("pid");
@@ -725,8 +736,9 @@ impl Runtime {
         args.extend(extra);
         args.push(id);
         let started = std::time::Instant::now();
-        let status = self
-            .command(&args)
+        let mut command = self.command(&args);
+        prepare(&mut command);
+        let status = command
             .stdout(file(&out)?)
             .stderr(file(&err)?)
             .status()
@@ -842,8 +854,10 @@ fn pid_of(bundle: &Bundle) -> Result<i32, String> {
 fn lifecycle_create_start_delete(rootfs: &Path, rt: &Runtime) -> Outcome {
     let id = format!("life-basic-{}", rt.name);
     let script = "touch /out/ran; echo hello; echo oops >&2";
-    let bundle =
-        life_bundle("basic", rt, rootfs, &id, |c| set_args(c, &["/bin/sh", "-c", script]))?;
+    let bundle = life_bundle("basic", rt, rootfs, &id, |c| {
+        set_args(c, &["/bin/sh", "-c", script]);
+        c["annotations"] = json!({"org.example.test": "yes"});
+    })?;
     with_cleanup(rt, &[&id], |pids| {
         let created = rt.create(&bundle.dir, &id, &[])?;
         created.expect_code(0)?;
@@ -857,7 +871,8 @@ fn lifecycle_create_start_delete(rootfs: &Path, rt: &Runtime) -> Outcome {
                 && state["id"] == id.as_str()
                 && state["status"] == "created"
                 && state["pid"] == pid
-                && state["bundle"] == bundle_path.display().to_string().as_str(),
+                && state["bundle"] == bundle_path.display().to_string().as_str()
+                && state["annotations"]["org.example.test"] == "yes",
             || format!("state after create: {state}"),
         )?;
         expect(Path::new(&format!("/proc/{pid}")).exists(), || format!("no /proc/{pid}"))?;
@@ -1481,6 +1496,45 @@ fn exec_refused(rootfs: &Path, rt: &Runtime) -> Outcome {
     })
 }
 
+/// --preserve-fds 1: descriptor 3 of create's caller reaches the command
+/// (the spec's create passes 3..3+N on, as it passes stdio).
+fn lifecycle_preserve_fds(rootfs: &Path, rt: &Runtime) -> Outcome {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let id = format!("life-fds-{}", rt.name);
+    let bundle = life_bundle("fds", rt, rootfs, &id, |c| {
+        set_args(c, &["/bin/sh", "-c", "echo through fd 3 >&3"]);
+    })?;
+    let path = bundle.dir.join("fd3.txt");
+    let fd3 = fs::File::create(&path).map_err(|e| e.to_string())?;
+    with_cleanup(rt, &[&id], |pids| {
+        let raw = fd3.as_raw_fd();
+        let pass_fd3 = |command: &mut Command| {
+            // SAFETY: fcntl and dup2 in the forked child, before exec. A
+            // dup2 onto itself would keep close-on-exec: clear it instead.
+            unsafe {
+                command.pre_exec(move || {
+                    let rc = match raw {
+                        3 => libc::fcntl(3, libc::F_SETFD, 0),
+                        _ => libc::dup2(raw, 3),
+                    };
+                    match rc {
+                        -1 => Err(std::io::Error::last_os_error()),
+                        _ => Ok(()),
+                    }
+                });
+            }
+        };
+        rt.create_with(&bundle.dir, &id, &["--preserve-fds", "1"], pass_fd3)?.expect_code(0)?;
+        pids.push(pid_of(&bundle)?);
+        rt.call(&["start", &id])?.expect_code(0)?;
+        rt.wait_for(&id, "stopped")?;
+        let text = fs::read_to_string(&path).unwrap_or_default();
+        expect(text == "through fd 3\n", || format!("fd3.txt: {text:?}"))?;
+        rt.call(&["delete", &id])?.expect_code(0)
+    })
+}
+
 const EXEC_TESTS: &[(&str, LifeTest)] = &[
     ("exec_process_inside", exec_process_inside),
     ("exec_detach_pid_file", exec_detach_pid_file),
@@ -1489,6 +1543,7 @@ const EXEC_TESTS: &[(&str, LifeTest)] = &[
 ];
 
 const LIFE_TESTS: &[(&str, LifeTest)] = &[
+    ("lifecycle_preserve_fds", lifecycle_preserve_fds),
     ("lifecycle_stopped_zombie_under_subreaper", lifecycle_stopped_zombie_under_subreaper),
     ("lifecycle_create_start_delete", lifecycle_create_start_delete),
     ("lifecycle_kill_signals", lifecycle_kill_signals),

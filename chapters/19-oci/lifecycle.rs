@@ -54,6 +54,12 @@ static LOG: OnceLock<(fs::File, LogFormat)> = OnceLock::new();
 
 /// The subcommands of this module, with the global flags set up first.
 pub fn command(args: &Args, command: &Subcommand, progress: Progress) -> Result<i32> {
+    // Before toybox opens anything: a descriptor the caller did not pass
+    // would be the next one toybox opens (its log, its lock), and the
+    // container would get that instead.
+    if let Subcommand::Create { preserve_fds, .. } = command {
+        check_preserved(*preserve_fds)?;
+    }
     if let Some(path) = &args.log {
         let file = fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path);
         let file = file.stage("log", format!("open {}", path.display()))?;
@@ -99,6 +105,18 @@ pub fn command(args: &Args, command: &Subcommand, progress: Progress) -> Result<
         }
         _ => Err(fail("arguments", "not a runtime command", EXIT_TOYBOX_FAILED)),
     }
+}
+
+/// --preserve-fds N: 3..3+N must be open.
+fn check_preserved(count: i32) -> Result<()> {
+    for fd in 3..3 + count.max(0) {
+        // SAFETY: F_GETFD reads a descriptor's flags and touches no memory.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+            let what = format!("--preserve-fds {count}: descriptor {fd} is not open");
+            return Err(fail("arguments", what, EXIT_TOYBOX_FAILED));
+        }
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------
