@@ -608,6 +608,9 @@ pub(crate) struct Mount {
     // >> 19 oci
     /// A host file or directory bound there instead (MS_BIND).
     pub bind: Option<PathBuf>,
+    /// mount(2)'s source: a filesystem without a device takes any name,
+    /// and /proc/self/mountinfo shows it (`shm`, `devpts`…).
+    pub source: String,
     // << 19
 }
 // << 10
@@ -654,7 +657,8 @@ fn child_config(args: &Args, hostname: &str) -> ChildConfig {
                 target: target.into(),
                 flags,
                 data: data.into(),
-                bind: None, // >> 19
+                bind: None,            // >> 19
+                source: fstype.into(), // >> 19
             })
             .collect(),
         // << 10
@@ -2063,7 +2067,15 @@ fn mount_listed(
         // before 19: mount_fs(&entry.fstype, &entry.target, entry.flags, &entry.data)?;
         // >> 19 oci
         let flags = entry.flags - PROPAGATION - MsFlags::MS_REC;
-        mount_fs(&entry.fstype, &entry.target, flags, &entry.data)?;
+        let (source, fstype, data) = (&entry.source, &entry.fstype, &entry.data);
+        mount(
+            Some(source.as_str()),
+            entry.target.as_str(),
+            Some(fstype.as_str()),
+            flags,
+            Some(data.as_str()),
+        )
+        .stage("mounts", format!("mount {fstype} on {}", entry.target))?;
         set_propagation(&entry.target, entry.flags)?;
         // << 19
         if entry.target == "/dev" && entry.fstype == "tmpfs" {

@@ -781,11 +781,15 @@ fn mount(entry: &SpecMount, bundle: &Path) -> Result<Mount> {
         (_, false) => None,
     };
     Ok(Mount {
-        fstype,
         target: entry.destination.clone(),
         flags,
         data: data.join(","),
         bind: source,
+        source: match &entry.source {
+            Some(name) if !bind && !name.as_os_str().is_empty() => name.display().to_string(),
+            _ => fstype.clone(),
+        },
+        fstype,
     })
 }
 
