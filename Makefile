@@ -64,9 +64,15 @@ shell: build rootfs
 # v2 kernels; it fetches and caches Debian's kernel package itself. umoci
 # builds and unpacks the OCI images tests/unpack.rs checks toybox unpack on;
 # mmdebstrap makes the Debian rootfs test's tar (debian_rootfs_dpkg_and_apt).
+# podman and conmon drive toybox, runc and crun in tests/podman.rs (runc and
+# crun also in tests/oci.rs); without Recommends, which would add netavark,
+# slirp4netns, buildah and fuse-overlayfs: the suite uses --network=none and
+# the vfs driver.
 test-deps: deps
 	@if ! dpkg -s qemu-system-x86 cpio umoci mmdebstrap >/dev/null 2>&1; then \
 		apt-get update -qq && apt-get install -y -qq qemu-system-x86 cpio umoci mmdebstrap; fi
+	@if ! dpkg -s podman conmon runc crun >/dev/null 2>&1; then \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends podman conmon runc crun; fi
 
 test: test-deps
 	$(CARGO) test --release
