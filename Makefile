@@ -16,7 +16,7 @@ export RUSTFMT ?= $(dir $(CARGO))rustfmt
 # .cargo/config.toml builds for the host's triple, so binaries land here.
 BIN_DIR = target/$(shell $(RUSTC) -vV 2>/dev/null | sed -n 's/^host: //p')/release
 
-.PHONY: all deps test-deps build rootfs debian-rootfs ldd-rootfs docker-rootfs probe shell test lint chapters bench clean
+.PHONY: all deps test-deps build rootfs debian-rootfs ldd-rootfs docker-rootfs probe shell test lint chapters bench bench-oci clean
 
 all: build rootfs
 
@@ -84,9 +84,15 @@ chapters:
 	target/chapters-generate
 
 # toybox against the kernel floor, unshare, bubblewrap, crun, runc and chroot
-# (bench/run.sh; installs the peers from Debian's packages).
+# (bench/run.sh), then toybox as an OCI runtime against crun and runc, alone
+# and under podman (bench/oci.sh); both install the peers from Debian's
+# packages. make bench-oci runs only the second.
 bench:
 	bench/run.sh
+	bench/oci.sh
+
+bench-oci:
+	bench/oci.sh
 
 lint:
 	$(CARGO) fmt --check
