@@ -484,21 +484,22 @@ fn run_echo_unconfined(p: &Podman) -> Outcome {
 /// The container's exit status through conmon and podman: 3 as given; 137
 /// for a process SIGKILLed inside (a nested shell: PID 1 itself ignores a
 /// SIGKILL sent from inside its namespace, pid_namespaces(7), and busybox sh
-/// would exec a lone last command as PID 1); 127 and 126 from the runtime's
-/// words for a missing and a non-executable command (podman matches "no
-/// such file or directory" and "permission denied").
+/// would exec a lone last command as PID 1); 127 and 126 for a missing and
+/// a non-executable command, which podman derives from the runtime's words
+/// ("no such file or directory", "permission denied") and names in its
+/// error. podman exits 126 for any other runtime error too: hence the words.
 fn run_exit_codes(p: &Podman) -> Outcome {
-    let cases: [(&[&str], i32); 4] = [
-        (&["sh", "-c", "exit 3"], 3),
-        (&["sh", "-c", "sh -c 'kill -9 $$'; exit $?"], 137),
-        (&["/nope"], 127),
-        (&["/etc"], 126),
+    let cases: [(&[&str], i32, &str); 4] = [
+        (&["sh", "-c", "exit 3"], 3, ""),
+        (&["sh", "-c", "sh -c 'kill -9 $$'; exit $?"], 137, ""),
+        (&["/nope"], 127, "OCI runtime attempted to invoke a command that was not found"),
+        (&["/etc"], 126, "OCI permission denied"),
     ];
     let mut wrong = Vec::new();
-    for (command, code) in cases {
+    for (command, code, words) in cases {
         let run = p.exec(&p.run_words(&["--rm"], command))?;
-        if run.code != Some(code) {
-            wrong.push(format!("{command:?}: want exit {code}\n{}", run.describe()));
+        if run.code != Some(code) || !run.stderr.contains(words) {
+            wrong.push(format!("{command:?}: want exit {code}, {words:?}\n{}", run.describe()));
         }
     }
     match wrong.is_empty() {
