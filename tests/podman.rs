@@ -292,11 +292,19 @@ impl Podman {
     /// every hierarchy, the directory.
     fn finish(&self) -> Outcome {
         self.clean();
-        for group in cgroup_dirs(&self.parent) {
-            let _ = fs::remove_dir(&group);
+        // podman's cleanup process may still be removing a libpod-ID group
+        // below the parent: try for a few seconds.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut left = cgroup_dirs(&self.parent);
+        while !left.is_empty() && Instant::now() < deadline {
+            for group in &left {
+                let _ = fs::remove_dir(group);
+            }
+            left = cgroup_dirs(&self.parent);
+            if !left.is_empty() {
+                std::thread::sleep(Duration::from_millis(100));
+            }
         }
-        let _ = fs::remove_dir(Path::new("/sys/fs/cgroup").join(&self.parent));
-        let left = cgroup_dirs(&self.parent);
         let _ = fs::remove_dir_all(&self.dir);
         match left.is_empty() {
             true => Ok(()),
