@@ -16,7 +16,7 @@ export RUSTFMT ?= $(dir $(CARGO))rustfmt
 # .cargo/config.toml builds for the host's triple, so binaries land here.
 BIN_DIR = target/$(shell $(RUSTC) -vV 2>/dev/null | sed -n 's/^host: //p')/release
 
-.PHONY: all deps test-deps build rootfs debian-rootfs ldd-rootfs docker-rootfs probe shell test lint chapters bench clean
+.PHONY: all deps test-deps build rootfs debian-rootfs ldd-rootfs docker-rootfs probe shell test lint chapters bench bench-oci clean
 
 all: build rootfs
 
@@ -64,9 +64,15 @@ shell: build rootfs
 # v2 kernels; it fetches and caches Debian's kernel package itself. umoci
 # builds and unpacks the OCI images tests/unpack.rs checks toybox unpack on;
 # mmdebstrap makes the Debian rootfs test's tar (debian_rootfs_dpkg_and_apt).
+# podman and conmon drive toybox, runc and crun in tests/podman.rs (runc and
+# crun also in tests/oci.rs); without Recommends, which would add netavark,
+# slirp4netns, buildah and fuse-overlayfs: the suite uses --network=none and
+# the vfs driver.
 test-deps: deps
 	@if ! dpkg -s qemu-system-x86 cpio umoci mmdebstrap >/dev/null 2>&1; then \
 		apt-get update -qq && apt-get install -y -qq qemu-system-x86 cpio umoci mmdebstrap; fi
+	@if ! dpkg -s podman conmon runc crun >/dev/null 2>&1; then \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends podman conmon runc crun; fi
 
 test: test-deps
 	$(CARGO) test --release
@@ -78,9 +84,15 @@ chapters:
 	target/chapters-generate
 
 # toybox against the kernel floor, unshare, bubblewrap, crun, runc and chroot
-# (bench/run.sh; installs the peers from Debian's packages).
+# (bench/run.sh), then toybox as an OCI runtime against crun and runc, alone
+# and under podman (bench/oci.sh); both install the peers from Debian's
+# packages. make bench-oci runs only the second.
 bench:
 	bench/run.sh
+	bench/oci.sh
+
+bench-oci:
+	bench/oci.sh
 
 lint:
 	$(CARGO) fmt --check

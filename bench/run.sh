@@ -31,6 +31,7 @@ out=$repo/target/bench
 mkdir -p "$out"
 
 say() { echo "bench: $*" >&2; }
+. bench/lib.sh
 [ "$(id -u)" -eq 0 ] || { say "run as root (containers need it)"; exit 1; }
 
 # --- Peers and tools, from Debian's packages.
@@ -58,18 +59,7 @@ gcc -O2 -Wall -o "$out/clonens" bench/clonens.c
 # --- An OCI bundle for crun and runc: runc's default spec, not a terminal,
 # the payload as the process, and a cgroup namespace like toybox's.
 bundle=$out/bundle
-rm -rf "$bundle" && mkdir -p "$bundle"
-(cd "$bundle" && runc spec)
-python3 - "$bundle/config.json" "$rootfs" <<'EOF'
-import json, sys
-path, rootfs = sys.argv[1], sys.argv[2]
-spec = json.load(open(path))
-spec["process"]["terminal"] = False
-spec["process"]["args"] = ["/payload"]
-spec["root"] = {"path": rootfs, "readonly": False}
-spec["linux"]["namespaces"].append({"type": "cgroup"})
-json.dump(spec, open(path, "w"), indent=1)
-EOF
+make_bundle "$bundle" "$rootfs" /payload
 
 commands=$out/commands.tsv
 {
@@ -86,50 +76,33 @@ commands=$out/commands.tsv
     printf 'chroot\t%s\t%s\t/payload\n' "$(command -v chroot)" "$rootfs"
 } >"$commands"
 
-# crun 1.8 refuses a hybrid host whose cgroup2 mount has controllers; in a
-# private mount namespace with that file masked it does its v1 work. Every
-# command runs in that same namespace, so the comparison stays fair. The
-# namespace has its own network (lo up, no way out) and its own /run: the
-# bridge rows make their bridge, NAT tables, ip_forward and state there,
-# never on the host.
-in_bench_ns() {
-    local controllers=/sys/fs/cgroup/unified/cgroup.controllers
-    : >"$out/empty"
-    unshare -m -n --propagation private sh -c '
-        set -e
-        mount -t tmpfs tmpfs /run
-        ip link set lo up
-        # (read, not test -s: cgroup files report a size of 0)
-        if [ -n "$(cat "$2" 2>/dev/null)" ]; then mount --bind "$1" "$2"; fi
-        shift 2
-        exec "$@"' sh "$out/empty" "$controllers" "$@"
-}
-
+# Every command runs in the same private namespace (bench/lib.sh): crun
+# can work on this hybrid host there, and the bridge rows' network stays there.
 say "checking every command runs"
-in_bench_ns "$out/timer" rounds 1 "$commands" >"$out/check.txt"
+in_bench_ns "$out" "$out/timer" rounds 1 "$commands" >"$out/check.txt"
 awk '$6 != 0 { print "bench: " $1 " exits " $6 " (left out of the table)"; bad = 1 } END { exit 0 }' "$out/check.txt" >&2
 
 say "$rounds rounds, interleaved"
-in_bench_ns "$out/timer" rounds "$rounds" "$commands" >"$out/rounds.txt"
+in_bench_ns "$out" "$out/timer" rounds "$rounds" "$commands" >"$out/rounds.txt"
 
 # As a script or CI job would: every command right after another runtime's
 # run, cgroup work and all (runc's writes to cgroup.procs, its rmdirs).
 say "$rounds rounds, each command right after runc"
-in_bench_ns "$out/timer" after "$rounds" "$commands" runc >"$out/after-runc.txt"
+in_bench_ns "$out" "$out/timer" after "$rounds" "$commands" runc >"$out/after-runc.txt"
 
 # As a user who starts a container now and then: each after 300 ms of
 # nothing. Fewer rounds (the waiting dominates) and only the container rows.
 idle_rounds=$(( rounds < 40 ? rounds : 40 ))
 grep -E '^(toybox|toybox-bridge|floor|floor\+mounts|bwrap|crun|runc)	' "$commands" >"$out/idle-commands.tsv"
 say "$idle_rounds rounds, each command after 300 ms idle"
-in_bench_ns "$out/timer" idle "$idle_rounds" "$out/idle-commands.tsv" 300 >"$out/idle.txt"
+in_bench_ns "$out" "$out/timer" idle "$idle_rounds" "$out/idle-commands.tsv" 300 >"$out/idle.txt"
 
 # The bridge rows above are each the only container: every run makes and
 # removes the bridge and the shared table. Here another container keeps them
 # up, as when containers run side by side.
 say "$rounds rounds with the bridge already up"
 grep -E '^(toybox|toybox-bridge|toybox-bridge-p)	' "$commands" >"$out/warm-commands.tsv"
-in_bench_ns sh -c '"$1" --net bridge --init -m "$2" -c /bin/sleep 100000 & s=$!; sleep 0.5
+in_bench_ns "$out" sh -c '"$1" --net bridge --init -m "$2" -c /bin/sleep 100000 & s=$!; sleep 0.5
     "$3" rounds "$4" "$5"; status=$?; kill "$s"; wait "$s"; exit $status' \
     sh "$toybox" "$rootfs" "$out/timer" "$rounds" "$out/warm-commands.tsv" >"$out/warm.txt" || true
 
@@ -137,8 +110,8 @@ say "bursts of 8 and 32"
 : >"$out/bursts.txt"
 for n in 8 32; do
     for burst in 1 2 3 4 5; do
-        in_bench_ns "$out/timer" burst "$n" "toybox-$n" "$toybox" -m "$rootfs" -c /payload hostname >>"$out/bursts.txt"
-        in_bench_ns "$out/timer" burst "$n" "floor-$n" "$out/floor" "$rootfs" /payload >>"$out/bursts.txt"
+        in_bench_ns "$out" "$out/timer" burst "$n" "toybox-$n" "$toybox" -m "$rootfs" -c /payload hostname >>"$out/bursts.txt"
+        in_bench_ns "$out" "$out/timer" burst "$n" "floor-$n" "$out/floor" "$rootfs" /payload >>"$out/bursts.txt"
     done
 done
 left=$(find /sys/fs/cgroup -maxdepth 3 -type d \( -name 'floor-*' -o -name '*-*-[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]' \) 2>/dev/null | head -n 3)

@@ -1,16 +1,21 @@
-//! The plain test harness tests/container.rs, tests/unpack.rs and tests/oci.rs
-//! share (no libtest: the tests run one at a time, as root, against real
-//! containers, and a skip says why). `cargo test --release --test NAME -- SUBSTRING`
+//! The plain test harness tests/container.rs, tests/unpack.rs, tests/oci.rs
+//! and tests/podman.rs share (no libtest: the tests run one at a time, as
+//! root, against real containers, and a skip says why). `cargo test --release --test NAME -- SUBSTRING`
 //! runs the tests whose names contain SUBSTRING.
 
 use std::io::Write;
 use std::time::Instant;
 
 /// The tests named on the command line, or all of them.
+#[allow(dead_code)] // tests/podman.rs names its rows at run time: it asks wanted()
 pub fn selected<'a, T>(tests: &'a [(&'static str, T)]) -> Vec<&'a (&'static str, T)> {
-    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
-    let wanted = |name: &str| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()));
     tests.iter().filter(|(name, _)| wanted(name)).collect()
+}
+
+/// Whether the command line selects the test `name` (no filter: all do).
+pub fn wanted(name: &str) -> bool {
+    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()))
 }
 
 #[derive(Default)]
