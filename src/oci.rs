@@ -174,6 +174,8 @@ struct Cpu {
     shares: Option<u64>,
     quota: Option<i64>,
     period: Option<u64>,
+    cpus: Option<String>,
+    mems: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -397,12 +399,15 @@ fn child_config(spec: Spec, bundle: &Path, id: &str) -> Result<ChildConfig> {
     let linux = spec.linux;
     let Namespaces { new: namespaces, joined: joined_namespaces, user: user_namespace } =
         namespaces(&linux.namespaces)?;
-    if !namespaces.contains(CloneFlags::CLONE_NEWNS) {
-        return Err(bad("toybox needs a mount namespace of the container's own"));
+    // New or joined: pivot_root in the host's own mount namespace would
+    // move the host's root.
+    let has = |flag| namespaces.contains(flag) || joined_namespaces.iter().any(|(f, _)| *f == flag);
+    if !has(CloneFlags::CLONE_NEWNS) {
+        return Err(bad("toybox needs a mount namespace, of the container's own or joined"));
     }
     let hostname = match spec.hostname {
-        Some(name) if !namespaces.contains(CloneFlags::CLONE_NEWUTS) => {
-            return Err(bad(format!("hostname {name:?} without a uts namespace of its own")));
+        Some(name) if !has(CloneFlags::CLONE_NEWUTS) => {
+            return Err(bad(format!("hostname {name:?} without a uts namespace to set it in")));
         }
         name => name,
     };
@@ -501,7 +506,7 @@ fn namespaces(list: &[Namespace]) -> Result<Namespaces> {
             // toybox makes its user namespace after the mounts, from inside.
             (None, CloneFlags::CLONE_NEWUSER) => user = true,
             (None, _) => new |= flag,
-            (Some(path), CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWPID) => {
+            (Some(path), CloneFlags::CLONE_NEWUSER) => {
                 let what = format!(
                     "joining a {} namespace ({}) is not supported yet",
                     ns.kind,
@@ -700,6 +705,15 @@ fn cgroup_settings(
         let quota = cpu.quota.unwrap_or(-1);
         v1.push(setting("cpu", "cpu.cfs_quota_us", quota.to_string(), true));
         v2.push(setting("cpu", "cpu.max", format!("{} {period}", number(quota)), true));
+    }
+    // The cpuset controller's lists ("0-1,3"), the same file names in v1 and v2.
+    let lists = [("cpuset.cpus", &cpu.cpus), ("cpuset.mems", &cpu.mems)];
+    for (file, list) in lists.into_iter().filter_map(|(f, l)| Some((f, l.as_ref()?))) {
+        if list.is_empty() || !list.chars().all(|c| c.is_ascii_digit() || ",-".contains(c)) {
+            return Err(bad(format!("linux.resources.cpu: {file} {list:?} is not a list")));
+        }
+        v1.push(setting("cpuset", file, list.clone(), true));
+        v2.push(setting("cpuset", file, list.clone(), true));
     }
     if let Some(pids) = &resources.pids {
         let limit = if pids.limit <= 0 { "max".to_string() } else { pids.limit.to_string() };

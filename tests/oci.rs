@@ -453,6 +453,28 @@ fn cgroups_path_from_config(rootfs: &Path) -> Outcome {
     })
 }
 
+/// linux.resources.cpu's cpus and mems, read back from inside: the kernel's
+/// own account of where the process may run. In a group of its own under a
+/// parent toybox makes (on v1 both start with no CPUs and take no task).
+fn cpuset_from_config(rootfs: &Path) -> Outcome {
+    let script = "grep -E '^(Cpus|Mems)_allowed_list' /proc/self/status | tr -d ':\t' \
+                  | sed 's/list/list /'";
+    let bundle = Bundle::new("cpuset", "toybox", rootfs, |c| {
+        set_args(c, &["/bin/sh", "-c", script]);
+        c["linux"]["cgroupsPath"] = json!("/toybox-oci-cpuset/oci-cpuset");
+        c["linux"]["resources"]["cpu"] = json!({"cpus": "0", "mems": "0"});
+    })?;
+    let run = bundle.run("oci-cpuset");
+    for controller in fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+        let _ = fs::remove_dir(controller.path().join("toybox-oci-cpuset"));
+    }
+    let _ = fs::remove_dir("/sys/fs/cgroup/toybox-oci-cpuset");
+    let run = run?;
+    run.expect_code(0)?;
+    run.expect("Cpus_allowed_list", "0")?;
+    run.expect("Mems_allowed_list", "0")
+}
+
 /// A user namespace with config.json's maps: uid 0 inside is 100000 on
 /// the host, and the host's root, unmapped, owns the rootfs as nobody.
 fn user_namespace_maps(rootfs: &Path) -> Outcome {
@@ -556,42 +578,56 @@ fn mount_parents_and_propagation(rootfs: &Path) -> Outcome {
     })
 }
 
-/// linux.namespaces: a network namespace joined by path is that one; one
-/// left out is the host's.
+/// linux.namespaces: network, uts (with the config's hostname), mount and
+/// pid namespaces joined by path are those; one left out is the host's.
 fn namespaces_by_path_and_absent(rootfs: &Path) -> Outcome {
+    // unshare(1) forks sleep into the new PID namespace: sleep holds them all.
     let mut holder = Command::new("unshare")
-        .args(["--net", "sleep", "30"])
+        .args(["--net", "--uts", "--mount", "--pid", "--fork", "--kill-child", "sleep", "30"])
         .spawn()
         .map_err(|e| format!("unshare: {e}"))?;
-    let pid = holder.id();
+    let unshare = holder.id();
     let link =
         |path: &str| fs::read_link(path).map(|l| l.display().to_string()).unwrap_or_default();
     let own = link("/proc/self/ns/net");
-    // unshare(1) swaps namespaces before it execs sleep: wait for the new one.
-    let mut theirs = String::new();
+    let kinds = [("net", "network"), ("uts", "uts"), ("mnt", "mount"), ("pid", "pid")];
+    let mut theirs = Vec::new();
     for _ in 0..100 {
-        theirs = link(&format!("/proc/{pid}/ns/net"));
-        if !theirs.is_empty() && theirs != own {
-            break;
+        let children = fs::read_to_string(format!("/proc/{unshare}/task/{unshare}/children"));
+        if let Some(sleep) = children.unwrap_or_default().split_whitespace().next() {
+            theirs = kinds.iter().map(|(ns, _)| link(&format!("/proc/{sleep}/ns/{ns}"))).collect();
+            if theirs[0] != own && !theirs[0].is_empty() {
+                theirs.push(format!("/proc/{sleep}/ns"));
+                break;
+            }
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    let script = &["/bin/sh", "-c", "echo net $(readlink /proc/self/ns/net)"];
-    let joined = Bundle::new("netpath", "toybox", rootfs, |c| {
-        set_args(c, script);
-        let path = format!("/proc/{pid}/ns/net");
+    let Some(dir) = theirs.pop() else {
+        let _ = holder.kill();
+        return Err("unshare's sleep never showed up".into());
+    };
+    let script = "for ns in net uts mnt pid; do echo $ns $(readlink /proc/self/ns/$ns); done; \
+                  echo hostname $(hostname)";
+    let joined = Bundle::new("nspath", "toybox", rootfs, |c| {
+        set_args(c, &["/bin/sh", "-c", script]);
+        c["hostname"] = json!("joined-uts");
         for ns in c["linux"]["namespaces"].as_array_mut().into_iter().flatten() {
-            if ns["type"] == "network" {
-                ns["path"] = json!(path);
+            if let Some((file, _)) = kinds.iter().find(|(_, kind)| ns["type"] == *kind) {
+                ns["path"] = json!(format!("{dir}/{file}"));
             }
         }
     })?;
-    let run = joined.run("oci-netpath");
+    let run = joined.run("oci-nspath");
     let _ = holder.kill();
     let _ = holder.wait();
     let run = run?;
     run.expect_code(0)?;
-    run.expect("net", &theirs)?;
+    for ((ns, _), want) in kinds.iter().zip(&theirs) {
+        run.expect(ns, want)?;
+    }
+    run.expect("hostname", "joined-uts")?;
+    let script = &["/bin/sh", "-c", "echo net $(readlink /proc/self/ns/net)"];
     let host = Bundle::new("nonet", "toybox", rootfs, |c| {
         set_args(c, script);
         if let Some(list) = c["linux"]["namespaces"].as_array_mut() {
@@ -1570,6 +1606,7 @@ const TESTS: &[(&str, Test)] = &[
     ("seccomp_profile_and_exit_code", seccomp_profile_and_exit_code),
     ("pids_limit_from_config", pids_limit_from_config),
     ("cgroups_path_from_config", cgroups_path_from_config),
+    ("cpuset_from_config", cpuset_from_config),
     ("user_namespace_maps", user_namespace_maps),
     ("devices_and_oom_score", devices_and_oom_score),
     ("mount_parents_and_propagation", mount_parents_and_propagation),

@@ -1262,6 +1262,12 @@ fn create_cgroups_v1(group: &Path, settings: &[CgroupSetting]) -> Result<Cgroups
                 }
                 fs::create_dir(&made).stage("cgroups", format!("mkdir {}", made.display()))?;
                 cgroups.groups.push(V1Group { controller, from, made });
+                // >> 19 oci
+                if controller == "cpuset" {
+                    let last = cgroups.groups.len() - 1;
+                    inherit_cpuset(&cgroups.groups[last].made)?;
+                }
+                // << 19
                 cgroups.groups.len() - 1
             }
         };
@@ -1302,6 +1308,33 @@ pub(crate) fn read_kernel_file(path: impl AsRef<Path>) -> io::Result<String> {
     String::from_utf8(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 // << 09
+
+// >> 19 oci
+/// A v1 cpuset group starts with no CPUs and no memory nodes, and takes no
+/// task until it has both (cgroups(7), Documentation/admin-guide/cgroup-v1/
+/// cpusets.rst); its own may only be a subset of its parent's. So each
+/// group from the top down gets its parent's lists where it has none.
+fn inherit_cpuset(group: &Path) -> Result<()> {
+    let top = Path::new(CGROUP_ROOT).join("cpuset");
+    let below = group.strip_prefix(&top).unwrap_or(Path::new(""));
+    let mut dir = top;
+    for part in below.components() {
+        let parent = dir.clone();
+        dir.push(part);
+        for file in ["cpuset.cpus", "cpuset.mems"] {
+            let own = read_kernel_file(dir.join(file)).unwrap_or_default();
+            if own.trim().is_empty() {
+                let from = parent.join(file);
+                let list =
+                    read_kernel_file(&from).stage("cgroups", format!("read {}", from.display()))?;
+                let to = dir.join(file);
+                fs::write(&to, list.trim()).stage("cgroups", format!("write {}", to.display()))?;
+            }
+        }
+    }
+    Ok(())
+}
+// << 19
 
 /// Write one limit; an optional file the kernel does not have is skipped.
 fn write_setting(group: &Path, setting: &CgroupSetting) -> Result<()> {
@@ -1447,6 +1480,7 @@ fn clone_child(
     progress: Progress,
 ) -> Result<Container> {
     let child = || run_child(config, sock, &signals.original, progress);
+    let _back = join_pid_namespace(&config.joined_namespaces)?; // >> 19
     // >> 09 cgroup v2
     if let Cgroups::V2(group) = cgroups
         && let Some(fd) = group.fd()
@@ -1806,11 +1840,36 @@ fn remount_nodev(rootfs: &Path) -> Result<()> {
 // >> 19 oci
 /// setns(2) into each namespace given by a path, such as /proc/PID/ns/net.
 fn join_namespaces(joined: &[(CloneFlags, PathBuf)]) -> Result<()> {
-    for (kind, path) in joined {
+    // The parent joined the PID namespace for the clone (join_pid_namespace).
+    for (kind, path) in joined.iter().filter(|(kind, _)| *kind != CloneFlags::CLONE_NEWPID) {
         let file = fs::File::open(path).stage("namespaces", format!("open {}", path.display()))?;
         nix::sched::setns(&file, *kind).stage("namespaces", format!("setns {}", path.display()))?;
     }
     Ok(())
+}
+
+/// setns(2) into a PID namespace changes only where the caller's children
+/// are born, so the parent joins the config's before the clone, and this
+/// takes it back to its own once dropped.
+struct OwnPidNamespace(fs::File);
+
+fn join_pid_namespace(joined: &[(CloneFlags, PathBuf)]) -> Result<Option<OwnPidNamespace>> {
+    let Some((_, path)) = joined.iter().find(|(kind, _)| *kind == CloneFlags::CLONE_NEWPID) else {
+        return Ok(None);
+    };
+    let own = fs::File::open("/proc/self/ns/pid").stage("clone", "open /proc/self/ns/pid")?;
+    let file = fs::File::open(path).stage("namespaces", format!("open {}", path.display()))?;
+    let flag = CloneFlags::CLONE_NEWPID;
+    nix::sched::setns(&file, flag).stage("namespaces", format!("setns {}", path.display()))?;
+    Ok(Some(OwnPidNamespace(own)))
+}
+
+impl Drop for OwnPidNamespace {
+    fn drop(&mut self) {
+        if let Err(e) = nix::sched::setns(&self.0, CloneFlags::CLONE_NEWPID) {
+            eprintln!("toybox: clone: setns back to toybox's own pid namespace: {e}");
+        }
+    }
 }
 
 /// open_tree(2) with OPEN_TREE_CLONE (Linux 5.2): a detached copy of the
