@@ -1135,6 +1135,21 @@ fn lifecycle_terminal_rules(rootfs: &Path, rt: &Runtime) -> Outcome {
     })
 }
 
+/// What the container writes to the pty until EIO: no process holds its
+/// other end any more.
+fn read_until_closed(pty: &mut fs::File) -> String {
+    use std::io::Read;
+    let mut output = Vec::new();
+    let mut buffer = [0u8; 1024];
+    while let Ok(n) = pty.read(&mut buffer) {
+        if n == 0 {
+            break;
+        }
+        output.extend(&buffer[..n]);
+    }
+    String::from_utf8_lossy(&output).into_owned()
+}
+
 /// The pty master as the console socket receives it: one message, its
 /// data (runc: the pty's path) and one descriptor.
 fn receive_pty(listener: &std::os::unix::net::UnixListener) -> Result<(String, fs::File), String> {
@@ -1163,7 +1178,7 @@ fn receive_pty(listener: &std::os::unix::net::UnixListener) -> Result<(String, f
 /// exits, and through it the test talks to the container: `tty` names a
 /// pty of the container's, and a line typed is read.
 fn lifecycle_console_socket(rootfs: &Path, rt: &Runtime) -> Outcome {
-    use std::io::{Read, Write};
+    use std::io::Write;
     let id = format!("life-console-{}", rt.name);
     let script = "tty; read line; echo \"got $line\"";
     let bundle = life_bundle("console", rt, rootfs, &id, |c| {
@@ -1185,16 +1200,7 @@ fn lifecycle_console_socket(rootfs: &Path, rt: &Runtime) -> Outcome {
         }
         rt.call(&["start", &id])?.expect_code(0)?;
         pty.write_all(b"hello\n").map_err(|e| e.to_string())?;
-        let mut output = Vec::new();
-        let mut buffer = [0u8; 1024];
-        // Until EIO: no process holds the pty's other end any more.
-        while let Ok(n) = pty.read(&mut buffer) {
-            if n == 0 {
-                break;
-            }
-            output.extend(&buffer[..n]);
-        }
-        let output = String::from_utf8_lossy(&output);
+        let output = read_until_closed(&mut pty);
         expect(output.contains("/dev/pts/0") && output.contains("got hello"), || {
             format!("through the pty: {output:?}")
         })?;
@@ -1436,7 +1442,7 @@ fn exec_detach_pid_file(rootfs: &Path, rt: &Runtime) -> Outcome {
 /// socket (lifecycle's receive_pty), and through it the test talks to the
 /// exec'd shell, whose terminal is one of the container's ptys.
 fn exec_console_socket(rootfs: &Path, rt: &Runtime) -> Outcome {
-    use std::io::{Read, Write};
+    use std::io::Write;
     let id = format!("exec-console-{}", rt.name);
     let bundle = exec_container("exec-console", rt, rootfs, &id)?;
     let script = "tty; read line; echo \"got $line\"";
@@ -1460,15 +1466,7 @@ fn exec_console_socket(rootfs: &Path, rt: &Runtime) -> Outcome {
             expect(name.starts_with("/dev/pts/"), || format!("the message's data: {name:?}"))?;
         }
         pty.write_all(b"hello\n").map_err(|e| e.to_string())?;
-        let mut output = Vec::new();
-        let mut buffer = [0u8; 1024];
-        while let Ok(n) = pty.read(&mut buffer) {
-            if n == 0 {
-                break;
-            }
-            output.extend(&buffer[..n]);
-        }
-        let output = String::from_utf8_lossy(&output);
+        let output = read_until_closed(&mut pty);
         expect(output.contains("/dev/pts/") && output.contains("got hello"), || {
             format!("through the pty: {output:?}")
         })

@@ -202,13 +202,10 @@ pub fn exec_into(name: &str, uid: Option<u32>, command: &[String]) -> Result<i32
         return Err(fail("exec", what, EXIT_TOYBOX_FAILED));
     };
     let uid = uid.unwrap_or(state.uid);
-    let (namespaces, pid_ns) = open_namespaces(state.pid)?;
-    let own_pid_ns = fs::File::open("/proc/self/ns/pid").stage("exec", "open /proc/self/ns/pid")?;
-    let cgroups = open_cgroups(state.pid)?;
+    let entry = enter(state.pid)?;
     let signals = block_signals()?;
     let tty = terminal::wanted();
     let (parent_sock, child_sock) = create_socketpair()?;
-    setns(pid_ns.as_fd(), CloneFlags::CLONE_NEWPID).stage("exec", "setns(pid)")?;
     // SAFETY: toybox has one thread here, so fork(2) is safe.
     let pid = match unsafe { fork() }.stage("exec", "fork")? {
         ForkResult::Parent { child } => child,
@@ -216,7 +213,7 @@ pub fn exec_into(name: &str, uid: Option<u32>, command: &[String]) -> Result<i32
             let result = (|| {
                 sigprocmask(SigmaskHow::SIG_SETMASK, Some(&signals.original), None)
                     .stage("exec", "restore signal mask")?;
-                join_container(&cgroups, &namespaces)?;
+                entry.join()?;
                 crate::switch_user(&crate::User::contained(uid))?;
                 // Should toybox exec be killed, its command goes with it.
                 crate::die_with_parent(&child_sock)?;
@@ -239,9 +236,7 @@ pub fn exec_into(name: &str, uid: Option<u32>, command: &[String]) -> Result<i32
     };
     drop(child_sock);
     let mut container = Container { pid, reaped: false };
-    // Back to toybox's own: clone(2) refuses threads (the terminal relay's)
-    // while children would be born into another PID namespace.
-    setns(own_pid_ns.as_fd(), CloneFlags::CLONE_NEWPID).stage("exec", "setns(own pid)")?;
+    entry.leave()?;
     let relay = match tty {
         true => Some(terminal::relay_parent(&parent_sock)?),
         false => None,
@@ -268,16 +263,43 @@ fn open_namespaces(pid: Pid) -> Result<(Vec<Namespace>, OwnedFd)> {
     Ok((namespaces, open_ns("pid")?))
 }
 
-/// In the forked child: into the container's groups, while the host's
-/// cgroup files are still in view, then into its namespaces.
-fn join_container(cgroups: &[(String, OwnedFd)], namespaces: &[Namespace]) -> Result<()> {
-    for (file, fd) in cgroups {
-        nix::unistd::write(fd, b"0").stage("exec", format!("write {file}"))?;
+/// What entering the container whose process is `pid` takes, opened while
+/// toybox still sees the host: its namespaces and groups, and toybox's own
+/// PID namespace to come back to.
+struct Entry {
+    namespaces: Vec<Namespace>,
+    cgroups: Vec<(String, OwnedFd)>,
+    own_pid_ns: fs::File,
+}
+
+/// The container's PID namespace is entered at once: it takes effect only
+/// for the child toybox forks next (setns(2)).
+fn enter(pid: Pid) -> Result<Entry> {
+    let (namespaces, pid_ns) = open_namespaces(pid)?;
+    let own_pid_ns = fs::File::open("/proc/self/ns/pid").stage("exec", "open /proc/self/ns/pid")?;
+    let cgroups = open_cgroups(pid)?;
+    setns(pid_ns.as_fd(), CloneFlags::CLONE_NEWPID).stage("exec", "setns(pid)")?;
+    Ok(Entry { namespaces, cgroups, own_pid_ns })
+}
+
+impl Entry {
+    /// In the forked child: into the container's groups, while the host's
+    /// cgroup files are still in view, then into its namespaces.
+    fn join(&self) -> Result<()> {
+        for (file, fd) in &self.cgroups {
+            nix::unistd::write(fd, b"0").stage("exec", format!("write {file}"))?;
+        }
+        for (ns, flag, fd) in &self.namespaces {
+            setns(fd.as_fd(), *flag).stage("exec", format!("setns({ns})"))?;
+        }
+        Ok(())
     }
-    for (ns, flag, fd) in namespaces {
-        setns(fd.as_fd(), *flag).stage("exec", format!("setns({ns})"))?;
+
+    /// Back to toybox's own: clone(2) refuses threads (the terminal
+    /// relay's) while children would be born into another PID namespace.
+    fn leave(&self) -> Result<()> {
+        setns(self.own_pid_ns.as_fd(), CloneFlags::CLONE_NEWPID).stage("exec", "setns(own pid)")
     }
-    Ok(())
 }
 
 /// The file that joins every group the container's PID 1 is in, opened now,
