@@ -560,9 +560,33 @@ fn detached_exec_stop_rm(p: &Podman) -> Outcome {
     ps.expect_stdout("")
 }
 
+/// podman's default seccomp profile (containers-common's seccomp.json, sent
+/// in config.json) as the container meets it, read by the probe from
+/// inside: add_key falls to the profile's defaultErrnoRet (ENOSYS),
+/// perf_event_open to an EPERM rule for want of CAP_SYS_ADMIN,
+/// personality(0xffffffff) to an allow rule with an argument compare, and,
+/// with CAP_AUDIT_WRITE dropped, an audit netlink socket to an EINVAL rule
+/// comparing two arguments. With seccomp=unconfined each call gets the
+/// kernel's own answer.
+fn default_seccomp_profile(p: &Podman) -> Outcome {
+    let drop = ["--rm", "--cap-drop", "AUDIT_WRITE"];
+    let unconfined = ["--rm", "--cap-drop", "AUDIT_WRITE", "--security-opt", "seccomp=unconfined"];
+    let cases: [(&[&str], &str); 2] = [
+        (&drop, "add_key ENOSYS\nperf_event_open EPERM\npersonality OK\nnetlink_audit EINVAL\n"),
+        (&unconfined, "add_key EFAULT\nperf_event_open EFAULT\npersonality OK\nnetlink_audit OK\n"),
+    ];
+    for (extra, want) in cases {
+        let run = p.exec(&p.run_words(extra, &["/probe", "profile"]))?;
+        run.expect_code(0)?;
+        run.expect_stdout(want)?;
+    }
+    Ok(())
+}
+
 const CHECKS: &[(&str, Check)] = &[
     ("run_echo", run_echo),
     ("run_echo_unconfined", run_echo_unconfined),
+    ("default_seccomp_profile", default_seccomp_profile),
     ("run_exit_codes", run_exit_codes),
     ("run_tty", run_tty),
     ("detached_exec_stop_rm", detached_exec_stop_rm),

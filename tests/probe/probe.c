@@ -25,6 +25,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
@@ -407,6 +408,21 @@ static int mode_forkbomb(void)
 	return 0;
 }
 
+/* What podman's default seccomp profile decides, call by call: add_key is
+ * in no allow rule (its defaultErrnoRet, ENOSYS), perf_event_open needs
+ * CAP_SYS_ADMIN (EPERM), personality(0xffffffff) only asks (allowed by an
+ * argument compare), and without CAP_AUDIT_WRITE an audit netlink socket
+ * is refused with EINVAL (two compares). Without a filter: EFAULT, EFAULT,
+ * OK, OK. */
+static int mode_profile(void)
+{
+	report("add_key", syscall(SYS_add_key, NULL, NULL, NULL, 0, 0));
+	report("perf_event_open", syscall(SYS_perf_event_open, NULL, 0, -1, -1, 0));
+	report("personality", syscall(SYS_personality, 0xffffffffUL));
+	report("netlink_audit", socket(AF_NETLINK, SOCK_RAW, 9 /* NETLINK_AUDIT */));
+	return 0;
+}
+
 static void exit_with_signal_status(int sig) { _exit(128 + sig); }
 
 int main(int argc, char **argv)
@@ -417,6 +433,8 @@ int main(int argc, char **argv)
 		return mode_syscalls();
 	if (!strcmp(mode, "caps"))
 		return mode_caps();
+	if (!strcmp(mode, "profile"))
+		return mode_profile();
 	if (!strcmp(mode, "identity"))
 		return mode_identity();
 	if (!strcmp(mode, "ls") && argc > 2)
