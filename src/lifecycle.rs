@@ -241,12 +241,23 @@ fn open(root: &Path, id: &str) -> Result<Container> {
     };
     let path = dir.join(STATE);
     let text = match fs::read_to_string(&path) {
-        Err(e) if e.kind() == ErrorKind::NotFound => return Err(does_not_exist(id)),
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            // A `create` killed before its first write: the lock is free,
+            // so nobody is making it any more. Nothing else of it exists.
+            let _ = fs::remove_dir_all(&dir);
+            return Err(does_not_exist(id));
+        }
         text => text.stage("state", format!("read {}", path.display()))?,
     };
     let saved = serde_json::from_str(&text)
         .map_err(|e| fail("state", format!("{}: {e}", path.display()), EXIT_TOYBOX_FAILED))?;
     Ok(Container { dir, saved, _lock: lock })
+}
+
+fn write_state(dir: &Path, saved: &Saved) -> Result<()> {
+    let text = serde_json::to_string(saved)
+        .map_err(|e| fail("state", e.to_string(), EXIT_TOYBOX_FAILED))?;
+    write_atomically(&dir.join(STATE), &text)
 }
 
 /// Written whole beside `path`, then renamed over it: a reader sees the old
@@ -318,7 +329,13 @@ fn create(
         .stage("state", format!("mkdir {}", root.display()))?;
     // mkdir claims the id: of two creates of one id, one gets EEXIST.
     let dir = root.join(id);
-    match fs::DirBuilder::new().mode(0o700).create(&dir) {
+    let mkdir = || fs::DirBuilder::new().mode(0o700).create(&dir);
+    // A directory a killed `create` left without a state goes with open().
+    let made = match mkdir() {
+        Err(e) if e.kind() == ErrorKind::AlreadyExists && open(root, id).is_err() => mkdir(),
+        made => made,
+    };
+    match made {
         Err(e) if e.kind() == ErrorKind::AlreadyExists => {
             let what = format!("container with id {id:?} exists");
             return Err(fail("create", what, EXIT_TOYBOX_FAILED));
@@ -327,6 +344,18 @@ fn create(
     }
     let mut made = NewDir { path: dir.clone(), keep: false };
     let _lock = lock(&dir)?;
+    // Written down before anything is made: should toybox be killed from
+    // here on, `delete` finds the groups (no process yet: stopped).
+    let mut saved = Saved {
+        id: id.to_string(),
+        pid: 0,
+        start_time: 0,
+        bundle: bundle.clone(),
+        created: rfc3339(SystemTime::now()),
+        cgroups: crate::planned_cgroups(&config),
+        annotations,
+    };
+    write_state(&dir, &saved)?;
     write_atomically(&dir.join(CONFIG), &text)?;
     let fifo = dir.join(FIFO);
     nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600))
@@ -341,20 +370,11 @@ fn create(
     config.kept_fds.extend(3..3 + preserve_fds.max(0));
     let console = console.map(|socket| (socket, console_size));
     crate::create_container(&config, console, progress, |pid, cgroups| {
-        let start_time = start_time(pid)
+        saved.start_time = start_time(pid)
             .ok_or_else(|| fail("create", format!("no /proc/{pid}/stat"), EXIT_TOYBOX_FAILED))?;
-        let saved = Saved {
-            id: id.to_string(),
-            pid: pid.as_raw(),
-            start_time,
-            bundle: bundle.clone(),
-            created: rfc3339(SystemTime::now()),
-            cgroups: cgroups.to_vec(),
-            annotations,
-        };
-        let text = serde_json::to_string(&saved)
-            .map_err(|e| fail("state", e.to_string(), EXIT_TOYBOX_FAILED))?;
-        write_atomically(&dir.join(STATE), &text)?;
+        saved.pid = pid.as_raw();
+        saved.cgroups = cgroups.to_vec();
+        write_state(&dir, &saved)?;
         if let Some(path) = pid_file {
             write_atomically(path, &pid.to_string())?;
         }
@@ -499,6 +519,10 @@ fn processes(saved: &Saved) -> Vec<i32> {
 }
 
 fn send(pid: i32, signal: i32) -> Result<()> {
+    if pid <= 0 {
+        // kill(2) would take 0 and -1 for the caller's group, or everyone.
+        return Err(fail("kill", format!("no process to signal (pid {pid})"), EXIT_TOYBOX_FAILED));
+    }
     // SAFETY: kill(2) takes numbers; any signal number may be sent.
     match unsafe { libc::kill(pid, signal) } {
         0 => Ok(()),

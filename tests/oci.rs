@@ -1569,6 +1569,64 @@ fn lifecycle_preserve_fds(rootfs: &Path, rt: &Runtime) -> Outcome {
     })
 }
 
+/// `create` killed (SIGKILL) at moments spread over its run: whatever it
+/// had made, its process must not live on unrecorded (blocked on the fifo
+/// with nothing to start or delete it), and one `delete --force` must leave
+/// nothing. A create that got as far as recording the container made one:
+/// delete cleans it as usual.
+fn create_killed_half_way(rootfs: &Path) -> Outcome {
+    let rt = Runtime::new("toybox");
+    let id = "life-killed".to_string();
+    let bundle = life_bundle("killed", &rt, rootfs, &id, |c| set_args(c, &["/bin/true"]))?;
+    let groups = || -> Vec<PathBuf> {
+        let dirs = fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten();
+        dirs.map(|d| d.path().join(LIFE_CGROUP).join(&id)).filter(|g| g.exists()).collect()
+    };
+    let busy = || {
+        let procs = |g: &PathBuf| fs::read_to_string(g.join("cgroup.procs")).unwrap_or_default();
+        groups().iter().map(procs).collect::<String>()
+    };
+    with_cleanup(&rt, &[&id], |_| {
+        for delay in (0..40).map(|step| step * 250) {
+            let pid_file = bundle.dir.join("pid").display().to_string();
+            let dir = bundle.dir.display().to_string();
+            let mut create = rt
+                .command(&["create", "--bundle", &dir, "--pid-file", &pid_file, &id])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .map_err(|e| e.to_string())?;
+            std::thread::sleep(std::time::Duration::from_micros(delay));
+            let _ = create.kill();
+            let status = create.wait().map_err(|e| e.to_string())?;
+            // Finished, or killed once the state was written and the
+            // process told: a created container, which delete cleans.
+            let state = rt.call(&["state", &id])?;
+            if status.success() || state.stdout.contains("\"created\"") {
+                rt.call(&["delete", "--force", &id])?.expect_code(0)?;
+                continue;
+            }
+            let mut left = busy();
+            for _ in 0..200 {
+                if left.trim().is_empty() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                left = busy();
+            }
+            expect(left.trim().is_empty(), || {
+                format!("killed after {delay} µs: still in its groups 2 s later: {left:?}")
+            })?;
+            rt.call(&["delete", "--force", &id])?.expect_code(0)?;
+            let after = rt.left_behind(&id, None);
+            expect(after.is_empty(), || {
+                format!("killed after {delay} µs, then delete: {after:?}")
+            })?;
+        }
+        Ok(())
+    })
+}
+
 const EXEC_TESTS: &[(&str, LifeTest)] = &[
     ("exec_process_inside", exec_process_inside),
     ("exec_detach_pid_file", exec_detach_pid_file),
@@ -1605,6 +1663,7 @@ const TESTS: &[(&str, Test)] = &[
     ("pids_limit_from_config", pids_limit_from_config),
     ("cgroups_path_from_config", cgroups_path_from_config),
     ("cpuset_from_config", cpuset_from_config),
+    ("create_killed_half_way", create_killed_half_way),
     ("user_namespace_maps", user_namespace_maps),
     ("devices_and_oom_score", devices_and_oom_score),
     ("mount_parents_and_propagation", mount_parents_and_propagation),

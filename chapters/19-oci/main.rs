@@ -886,6 +886,8 @@ pub(crate) fn create_container(
         return Err(error::reported(code));
     }
     record(container.pid, &cgroups.dirs())?;
+    // Until this byte the child ends itself should toybox die (end of file).
+    write(&parent_sock, b"k").stage("create", "tell the container it is recorded")?;
     container.reaped = true; // not ours to kill any more: `delete` does
     cgroups.keep();
     Ok(())
@@ -1159,6 +1161,22 @@ enum Cgroups {
     V1(CgroupsV1),
     V2(cgroup_v2::Group), // >> 09
 }
+
+// >> 19 oci
+/// The groups create_cgroups makes for `config`, known before it makes
+/// them: `create` writes them down first, for `delete` to find should
+/// toybox be killed half-way.
+pub(crate) fn planned_cgroups(config: &ChildConfig) -> Vec<PathBuf> {
+    let root = Path::new(CGROUP_ROOT);
+    if root.join("cgroup.controllers").exists() {
+        return vec![root.join(&config.cgroup)];
+    }
+    let mut controllers: Vec<&str> = config.cgroup_v1.iter().map(|s| s.controller).collect();
+    controllers.sort_unstable();
+    controllers.dedup();
+    controllers.iter().map(|c| root.join(c).join(&config.cgroup)).collect()
+}
+// << 19
 
 // >> 15 ps
 impl Cgroups {
@@ -1681,6 +1699,11 @@ fn child_stages(
 fn wait_for_start(sock: &OwnedFd, fifo: &OwnedFd) -> Result<()> {
     write(sock, b"r").stage("create", "tell toybox the container is ready")?;
     let mut byte = [0u8];
+    // Then toybox writes the state down. Killed before that, it leaves no
+    // record of this process: end of file, and the process ends.
+    if read(sock, &mut byte).ok() != Some(1) {
+        return Err(fail("create", "toybox create ended before it recorded the container", 125));
+    }
     loop {
         match read(fifo, &mut byte) {
             Ok(1) => return Ok(()),
