@@ -91,6 +91,7 @@ mod terminal; // >> 14
 mod unpack; // >> 17
 
 use std::borrow::Cow; // >> 08
+use std::ffi::CStr; // >> 19
 use std::ffi::CString;
 use std::fs;
 use std::io::Read; // >> 09
@@ -1900,19 +1901,29 @@ impl Drop for OwnPidNamespace {
 /// The target is then resolved inside the new root, so a symlink in the
 /// rootfs cannot point the bind at the host.
 fn open_tree(source: &Path, flags: MsFlags) -> Result<OwnedFd> {
-    const OPEN_TREE_CLONE: libc::c_uint = 1;
     let what = || format!("open_tree {}", source.display());
     let path = CString::new(source.as_os_str().as_encoded_bytes())
         .map_err(|_| fail("mounts", format!("{}: a NUL byte", what()), EXIT_TOYBOX_FAILED))?;
-    let mut tree_flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint;
+    clone_tree(libc::AT_FDCWD, &path, 0, flags).map_err(Errno::from_raw).stage("mounts", what())
+}
+
+/// open_tree(2)'s OPEN_TREE_CLONE of `path` at `dir`, recursive for rbind.
+fn clone_tree(
+    dir: RawFd,
+    path: &CStr,
+    at_flags: libc::c_int,
+    flags: MsFlags,
+) -> std::result::Result<OwnedFd, i32> {
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    let mut tree_flags =
+        OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | at_flags as libc::c_uint;
     if flags.contains(MsFlags::MS_REC) {
         tree_flags |= libc::AT_RECURSIVE as libc::c_uint; // rbind
     }
     // SAFETY: a NUL-terminated path; the call returns a new descriptor or -1.
-    let fd =
-        unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), tree_flags) };
+    let fd = unsafe { libc::syscall(libc::SYS_open_tree, dir, path.as_ptr(), tree_flags) };
     if fd < 0 {
-        return Err(Errno::last()).stage("mounts", what());
+        return Err(Errno::last_raw());
     }
     // SAFETY: the kernel just gave us this descriptor.
     Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as RawFd) })
@@ -1923,6 +1934,12 @@ fn open_tree(source: &Path, flags: MsFlags) -> Result<OwnedFd> {
 /// source's until remounted (mount(2), MS_REMOUNT|MS_BIND).
 fn attach_tree(tree: &OwnedFd, entry: &Mount, progress: Progress) -> Result<()> {
     const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
+    // A copy of the copy, made now: newer kernels keep a namespace's mounts
+    // sorted by id, so mountinfo lists them in the order they were made, and
+    // this one shows in the config's order. A kernel that refuses to clone a
+    // detached tree gets the first copy attached.
+    let fresh = clone_tree(tree.as_raw_fd(), c"", libc::AT_EMPTY_PATH, entry.flags).ok();
+    let tree = fresh.as_ref().unwrap_or(tree);
     let target = entry.target.as_str();
     let is_dir = fs::metadata(format!("/proc/self/fd/{}", tree.as_raw_fd())).map(|m| m.is_dir());
     match (is_dir, fs::symlink_metadata(target)) {

@@ -546,12 +546,15 @@ fn devices_and_oom_score(rootfs: &Path) -> Outcome {
 
 /// Mounts as podman sends them: a file bind and a tmpfs whose mount points
 /// lie under directories the rootfs does not have (made, as runc makes
-/// them), and `rprivate` among a tmpfs's options (a propagation type is a
-/// mount(2) call of its own).
+/// them), `rprivate` among a tmpfs's options (a propagation type is a
+/// mount(2) call of its own), and all of them listed in mountinfo in the
+/// config's order.
 fn mount_parents_and_propagation(rootfs: &Path) -> Outcome {
     let made = rootfs.join("oci-made");
     let _ = fs::remove_dir_all(&made);
     let script = "cat /oci-made/run/containerenv; \
+                  echo order $(cut -d' ' -f5 /proc/self/mountinfo | \
+                  grep -E '^/(proc|sys/fs/cgroup|oci-made/run/containerenv|oci-made/tmp/a)$'); \
                   grep ' /oci-made/tmp/a ' /proc/self/mountinfo | cut -d' ' -f6-";
     let marker = repo().join("target/oci-tests-containerenv");
     fs::write(&marker, "engine=toybox-test\n").map_err(|e| e.to_string())?;
@@ -571,6 +574,10 @@ fn mount_parents_and_propagation(rootfs: &Path) -> Outcome {
     let run = run?;
     run.expect_code(0)?;
     expect(run.stdout.contains("engine=toybox-test"), || run.describe())?;
+    // In mountinfo in the config's order, the bind too (runtime-tools'
+    // `mounts` checks it): proc first, the cgroup mount last of spec's.
+    let order = "/proc /sys/fs/cgroup /oci-made/run/containerenv /oci-made/tmp/a";
+    run.expect("order", order)?;
     // Field 6 on: mount options, then optional fields: no `shared:` peer group.
     let line = run.stdout.lines().last().unwrap_or("");
     expect(line.starts_with("rw,nosuid") && !line.contains("shared:"), || {
