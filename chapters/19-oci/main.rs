@@ -288,27 +288,27 @@ enum Subcommand {
         command: Vec<String>,
         // >> 19 oci
         /// OCI: the process to run, as config.json's `process` (runc exec -p)
-        #[arg(short, long, value_name = "FILE", help_heading = OCI)]
+        #[arg(short, long, value_name = "FILE", help_heading = OCI_EXEC)]
         process: Option<PathBuf>,
 
         /// OCI: exit once it runs, without waiting for it
-        #[arg(short, long, help_heading = OCI)]
+        #[arg(short, long, help_heading = OCI_EXEC)]
         detach: bool,
 
         /// OCI: write its pid (as the host sees it) here
-        #[arg(long, value_name = "FILE", help_heading = OCI)]
+        #[arg(long, value_name = "FILE", help_heading = OCI_EXEC)]
         pid_file: Option<PathBuf>,
 
         /// OCI: with process.terminal, send the pty to this unix socket
-        #[arg(long, value_name = "PATH", help_heading = OCI)]
+        #[arg(long, value_name = "PATH", help_heading = OCI_EXEC)]
         console_socket: Option<PathBuf>,
 
         /// OCI: accepted (conmon 2.1 sends it); process.terminal decides
-        #[arg(short, long, help_heading = OCI)]
+        #[arg(short, long, help_heading = OCI_EXEC)]
         tty: bool,
 
         /// OCI: pass descriptors 3 to 3+N-1 on to it too
-        #[arg(long, default_value_t = 0, value_name = "N", help_heading = OCI)]
+        #[arg(long, default_value_t = 0, value_name = "N", help_heading = OCI_EXEC)]
         preserve_fds: i32,
         // << 19
     },
@@ -422,6 +422,7 @@ enum Subcommand {
 
 // >> 19 oci
 const OCI: &str = "OCI runtime (runc's global flags, before the command)";
+const OCI_EXEC: &str = "OCI exec (runc exec's flags)";
 // << 19
 
 /// clap exits 2 on bad usage; a container runtime answers 125 (`docker run`).
