@@ -475,6 +475,17 @@ fn cpuset_from_config(rootfs: &Path) -> Outcome {
     run.expect("Mems_allowed_list", "0")
 }
 
+/// A user namespace in the config, uid and gid 0 inside being 100000 on the
+/// host, 65536 of each.
+fn add_user_namespace(c: &mut Value) {
+    if let Some(namespaces) = c["linux"]["namespaces"].as_array_mut() {
+        namespaces.push(json!({"type": "user"}));
+    }
+    let map = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    c["linux"]["uidMappings"] = map.clone();
+    c["linux"]["gidMappings"] = map;
+}
+
 /// A user namespace with config.json's maps: uid 0 inside is 100000 on
 /// the host, and the host's root, unmapped, owns the rootfs as nobody.
 fn user_namespace_maps(rootfs: &Path) -> Outcome {
@@ -482,12 +493,7 @@ fn user_namespace_maps(rootfs: &Path) -> Outcome {
                   echo uid $(id -u); echo owner $(stat -c %u /)";
     let bundle = Bundle::new("userns", "toybox", rootfs, |c| {
         set_args(c, &["/bin/sh", "-c", script]);
-        if let Some(namespaces) = c["linux"]["namespaces"].as_array_mut() {
-            namespaces.push(json!({"type": "user"}));
-        }
-        let map = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
-        c["linux"]["uidMappings"] = map.clone();
-        c["linux"]["gidMappings"] = map;
+        add_user_namespace(c);
     })?;
     let run = bundle.run("oci-userns")?;
     run.expect_code(0)?;
@@ -519,12 +525,7 @@ fn devices_and_oom_score(rootfs: &Path) -> Outcome {
                  "fileMode": 0o600, "uid": 3, "gid": 3},
             ]);
             if userns {
-                if let Some(namespaces) = c["linux"]["namespaces"].as_array_mut() {
-                    namespaces.push(json!({"type": "user"}));
-                }
-                let map = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
-                c["linux"]["uidMappings"] = map.clone();
-                c["linux"]["gidMappings"] = map;
+                add_user_namespace(c);
             }
         })?;
         let run = bundle.run("oci-devices")?;
