@@ -76,6 +76,7 @@ pub fn command(args: &Args, command: &Subcommand, progress: Progress) -> Result<
             id,
             progress,
         ),
+        Subcommand::Run { bundle, id } => run(root, bundle, id, progress),
         Subcommand::Start { id } => start(root, id),
         Subcommand::State { id } => state(root, id),
         Subcommand::Kill { all, id, signal } => kill_container(root, id, signal, *all),
@@ -287,41 +288,37 @@ impl Drop for NewDir {
 // The commands.
 // ---------------------------------------------------------------------------
 
-/// `create`: everything but the command, then exit; the pid file and the
-/// state are written before the exit (conmon reads the pid file at once).
-fn create(
-    root: &Path,
+/// The checks and config.json of `create` and `run`.
+fn read_bundle(
+    command: &str,
     bundle: &Path,
-    pid_file: Option<&Path>,
-    console: Option<&Path>,
-    preserve_fds: i32,
     id: &str,
     progress: Progress,
-) -> Result<i32> {
+) -> Result<(PathBuf, oci::Bundle)> {
     oci::check_id(id)?;
     crate::check_kernel()?;
     if !nix::unistd::Uid::effective().is_root() {
-        return Err(fail("checks", "toybox create needs root", EXIT_TOYBOX_FAILED));
+        return Err(fail("checks", format!("toybox {command} needs root"), EXIT_TOYBOX_FAILED));
     }
     let bundle =
         fs::canonicalize(bundle).stage("config", format!("bundle {}", bundle.display()))?;
     let read = progress.stage("config", || oci::read_bundle(&bundle, id))?;
-    let oci::Bundle { mut config, annotations, console_size, text } = read;
-    // runc's two rules: a terminal goes to a console socket, and a socket
-    // is for a terminal.
-    match (config.terminal, console) {
-        (true, None) => {
-            let what = "process.terminal needs --console-socket: toybox create has no \
-                        terminal of its own to give the container";
-            return Err(fail("create", what, EXIT_TOYBOX_FAILED));
-        }
-        (false, Some(_)) => {
-            let what = "--console-socket without process.terminal: no pty to send";
-            return Err(fail("create", what, EXIT_TOYBOX_FAILED));
-        }
-        _ => {}
-    }
-    oci::check_command(&config)?;
+    Ok((bundle, read))
+}
+
+/// The container's directory under the root, made (which claims the id),
+/// locked, with the state written before anything is made (no process
+/// yet, the groups about to be made: should toybox be killed from here on,
+/// `delete` finds them) and config.json as it is now, for `exec`. Removed
+/// again unless the caller keeps it.
+fn claim(
+    root: &Path,
+    id: &str,
+    bundle: &Path,
+    config: &crate::ChildConfig,
+    annotations: BTreeMap<String, String>,
+    text: &str,
+) -> Result<(PathBuf, NewDir, OwnedFd, Saved)> {
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -342,21 +339,84 @@ fn create(
         }
         made => made.stage("state", format!("mkdir {}", dir.display()))?,
     }
-    let mut made = NewDir { path: dir.clone(), keep: false };
-    let _lock = lock(&dir)?;
+    let made = NewDir { path: dir.clone(), keep: false };
+    let lock = lock(&dir)?;
     // Written down before anything is made: should toybox be killed from
     // here on, `delete` finds the groups (no process yet: stopped).
-    let mut saved = Saved {
+    let saved = Saved {
         id: id.to_string(),
         pid: 0,
         start_time: 0,
-        bundle: bundle.clone(),
+        bundle: bundle.to_path_buf(),
         created: rfc3339(SystemTime::now()),
-        cgroups: crate::planned_cgroups(&config),
+        cgroups: crate::planned_cgroups(config),
         annotations,
     };
     write_state(&dir, &saved)?;
-    write_atomically(&dir.join(CONFIG), &text)?;
+    write_atomically(&dir.join(CONFIG), text)?;
+    Ok((dir, made, lock, saved))
+}
+
+impl Saved {
+    /// The container's first process, once cloned: its pid, its start
+    /// time (so a reused pid never passes for it) and its groups.
+    fn set_process(&mut self, pid: Pid, cgroups: &[PathBuf]) -> Result<()> {
+        self.start_time = start_time(pid)
+            .ok_or_else(|| fail("state", format!("no /proc/{pid}/stat"), EXIT_TOYBOX_FAILED))?;
+        self.pid = pid.as_raw();
+        self.cgroups = cgroups.to_vec();
+        Ok(())
+    }
+}
+
+/// `run`: create, start and wait in one, as `runc run`. toybox stays the
+/// container's parent in the foreground (its terminal, signals, exit
+/// status), and the container is in the state meanwhile, for `state`,
+/// `kill` and `exec --process` from elsewhere. Its directory goes with it.
+fn run(root: &Path, bundle: &Path, id: &str, progress: Progress) -> Result<i32> {
+    let (bundle, read) = read_bundle("run", bundle, id, progress)?;
+    let oci::Bundle { mut config, annotations, text, .. } = read;
+    oci::check_command(&config)?;
+    // The pty is relayed to toybox's own terminal: without one, plain stdio.
+    config.terminal &= crate::terminal::wanted();
+    let (dir, _made, claimed, mut saved) = claim(root, id, &bundle, &config, annotations, &text)?;
+    drop(claimed); // `state`, `kill` and `exec` lock it while this one waits
+    crate::run_container(&config, progress, |pid, cgroups| {
+        let _lock = lock(&dir)?;
+        saved.set_process(pid, cgroups)?;
+        write_state(&dir, &saved)
+    })
+}
+
+/// `create`: everything but the command, then exit; the pid file and the
+/// state are written before the exit (conmon reads the pid file at once).
+fn create(
+    root: &Path,
+    bundle: &Path,
+    pid_file: Option<&Path>,
+    console: Option<&Path>,
+    preserve_fds: i32,
+    id: &str,
+    progress: Progress,
+) -> Result<i32> {
+    let (bundle, read) = read_bundle("create", bundle, id, progress)?;
+    let oci::Bundle { mut config, annotations, console_size, text } = read;
+    // runc's two rules: a terminal goes to a console socket, and a socket
+    // is for a terminal.
+    match (config.terminal, console) {
+        (true, None) => {
+            let what = "process.terminal needs --console-socket: toybox create has no \
+                        terminal of its own to give the container";
+            return Err(fail("create", what, EXIT_TOYBOX_FAILED));
+        }
+        (false, Some(_)) => {
+            let what = "--console-socket without process.terminal: no pty to send";
+            return Err(fail("create", what, EXIT_TOYBOX_FAILED));
+        }
+        _ => {}
+    }
+    oci::check_command(&config)?;
+    let (dir, mut made, _lock, mut saved) = claim(root, id, &bundle, &config, annotations, &text)?;
     let fifo = dir.join(FIFO);
     nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600))
         .stage("create", format!("mkfifo {}", fifo.display()))?;
@@ -370,10 +430,7 @@ fn create(
     config.kept_fds.extend(3..3 + preserve_fds.max(0));
     let console = console.map(|socket| (socket, console_size));
     crate::create_container(&config, console, progress, |pid, cgroups| {
-        saved.start_time = start_time(pid)
-            .ok_or_else(|| fail("create", format!("no /proc/{pid}/stat"), EXIT_TOYBOX_FAILED))?;
-        saved.pid = pid.as_raw();
-        saved.cgroups = cgroups.to_vec();
+        saved.set_process(pid, cgroups)?;
         write_state(&dir, &saved)?;
         if let Some(path) = pid_file {
             write_atomically(path, &pid.to_string())?;

@@ -27,7 +27,7 @@ use serde::Deserialize;
 use crate::error::{EXIT_TOYBOX_FAILED, Result, Stage, fail};
 use std::borrow::Cow;
 
-use crate::{Capabilities, CgroupSetting, ChildConfig, Device, Mount, Progress, User};
+use crate::{Capabilities, CgroupSetting, ChildConfig, Device, Mount, User};
 
 /// The version `toybox spec` writes; any 1.x is read.
 pub const OCI_VERSION: &str = "1.0.2";
@@ -233,20 +233,6 @@ struct ArgRule {
 
 fn bad(what: impl Into<String>) -> crate::error::Error {
     fail("config", what, EXIT_TOYBOX_FAILED)
-}
-
-/// `toybox run [--bundle DIR] ID`.
-pub fn run(bundle: &Path, id: &str, progress: Progress) -> Result<i32> {
-    check_id(id)?;
-    crate::check_kernel()?;
-    if !nix::unistd::Uid::effective().is_root() {
-        return Err(fail("checks", "toybox run needs root", EXIT_TOYBOX_FAILED));
-    }
-    let Bundle { mut config, .. } = progress.stage("config", || read_bundle(bundle, id))?;
-    check_command(&config)?;
-    // The pty is relayed to toybox's own terminal: without one, plain stdio.
-    config.terminal &= crate::terminal::wanted();
-    crate::run_container(&config, progress)
 }
 
 /// process.args[0] in the rootfs, found before anything is made.

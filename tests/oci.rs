@@ -1635,6 +1635,43 @@ fn create_killed_half_way(rootfs: &Path) -> Outcome {
     })
 }
 
+/// `run` is create, start and wait in one, as `runc run`: while it waits
+/// in the foreground the container is in the state (running, with its
+/// pid), `kill` from elsewhere reaches it, run exits with its status
+/// (137), and its directory goes with it.
+fn lifecycle_run_in_state(rootfs: &Path, rt: &Runtime) -> Outcome {
+    let id = format!("life-run-{}", rt.name);
+    let bundle = life_bundle("run", rt, rootfs, &id, |c| set_args(c, &["/bin/sleep", "100"]))?;
+    with_cleanup(rt, &[&id], |pids| {
+        let dir = bundle.dir.display().to_string();
+        let mut run = rt
+            .command(&["run", "--bundle", &dir, &id])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        // Until run has written the state (runc's `state` fails before).
+        let mut state = Value::Null;
+        for _ in 0..200 {
+            let call = rt.call(&["state", &id])?;
+            state = serde_json::from_str(&call.stdout).unwrap_or(Value::Null);
+            if state["status"] == "running" {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let pid = state["pid"].as_i64().unwrap_or(0) as i32;
+        let cmdline = fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let _ = rt.call(&["kill", &id, "KILL"]);
+        let status = run.wait().map_err(|e| e.to_string())?;
+        pids.push(pid);
+        expect(state["status"] == "running", || format!("state while run waits: {state}"))?;
+        expect(cmdline.starts_with("/bin/sleep"), || format!("state's pid {pid}: {cmdline:?}"))?;
+        expect(status.code() == Some(137), || format!("run exited {status}"))?;
+        let left = rt.root.join(&id);
+        expect(!left.exists(), || format!("{} is still there", left.display()))
+    })
+}
+
 const EXEC_TESTS: &[(&str, LifeTest)] = &[
     ("exec_process_inside", exec_process_inside),
     ("exec_detach_pid_file", exec_detach_pid_file),
@@ -1643,6 +1680,7 @@ const EXEC_TESTS: &[(&str, LifeTest)] = &[
 ];
 
 const LIFE_TESTS: &[(&str, LifeTest)] = &[
+    ("lifecycle_run_in_state", lifecycle_run_in_state),
     ("lifecycle_preserve_fds", lifecycle_preserve_fds),
     ("lifecycle_stopped_zombie_under_subreaper", lifecycle_stopped_zombie_under_subreaper),
     ("lifecycle_create_start_delete", lifecycle_create_start_delete),

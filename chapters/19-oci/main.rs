@@ -777,7 +777,6 @@ fn run() -> Result<i32> {
         // << 17
         // >> 19 oci
         Some(Subcommand::Spec { bundle }) => return oci::spec(bundle),
-        Some(Subcommand::Run { bundle, id }) => return oci::run(bundle, id, progress),
         Some(command) => return lifecycle::command(&args, command, progress),
         // << 19
         None => {}
@@ -787,12 +786,22 @@ fn run() -> Result<i32> {
     progress.stage("checks", || check_host(&args))?; // >> 02
     let config = child_config(&args, &random_hostname());
     progress.note(&format!("hostname {}", config.name));
-    run_container(&config, progress)
+    // before 19: run_container(&config, progress)
+    run_container(&config, progress, |_, _| Ok(())) // >> 19
 }
 
 /// Everything from the socketpair to the cleanup: make the container the
 /// description says, wait for it, and answer with its exit status.
-fn run_container(config: &ChildConfig, progress: Progress) -> Result<i32> {
+// before 19: fn run_container(config: &ChildConfig, progress: Progress) -> Result<i32> {
+// >> 19 oci
+/// `saved` is told the container's pid and groups once it is cloned:
+/// `toybox run` writes its OCI state there.
+fn run_container(
+    config: &ChildConfig,
+    progress: Progress,
+    saved: impl FnOnce(Pid, &[PathBuf]) -> Result<()>,
+) -> Result<i32> {
+    // << 19
     // before 05: let (_parent_sock, child_sock) = progress.stage("socketpair", create_socketpair)?;
     let (parent_sock, child_sock) = progress.stage("socketpair", create_socketpair)?; // >> 05
     exec::remove_stale_records(); // >> 15
@@ -816,6 +825,7 @@ fn run_container(config: &ChildConfig, progress: Progress) -> Result<i32> {
     let (name, uid, command) = (&config.name, config.user.uid, &config.command);
     let record = exec::write_record(name, container.pid, uid, command, &cgroups.dirs())?;
     // << 15
+    saved(container.pid, &cgroups.dirs())?; // >> 19
     // >> 18 network
     // While the child mounts; done before the uid map lets it go on.
     progress.stage("network", || network::attach(&network, container.pid))?;
