@@ -1672,6 +1672,44 @@ fn lifecycle_run_in_state(rootfs: &Path, rt: &Runtime) -> Outcome {
     })
 }
 
+/// A relative cgroupsPath with directories of its own (`oci-nested/a/ID`,
+/// made under toybox/): after `delete` of a created container, and after a
+/// `run`, none of the groups toybox made is left, toybox/ aside. (runc
+/// leaves the directories above the container's own.)
+fn nested_cgroups_path_leaves_nothing(rootfs: &Path) -> Outcome {
+    let rt = Runtime::new("toybox");
+    let id = "oci-nested-id".to_string();
+    let bundle = life_bundle("nested", &rt, rootfs, &id, |c| {
+        set_args(c, &["/bin/true"]);
+        c["linux"]["cgroupsPath"] = json!(format!("oci-nested/a/{id}"));
+        c["linux"]["resources"]["pids"] = json!({"limit": 20});
+    })?;
+    let nested = || -> Vec<String> {
+        let dirs = fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten();
+        let mut found: Vec<String> = dirs
+            .map(|d| d.path().join("toybox/oci-nested"))
+            .filter(|g| g.exists())
+            .map(|g| g.display().to_string())
+            .collect();
+        if Path::new("/sys/fs/cgroup/toybox/oci-nested").exists() {
+            found.push("/sys/fs/cgroup/toybox/oci-nested".into());
+        }
+        found
+    };
+    with_cleanup(&rt, &[&id], |_| {
+        rt.create(&bundle.dir, &id, &[])?.expect_code(0)?;
+        let made = nested();
+        expect(!made.is_empty(), || "create made no toybox/oci-nested group".into())?;
+        rt.call(&["delete", "--force", &id])?.expect_code(0)?;
+        let left = nested();
+        expect(left.is_empty(), || format!("after delete: {left:?}"))?;
+        let dir = bundle.dir.display().to_string();
+        rt.call(&["run", "--bundle", &dir, &id])?.expect_code(0)?;
+        let left = nested();
+        expect(left.is_empty(), || format!("after run: {left:?}"))
+    })
+}
+
 const EXEC_TESTS: &[(&str, LifeTest)] = &[
     ("exec_process_inside", exec_process_inside),
     ("exec_detach_pid_file", exec_detach_pid_file),
@@ -1710,6 +1748,7 @@ const TESTS: &[(&str, Test)] = &[
     ("cgroups_path_from_config", cgroups_path_from_config),
     ("cpuset_from_config", cpuset_from_config),
     ("create_killed_half_way", create_killed_half_way),
+    ("nested_cgroups_path_leaves_nothing", nested_cgroups_path_leaves_nothing),
     ("user_namespace_maps", user_namespace_maps),
     ("devices_and_oom_score", devices_and_oom_score),
     ("mount_parents_and_propagation", mount_parents_and_propagation),

@@ -381,11 +381,36 @@ fn run(root: &Path, bundle: &Path, id: &str, progress: Progress) -> Result<i32> 
     config.terminal &= crate::terminal::wanted();
     let (dir, _made, claimed, mut saved) = claim(root, id, &bundle, &config, annotations, &text)?;
     drop(claimed); // `state`, `kill` and `exec` lock it while this one waits
-    crate::run_container(&config, progress, |pid, cgroups| {
+    let status = crate::run_container(&config, progress, |pid, cgroups| {
         let _lock = lock(&dir)?;
         saved.set_process(pid, cgroups)?;
         write_state(&dir, &saved)
-    })
+    });
+    // run_container removed the container's own groups.
+    for group in crate::planned_cgroups(&config) {
+        remove_empty_parents(&group);
+    }
+    status
+}
+
+/// The groups toybox made above a container's for a nested relative
+/// cgroupsPath (`toybox/a/b/ID`), each once empty: rmdir fails (EBUSY)
+/// while another container is in it (cgroups(7)). toybox/ itself stays,
+/// as docker's docker/ does; groups outside it are the client's.
+fn remove_empty_parents(group: &Path) {
+    let root = Path::new(crate::CGROUP_ROOT);
+    let is_top = |dir: &Path| {
+        dir.file_name() == Some(crate::CGROUP_PARENT.as_ref())
+            && (dir.parent() == Some(root) || dir.parent().and_then(Path::parent) == Some(root))
+    };
+    let Some(top) = group.ancestors().find(|dir| is_top(dir)) else {
+        return;
+    };
+    for dir in group.ancestors().skip(1).take_while(|dir| *dir != top) {
+        if fs::remove_dir(dir).is_err() {
+            break;
+        }
+    }
 }
 
 /// `create`: everything but the command, then exit; the pid file and the
@@ -637,6 +662,7 @@ fn delete(root: &Path, id: &str, force: bool) -> Result<i32> {
             Ok(()) => true,
             Err(e) => e.kind() == ErrorKind::NotFound,
         })?;
+        remove_empty_parents(group);
     }
     fs::remove_dir_all(&container.dir)
         .stage("delete", format!("remove {}", container.dir.display()))?;
