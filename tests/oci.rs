@@ -650,7 +650,7 @@ fn namespaces_by_path_and_absent(rootfs: &Path) -> Outcome {
 /// What config.json may not say: each refused with exit 125, one line,
 /// nothing made.
 fn bad_configs_refused(rootfs: &Path) -> Outcome {
-    let cases: [(&str, Edit, &str, i32); 7] = [
+    let cases: [(&str, Edit, &str, i32); 8] = [
         ("version", |c| c["ociVersion"] = json!("2.0.0"), "ociVersion", 125),
         (
             "rlimit",
@@ -677,6 +677,19 @@ fn bad_configs_refused(rootfs: &Path) -> Outcome {
         ("command", |c| set_args(c, &["/no/such/command"]), "no such file or directory", 127),
         ("in-path", |c| set_args(c, &["no-such-command"]), "executable file not found", 127),
         ("not-executable", |c| set_args(c, &["/etc"]), "permission denied", 126),
+        // Without a tmpfs on /dev the node would land in the rootfs, on the host.
+        (
+            "devices",
+            |c| {
+                if let Some(mounts) = c["mounts"].as_array_mut() {
+                    mounts.retain(|m| m["destination"] != "/dev");
+                }
+                c["linux"]["devices"] = json!([{"path": "/dev/oci-bad", "type": "c",
+                                                "major": 1, "minor": 3}]);
+            },
+            "needs a tmpfs mounted on /dev",
+            125,
+        ),
     ];
     for (name, edit, needle, code) in cases {
         let bundle = Bundle::new(name, "toybox", rootfs, edit)?;

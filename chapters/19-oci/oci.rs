@@ -411,6 +411,13 @@ fn child_config(spec: Spec, bundle: &Path, id: &str) -> Result<ChildConfig> {
     };
     let mounts = spec.mounts.iter().map(|m| mount(m, bundle)).collect::<Result<Vec<_>>>()?;
     let devices = linux.devices.iter().map(device).collect::<Result<Vec<_>>>()?;
+    // Nodes go in a fresh /dev. Anywhere else they would be made in the
+    // rootfs, a directory on the host's filesystem, as device files that
+    // whoever reaches that directory on the host could open.
+    let fresh_dev = mounts.iter().any(|m| m.target == "/dev" && m.fstype == "tmpfs");
+    if !devices.is_empty() && !fresh_dev {
+        return Err(bad("linux.devices needs a tmpfs mounted on /dev"));
+    }
     let (cgroup_v1, cgroup_v2) = cgroup_settings(&linux.resources, &devices)?;
     let cgroup = cgroup_path(linux.cgroups_path.as_deref(), id)?;
     Ok(ChildConfig {
