@@ -1673,7 +1673,7 @@ fn lifecycle_run_in_state(rootfs: &Path, rt: &Runtime) -> Outcome {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
         let pid = state["pid"].as_i64().unwrap_or(0) as i32;
-        let cmdline = fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmdline = command_line(pid);
         let _ = rt.call(&["kill", &id, "KILL"]);
         let status = run.wait().map_err(|e| e.to_string())?;
         pids.push(pid);
@@ -1682,6 +1682,49 @@ fn lifecycle_run_in_state(rootfs: &Path, rt: &Runtime) -> Outcome {
         expect(status.code() == Some(137), || format!("run exited {status}"))?;
         let left = rt.root.join(&id);
         expect(!left.exists(), || format!("{} is still there", left.display()))
+    })
+}
+
+/// /proc/PID/cmdline, once it is not empty: it reads empty while the
+/// process is in the middle of execve (the new image has no arguments yet).
+fn command_line(pid: i32) -> String {
+    for _ in 0..100 {
+        let text = fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if !text.is_empty() {
+            return text;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    String::new()
+}
+
+/// `running` means the command runs: `start` returns once the container's
+/// process is past execve, as runc's does. The process is stopped (SIGSTOP)
+/// before `start`, so it cannot get there: `start` must still be waiting
+/// 300 ms later, and return once SIGCONT lets the process go on; by then
+/// its pid is the command (/proc/PID/cmdline) and `state` says running.
+fn lifecycle_start_returns_after_execve(rootfs: &Path, rt: &Runtime) -> Outcome {
+    let id = format!("life-execve-{}", rt.name);
+    let bundle = life_bundle("execve", rt, rootfs, &id, |c| set_args(c, &["/bin/sleep", "100"]))?;
+    with_cleanup(rt, &[&id], |pids| {
+        rt.create(&bundle.dir, &id, &[])?.expect_code(0)?;
+        let pid = pid_of(&bundle)?;
+        pids.push(pid);
+        // SAFETY: kill(2) with plain values.
+        let signal = |signal| unsafe { libc::kill(pid, signal) };
+        expect(signal(libc::SIGSTOP) == 0, || format!("SIGSTOP {pid}"))?;
+        let mut start = rt.command(&["start", &id]).spawn().map_err(|e| e.to_string())?;
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let early = start.try_wait().map_err(|e| e.to_string())?;
+        signal(libc::SIGCONT);
+        let status = start.wait().map_err(|e| e.to_string())?;
+        expect(early.is_none(), || format!("start returned ({status}) before the execve"))?;
+        expect(status.success(), || format!("start exited {status}"))?;
+        let after = command_line(pid);
+        let state = rt.state(&id)?;
+        expect(after.starts_with("/bin/sleep"), || format!("after start, pid {pid}: {after:?}"))?;
+        expect(state["status"] == "running", || format!("state after start: {state}"))?;
+        rt.call(&["delete", "--force", &id])?.expect_code(0)
     })
 }
 
@@ -1723,11 +1766,12 @@ fn nested_cgroups_path_leaves_nothing(rootfs: &Path) -> Outcome {
     })
 }
 
-const EXEC_TESTS: &[(&str, LifeTest)] = &[
+const TOYBOX_AND_RUNC_TESTS: &[(&str, LifeTest)] = &[
     ("exec_process_inside", exec_process_inside),
     ("exec_detach_pid_file", exec_detach_pid_file),
     ("exec_console_socket", exec_console_socket),
     ("exec_refused", exec_refused),
+    ("lifecycle_start_returns_after_execve", lifecycle_start_returns_after_execve),
 ];
 
 const LIFE_TESTS: &[(&str, LifeTest)] = &[
@@ -1787,10 +1831,10 @@ fn main() {
         all.push((name, Box::new(test)));
     }
     // crun 1.8.1 (under the hybrid host's workaround) left its container's
-    // first process running after exec --detach and delete --force: the
-    // exec tests run toybox and runc.
-    let exec_tests = EXEC_TESTS.iter().map(|t| (t, &RUNTIMES[..2]));
-    for (&(name, test), runtimes) in LIFE_TESTS.iter().map(|t| (t, &RUNTIMES[..])).chain(exec_tests)
+    // first process running after exec --detach and delete --force, and its
+    // start returns before the execve: those tests run toybox and runc.
+    let pair_tests = TOYBOX_AND_RUNC_TESTS.iter().map(|t| (t, &RUNTIMES[..2]));
+    for (&(name, test), runtimes) in LIFE_TESTS.iter().map(|t| (t, &RUNTIMES[..])).chain(pair_tests)
     {
         for &rt in runtimes {
             let name: &'static str = Box::leak(format!("{name}/{rt}").into_boxed_str());

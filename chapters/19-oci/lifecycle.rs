@@ -8,11 +8,14 @@
 //!   the bundle, its cgroups and annotations; written whole, then renamed;
 //! - `config.json`: the bundle's, as `create` read it: `exec` applies the
 //!   container's seccomp profile from it, whatever the bundle says since;
-//! - `exec.fifo`: while it is there, the container is *created*: its first
-//!   process, set up, reads the fifo before execve. `start` writes one byte
-//!   into it and removes it. runc and crun hold a created container the
-//!   same way (youki listens on a socket): one mkfifo and one blocking
-//!   read, and `state` tells created from running by whether it exists.
+//! - `exec.fifo`: the container is *created* while its first process holds
+//!   this fifo open: set up, it reads one byte from it, then its execve
+//!   closes it (O_CLOEXEC). `start` writes the byte and returns once the
+//!   process has let go (its execve, or its end), as runc's start does, so
+//!   `running` always means the command runs. runc and crun hold a created
+//!   container the same way (youki listens on a socket); `toybox run`'s
+//!   process holds the fifo unread until its execve, so `state` says
+//!   created, then running, there too.
 //!
 //! Every command holds flock(2) on the directory while it reads or changes
 //! it, so two of them never act on half a change.
@@ -20,12 +23,13 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{ErrorKind, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::Signal;
 use nix::sys::stat::Mode;
 use nix::unistd::Pid;
@@ -202,16 +206,34 @@ struct Container {
 
 impl Container {
     /// Stopped once its process is gone or a zombie, or the pid is someone
-    /// else's (another start time); created while the fifo is there.
+    /// else's (another start time); created while it holds the fifo.
     fn status(&self) -> Status {
         if start_time(Pid::from_raw(self.saved.pid)) != Some(self.saved.start_time) {
             Status::Stopped
-        } else if self.dir.join(FIFO).exists() {
+        } else if has_reader(&self.dir.join(FIFO)) {
             Status::Created
         } else {
             Status::Running
         }
     }
+}
+
+/// The fifo where a created container's process waits, opened for reading
+/// and writing and inherited close-on-exec (fifo(7): Linux allows O_RDWR,
+/// so its read waits for a byte rather than seeing end of file).
+fn make_fifo(dir: &Path) -> Result<OwnedFd> {
+    let fifo = dir.join(FIFO);
+    nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600))
+        .stage("create", format!("mkfifo {}", fifo.display()))?;
+    let file = fs::OpenOptions::new().read(true).write(true).open(&fifo);
+    Ok(OwnedFd::from(file.stage("create", format!("open {}", fifo.display()))?))
+}
+
+/// Someone holds the fifo open for reading: open(2) for writing without
+/// blocking fails with ENXIO when no one does (fifo(7)). Callers hold the
+/// directory's lock, so no `start` is writing meanwhile.
+fn has_reader(fifo: &Path) -> bool {
+    fs::OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(fifo).is_ok()
 }
 
 /// flock(2) on the container's directory: released when the fd closes.
@@ -381,7 +403,10 @@ fn run(root: &Path, bundle: &Path, id: &str, progress: Progress) -> Result<i32> 
     config.terminal &= crate::terminal::wanted();
     let (dir, _made, claimed, mut saved) = claim(root, id, &bundle, &config, annotations, &text)?;
     drop(claimed); // `state`, `kill` and `exec` lock it while this one waits
+    let fifo = make_fifo(&dir)?;
+    config.kept_fds.push(fifo.as_raw_fd());
     let status = crate::run_container(&config, progress, |pid, cgroups| {
+        drop(fifo); // the child's copy alone now says created, until its execve
         let _lock = lock(&dir)?;
         saved.set_process(pid, cgroups)?;
         write_state(&dir, &saved)
@@ -442,11 +467,7 @@ fn create(
     }
     oci::check_command(&config)?;
     let (dir, mut made, _lock, mut saved) = claim(root, id, &bundle, &config, annotations, &text)?;
-    let fifo = dir.join(FIFO);
-    nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600))
-        .stage("create", format!("mkfifo {}", fifo.display()))?;
-    let file = fs::OpenOptions::new().read(true).write(true).open(&fifo);
-    let fifo_fd = OwnedFd::from(file.stage("create", format!("open {}", fifo.display()))?);
+    let fifo_fd = make_fifo(&dir)?;
     config.kept_fds.push(fifo_fd.as_raw_fd());
     config.exec_fifo = Some(fifo_fd);
     if let Some((log, _)) = LOG.get() {
@@ -477,13 +498,26 @@ fn start(root: &Path, id: &str) -> Result<i32> {
         return Err(fail("start", what, EXIT_TOYBOX_FAILED));
     }
     let path = container.dir.join(FIFO);
-    let file = fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(&path)
-        .stage("start", format!("open {}", path.display()))?;
-    fs::remove_file(&path).stage("start", format!("remove {}", path.display()))?;
+    let open = |options: &mut fs::OpenOptions| {
+        let file = options.custom_flags(libc::O_NONBLOCK).open(&path);
+        file.stage("start", format!("open {}", path.display()))
+    };
+    // Opened before the byte goes in, this end reports POLLHUP once no one
+    // holds the fifo for writing (pipe_poll in fs/pipe.c): the process's
+    // own O_RDWR descriptor is the last, closed by its execve.
+    let watch = open(fs::OpenOptions::new().read(true))?;
+    let file = open(fs::OpenOptions::new().write(true))?;
     (&file).write_all(b"0").stage("start", format!("write {}", path.display()))?;
+    drop(file);
+    // No events asked for: POLLIN (the byte, until the process reads it)
+    // does not wake us, POLLHUP always does (poll(2)).
+    let mut fds = [PollFd::new(watch.as_fd(), PollFlags::empty())];
+    while let Err(e) = poll(&mut fds, PollTimeout::NONE) {
+        if e != nix::errno::Errno::EINTR {
+            return Err(e).stage("start", format!("poll {}", path.display()));
+        }
+    }
+    fs::remove_file(&path).stage("start", format!("remove {}", path.display()))?;
     Ok(0)
 }
 
