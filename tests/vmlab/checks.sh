@@ -49,10 +49,13 @@ record() {
 # tb LABEL CMD [ARGS...]: run CMD in a container; output in $work/LABEL.out
 # and .err, exit status in $rc. timeout stops a hung container. stdin is
 # not the console: with a terminal toybox would give the container a pty.
+# $extra: more toybox flags (the network checks' --net and -p), unquoted.
+extra=
 tb() {
     label=$1
     shift
-    timeout 120 "$toybox" -v -m "$rootfs" -c "$@" </dev/null >"$work/$label.out" 2>"$work/$label.err"
+    # shellcheck disable=SC2086
+    timeout 120 "$toybox" -v $extra -m "$rootfs" -c "$@" </dev/null >"$work/$label.out" 2>"$work/$label.err"
     rc=$?
     record "$label"
 }
@@ -73,7 +76,8 @@ until_execve() {
 start() {
     label=$1
     shift
-    timeout 120 "$toybox" -v -m "$rootfs" -c "$@" </dev/null >"$work/$label.out" 2>"$work/$label.err" &
+    # shellcheck disable=SC2086
+    timeout 120 "$toybox" -v $extra -m "$rootfs" -c "$@" </dev/null >"$work/$label.out" 2>"$work/$label.err" &
     bg=$!
     until_execve "$label"
 }
@@ -368,6 +372,90 @@ if [ -f /bundle/config.json ]; then
     else
         fail oci-lifecycle "$problems: $(cat "$work/life.err")"
     fi
+fi
+
+# --- Network (chapter 18): --net bridge and -p on this kernel, whose only
+# network is the guest's own (qemu -nic none): the bridge, the NAT tables and
+# the ports are made here, and all of it must be gone after the last
+# container. Debian builds the bridge, veth and nftables as modules: run.sh
+# puts them and their load order in /lib/modules, and the host's nft in
+# /usr/sbin.
+net_skip=
+if [ ! -f /lib/modules/order ]; then
+    net_skip="no kernel modules in the initramfs (run.sh unpacks them from the kernel package)"
+elif ! command -v nft >/dev/null; then
+    net_skip="no nft in the initramfs (the host that built it has no nftables)"
+else
+    for module in $(cat /lib/modules/order); do
+        if ! insmod "/lib/modules/$module.ko" 2>"$work/insmod.err"; then
+            net_skip="insmod $module: $(cat "$work/insmod.err")"
+            break
+        fi
+    done
+fi
+# The address (10.77.0.N) a container printed with `ip -o -4 addr show dev eth0`.
+address_in() { sed -n 's/.* inet \(10\.77\.0\.[0-9]*\)\/24 .*/\1/p' "$work/$1.out" | head -n 1; }
+# URL's page, tried for up to 5 s while the server starts. (timeout, not
+# wget -T: busybox 1.35's wget crashes with -T.)
+fetch() {
+    tries=0
+    while [ "$tries" -lt 50 ]; do
+        timeout 2 wget -q -O - "$1" 2>/dev/null && return 0
+        usleep 100000
+        tries=$((tries + 1))
+    done
+    return 1
+}
+if [ -n "$net_skip" ]; then
+    for check in net-inside net-publish net-between net-cleaned; do skip "$check" "$net_skip"; done
+else
+    forward_before=$(cat /proc/sys/net/ipv4/ip_forward)
+    ip link set lo up # the guest's own: -p answers on 127.0.0.1 too
+    extra="--net bridge"
+    tb netin /bin/sh -c 'ip -o -4 addr show dev eth0; ip route; ip -o link show dev lo
+        ip addr add 10.77.0.250/24 dev eth0 2>/dev/null && echo changed eth0; true'
+    addr=$(address_in netin)
+    if [ "$rc" -eq 0 ] && [ -n "$addr" ] && [ "$addr" != 10.77.0.1 ] &&
+        grep -q '^default via 10.77.0.1 dev eth0' "$work/netin.out" &&
+        grep -q 'lo: <[^>]*UP' "$work/netin.out" && ! grep -q changed "$work/netin.out"; then
+        pass net-inside
+    else
+        fail net-inside "exit $rc, container said '$(tr '\n' ';' <"$work/netin.out")', want a 10.77.0.N address, a default route via 10.77.0.1, lo up and eth0 unchangeable: $(said netin)"
+    fi
+    # A web server published on 8080, fetched from the guest on 127.0.0.1
+    # and on the bridge's address, then from a second container: directly,
+    # and through the published port on the host (hairpin NAT).
+    extra="--net bridge -p 8080:80"
+    start web /bin/sh -c 'ip -o -4 addr show dev eth0; echo web-page >/tmp/index.html
+        httpd -p 80 -h /tmp; sleep 8'
+    web=$(address_in web)
+    local_page=$(fetch http://127.0.0.1:8080/index.html)
+    bridge_page=$(fetch http://10.77.0.1:8080/index.html)
+    if [ "$local_page" = web-page ] && [ "$bridge_page" = web-page ]; then
+        pass net-publish
+    else
+        fail net-publish "127.0.0.1:8080 gave '$local_page', 10.77.0.1:8080 gave '$bridge_page', want web-page: $(said web)"
+    fi
+    extra="--net bridge"
+    tb client /bin/sh -c "timeout 5 wget -q -O - http://$web/index.html; timeout 5 wget -q -O - http://10.77.0.1:8080/index.html"
+    got=$(tr '\n' ';' <"$work/client.out")
+    if [ "$rc" -eq 0 ] && [ -n "$web" ] && [ "$got" = "web-page;web-page;" ]; then
+        pass net-between
+    else
+        fail net-between "exit $rc, fetching $web:80 and 10.77.0.1:8080 gave '$got', want web-page twice: $(said client)"
+    fi
+    wait "$bg"
+    record web
+    extra=
+    # The kernel removes the veths with the namespaces, on a workqueue.
+    tries=0
+    while ip -o link | grep -q ': tb-' && [ "$tries" -lt 20 ]; do usleep 100000; tries=$((tries + 1)); done
+    left=$(ip -o link | sed -n 's/^[0-9]*: \(toybox0\|tb-[^:@]*\).*/\1/p' | tr '\n' ' ')
+    left="$left$(nft list tables | sed 's/$/; /' | tr -d '\n')"
+    forward=$(cat /proc/sys/net/ipv4/ip_forward)
+    [ "$forward" = "$forward_before" ] || left="${left}ip_forward $forward (was $forward_before); "
+    [ -z "$(ls -A /run/toybox 2>/dev/null)" ] || left="${left}/run/toybox: $(ls -A /run/toybox | tr '\n' ' ')"
+    if [ -z "$left" ]; then pass net-cleaned; else fail net-cleaned "left behind: $left"; fi
 fi
 
 # --- Every container's groups were removed when it exited.

@@ -66,7 +66,31 @@ fi
 
 # --- Kernel: Debian's own, the versioned package linux-image-amd64 depends
 # on, fetched with apt-get download (no mirror or URL of our own) and kept in
-# the cache: only boot/ is unpacked, a second run needs no download.
+# the cache: boot/ and the modules --net bridge needs are unpacked, a second
+# run needs no download.
+#
+# The guest has no modprobe and no depmod output: Debian builds the bridge,
+# veth and nftables as modules, so the cache keeps those named here and
+# every module they depend on (each .ko's own depends= field), with
+# modules/order listing them dependencies first, for insmod.
+NET_MODULES="veth bridge nft_chain_nat nft_masq nft_nat nft_fib_ipv4 nft_ct crc32c_generic"
+unpack_modules() {
+    local tree=$1 dest=$2 order=() name
+    add_module() {
+        local file deps dep
+        case " ${order[*]} " in *" $1 "*) return 0 ;; esac
+        file=$(find "$tree" -name "$1.ko" -print -quit)
+        [ -n "$file" ] || die "kernel package has no module $1"
+        deps=$(grep -a -o 'depends=[a-z0-9_,-]*' "$file" | sed -n '1{s/^depends=//; s/,/ /g; p}')
+        for dep in $deps; do add_module "$dep"; done
+        cp "$file" "$dest/$1.ko"
+        order+=("$1")
+    }
+    mkdir -p "$dest"
+    # crc32c_generic before libcrc32c: it asks the crypto API for crc32c.
+    for name in crc32c_generic $NET_MODULES; do add_module "$name"; done
+    printf '%s\n' "${order[@]}" >"$dest/order"
+}
 kernel_package() {
     apt-cache depends linux-image-amd64 2>/dev/null |
         sed -n 's/^ *Depends: \(linux-image-[0-9].*-amd64\)$/\1/p' | head -n 1
@@ -81,15 +105,17 @@ if [ -z "$package" ]; then
     # Offline and no package lists: fall back to the newest cached kernel.
     kdir=$(ls -d "$cache"/kernel/*/ | sort -V | tail -n 1)
     kdir=${kdir%/}
-elif [ -f "$cache/kernel/$package/vmlinuz" ]; then
+elif [ -f "$cache/kernel/$package/vmlinuz" ] && [ -f "$cache/kernel/$package/modules/order" ]; then
     kdir=$cache/kernel/$package
 else
     say "downloading $package"
     download=$(mktemp -d "$cache/kernel/download.XXXXXX")
     cleanup+=("$download")
     (cd "$download" && apt-get -o APT::Sandbox::User=root download -qq "$package")
-    dpkg-deb --fsys-tarfile "$download"/*.deb | tar -x -C "$download" ./boot
+    dpkg-deb --fsys-tarfile "$download"/*.deb | tar -x -C "$download" ./boot ./lib/modules
     mkdir -p "$cache/kernel/$package"
+    rm -rf "$cache/kernel/$package/modules"
+    unpack_modules "$download/lib/modules" "$cache/kernel/$package/modules"
     cp "$download"/boot/config-* "$cache/kernel/$package/config"
     cp "$download"/boot/vmlinuz-* "$cache/kernel/$package/vmlinuz.tmp"
     mv "$cache/kernel/$package/vmlinuz.tmp" "$cache/kernel/$package/vmlinuz"
@@ -140,12 +166,27 @@ cp "$toybox" "$stage/bin/toybox"
 for chapter in ch08-cgroups ch09-cgroup-v2; do
     [ ! -x "$(dirname "$toybox")/$chapter" ] || cp "$(dirname "$toybox")/$chapter" "$stage/bin/$chapter"
 done
+# --net bridge's part (checks.sh, "Network"): the host's nft, which toybox
+# runs, and the kernel's modules with their load order. Without either the
+# network checks say SKIP and why.
+binaries=("$toybox")
+nft=$(command -v nft || true)
+if [ -n "$nft" ]; then
+    cp "$nft" "$stage/usr/sbin/nft"
+    binaries+=("$nft")
+fi
+if [ -f "$kdir/modules/order" ]; then
+    mkdir -p "$stage/lib/modules"
+    cp "$kdir"/modules/* "$stage/lib/modules/"
+fi
 # Every library at the path ldd names, the dynamic loader included (its path
 # is in the binary), so the guest resolves them as the host does. The static
 # build (.cargo/config.toml) names none.
-{ ldd "$toybox" 2>/dev/null || true; } | { grep -o '/[^ ]*' || true; } | while read -r lib; do
-    mkdir -p "$stage$(dirname "$lib")"
-    cp -L "$lib" "$stage$lib"
+for binary in "${binaries[@]}"; do
+    { ldd "$binary" 2>/dev/null || true; } | { grep -o '/[^ ]*' || true; } | while read -r lib; do
+        mkdir -p "$stage$(dirname "$lib")"
+        cp -L "$lib" "$stage$lib"
+    done
 done
 # The core suite's probe (tests/probe/probe.c): the same eyes inside.
 gcc -static -O2 -Wall -o "$stage/rootfs/bin/probe" tests/probe/probe.c -lpthread
